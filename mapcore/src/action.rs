@@ -1,0 +1,334 @@
+//! Actions: a function plus a small fixed-capacity argument buffer, run by the map.
+//!
+//! Finalize and dealloc actions come in pairs. The rules are orc-rt's: finalize actions run in
+//! order; a pair's dealloc action is kept only once its finalize action succeeded (or had none);
+//! when a finalize action fails, the kept dealloc actions run newest first and the failing
+//! pair's own dealloc never runs. Dealloc actions always run newest first and never stop early.
+
+use core::fmt;
+
+use heapless::Vec;
+
+/// Most argument bytes one action carries.
+pub const MAX_ACTION_ARGS: usize = 48;
+
+/// Most action pairs in one initialize request, and so most dealloc actions per region.
+pub const MAX_ACTION_PAIRS: usize = 8;
+
+/// The function of an action: it receives the action's argument bytes.
+pub type ActionFn = fn(&[u8]) -> Result<(), ActionError>;
+
+/// The failure of an action, as a code chosen by the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ActionError(i32);
+
+impl ActionError {
+    /// An action failure with an action-defined code.
+    #[must_use]
+    pub const fn new(code: i32) -> Self {
+        Self(code)
+    }
+
+    /// The action-defined code.
+    #[must_use]
+    pub const fn code(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "action failed with code {}", self.0)
+    }
+}
+
+impl core::error::Error for ActionError {}
+
+/// The argument buffer was longer than [`MAX_ACTION_ARGS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgsTooLong;
+
+impl fmt::Display for ArgsTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "action arguments exceed {MAX_ACTION_ARGS} bytes")
+    }
+}
+
+impl core::error::Error for ArgsTooLong {}
+
+/// A function plus its argument bytes. Plain data: no heap, cheap to clone.
+#[derive(Clone)]
+pub struct Action {
+    func: ActionFn,
+    args: Vec<u8, MAX_ACTION_ARGS>,
+}
+
+impl Action {
+    /// An action calling `func` with a copy of `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArgsTooLong`] if `args` is longer than [`MAX_ACTION_ARGS`].
+    pub fn new(func: ActionFn, args: &[u8]) -> Result<Self, ArgsTooLong> {
+        let args = Vec::from_slice(args).map_err(|_| ArgsTooLong)?;
+        Ok(Self { func, args })
+    }
+
+    /// An action calling `func` with the native-endian bytes of `value` as its arguments;
+    /// handy for actions whose argument is one address.
+    #[must_use]
+    pub fn with_u64(func: ActionFn, value: u64) -> Self {
+        let mut args = Vec::new();
+        // A u64 is 8 bytes, well under MAX_ACTION_ARGS.
+        let _ = args.extend_from_slice(&value.to_ne_bytes());
+        Self { func, args }
+    }
+
+    /// The function.
+    #[must_use]
+    pub fn func(&self) -> ActionFn {
+        self.func
+    }
+
+    /// The argument bytes.
+    #[must_use]
+    pub fn args(&self) -> &[u8] {
+        &self.args
+    }
+
+    /// Calls the function with the argument bytes.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the function returns.
+    pub fn run(&self) -> Result<(), ActionError> {
+        (self.func)(&self.args)
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Action")
+            .field("func", &(self.func as *const ()))
+            .field("args", &self.args.as_slice())
+            .finish()
+    }
+}
+
+/// A finalize action and the dealloc action that undoes it; either may be absent.
+#[derive(Debug, Clone, Default)]
+pub struct ActionPair {
+    /// Runs during initialize, after all content is written and protected.
+    pub finalize: Option<Action>,
+    /// Runs at deinitialize (or release), or during rollback if a later finalize action fails.
+    pub dealloc: Option<Action>,
+}
+
+impl ActionPair {
+    /// A pair of two actions.
+    #[must_use]
+    pub fn new(finalize: Action, dealloc: Action) -> Self {
+        Self { finalize: Some(finalize), dealloc: Some(dealloc) }
+    }
+}
+
+/// The dealloc actions kept for one region, in registration order.
+pub type Deallocs = Vec<Action, MAX_ACTION_PAIRS>;
+
+/// A finalize action failed: which one, its error, and how many cleanup deallocs failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalizeFailure {
+    /// Index of the failing pair.
+    pub index: usize,
+    /// Its error.
+    pub error: ActionError,
+    /// How many of the cleanup dealloc actions failed.
+    pub cleanup_failures: usize,
+}
+
+/// Runs the finalize actions of `pairs` in order and returns the dealloc actions to keep.
+///
+/// `pairs` must hold at most [`MAX_ACTION_PAIRS`] entries (the map checks this beforehand);
+/// extra pairs are ignored.
+///
+/// # Errors
+///
+/// A finalize action failed: the dealloc actions kept so far already ran, newest first.
+pub fn run_finalize_actions(pairs: &[ActionPair]) -> Result<Deallocs, FinalizeFailure> {
+    let mut kept = Deallocs::new();
+    for (index, pair) in pairs.iter().take(MAX_ACTION_PAIRS).enumerate() {
+        if let Some(finalize) = &pair.finalize {
+            if let Err(error) = finalize.run() {
+                let cleanup_failures = run_dealloc_actions(&kept);
+                return Err(FinalizeFailure { index, error, cleanup_failures });
+            }
+        }
+        if let Some(dealloc) = &pair.dealloc {
+            // Cannot fail: at most MAX_ACTION_PAIRS pairs are visited.
+            let _ = kept.push(dealloc.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// Runs every action newest first, continuing after failures; returns how many failed.
+pub fn run_dealloc_actions(deallocs: &[Action]) -> usize {
+    deallocs.iter().rev().filter(|action| action.run().is_err()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    //! T15-T24: orc-rt's AllocAction tests. Arguments are the 8 native bytes of a pointer to a
+    //! counter, as upstream; any other size is a decode failure.
+    extern crate std;
+    use core::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Mutex;
+    use std::vec::Vec as StdVec;
+
+    use super::*;
+
+    const FAILED: ActionError = ActionError::new(1);
+    const FAILED_2: ActionError = ActionError::new(2);
+    const UNDECODABLE: ActionError = ActionError::new(-1);
+
+    fn counter(args: &[u8]) -> Result<&'static AtomicI64, ActionError> {
+        let bytes: [u8; 8] = args.try_into().map_err(|_| UNDECODABLE)?;
+        let addr = u64::from_ne_bytes(bytes) as usize;
+        COUNTERS.iter().find(|c| core::ptr::from_ref(*c) as usize == addr).ok_or(UNDECODABLE)
+    }
+
+    static COUNTERS: [AtomicI64; 4] =
+        [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
+    // The tests share the counters, so they take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+    static REPORTED: Mutex<StdVec<i32>> = Mutex::new(StdVec::new());
+
+    fn inc(args: &[u8]) -> Result<(), ActionError> {
+        counter(args)?.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn dec(args: &[u8]) -> Result<(), ActionError> {
+        counter(args)?.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn fail(_: &[u8]) -> Result<(), ActionError> {
+        REPORTED.lock().unwrap().push(FAILED.code());
+        Err(FAILED)
+    }
+    fn fail2(_: &[u8]) -> Result<(), ActionError> {
+        REPORTED.lock().unwrap().push(FAILED_2.code());
+        Err(FAILED_2)
+    }
+
+    fn on(func: ActionFn, c: usize) -> Action {
+        Action::with_u64(func, core::ptr::from_ref(&COUNTERS[c]) as u64)
+    }
+    fn value(c: usize) -> i64 {
+        COUNTERS[c].load(Ordering::SeqCst)
+    }
+    fn fresh() -> std::sync::MutexGuard<'static, ()> {
+        let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        COUNTERS.iter().for_each(|c| c.store(0, Ordering::SeqCst));
+        REPORTED.lock().unwrap().clear();
+        guard
+    }
+    fn pair(f: Option<Action>, d: Option<Action>) -> ActionPair {
+        ActionPair { finalize: f, dealloc: d }
+    }
+
+    #[test]
+    fn t15_default_pair_has_no_actions() {
+        let p = ActionPair::default();
+        assert!(p.finalize.is_none() && p.dealloc.is_none());
+    }
+
+    #[test]
+    fn t16_action_with_function_and_empty_args() {
+        let a = Action::new(fail, &[]).unwrap();
+        assert!(a.args().is_empty());
+        assert!(Action::new(fail, &[0; MAX_ACTION_ARGS + 1]).is_err());
+    }
+
+    #[test]
+    fn t17_run_basic_action() {
+        let _g = fresh();
+        assert_eq!(on(inc, 0).run(), Ok(()));
+        assert_eq!(value(0), 1);
+        assert_eq!(Action::new(inc, &[1]).unwrap().run(), Err(UNDECODABLE));
+    }
+
+    #[test]
+    fn t18_finalize_then_dealloc() {
+        let _g = fresh();
+        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(Some(on(inc, 0)), Some(on(dec, 0)))];
+        let kept = run_finalize_actions(&pairs).unwrap();
+        assert_eq!(value(0), 2);
+        assert_eq!(run_dealloc_actions(&kept), 0);
+        assert_eq!(value(0), 0);
+    }
+
+    #[test]
+    fn t19_finalize_failure_runs_earlier_deallocs_only() {
+        let _g = fresh();
+        let (a, b, c) = (0, 1, 2);
+        let pairs = [
+            pair(Some(on(inc, a)), Some(on(inc, a))),
+            pair(Some(Action::new(fail, &[]).unwrap()), Some(on(inc, b))),
+            pair(Some(on(inc, c)), Some(on(inc, c))),
+        ];
+        let err = run_finalize_actions(&pairs).unwrap_err();
+        assert_eq!(err, FinalizeFailure { index: 1, error: FAILED, cleanup_failures: 0 });
+        assert_eq!((value(a), value(b), value(c)), (2, 0, 0));
+    }
+
+    #[test]
+    fn t20_null_finalize_keeps_dealloc() {
+        let _g = fresh();
+        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(None, Some(on(dec, 0)))];
+        let kept = run_finalize_actions(&pairs).unwrap();
+        assert_eq!(kept.len(), 2);
+        run_dealloc_actions(&kept);
+        assert_eq!(value(0), -1);
+    }
+
+    #[test]
+    fn t21_null_dealloc_is_dropped() {
+        let _g = fresh();
+        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(Some(on(inc, 0)), None)];
+        let kept = run_finalize_actions(&pairs).unwrap();
+        assert_eq!(kept.len(), 1);
+        run_dealloc_actions(&kept);
+        assert_eq!(value(0), 1);
+    }
+
+    #[test]
+    fn t22_dealloc_keeps_going_after_error() {
+        let _g = fresh();
+        let list = [on(inc, 0), Action::new(fail, &[]).unwrap()];
+        assert_eq!(run_dealloc_actions(&list), 1);
+        assert_eq!(*REPORTED.lock().unwrap(), [FAILED.code()]);
+        assert_eq!(value(0), 1);
+    }
+
+    #[test]
+    fn t23_dealloc_reports_all_errors_newest_first() {
+        let _g = fresh();
+        let list = [Action::new(fail, &[]).unwrap(), Action::new(fail2, &[]).unwrap()];
+        assert_eq!(run_dealloc_actions(&list), 2);
+        assert_eq!(*REPORTED.lock().unwrap(), [FAILED_2.code(), FAILED.code()]);
+    }
+
+    #[test]
+    fn t24_finalize_failure_counts_cleanup_failures() {
+        let _g = fresh();
+        let pairs = [
+            pair(Some(on(inc, 0)), Some(on(dec, 0))),
+            pair(Some(on(inc, 0)), Some(Action::new(fail, &[]).unwrap())),
+            pair(Some(Action::new(fail2, &[]).unwrap()), None),
+        ];
+        let err = run_finalize_actions(&pairs).unwrap_err();
+        assert_eq!(err, FinalizeFailure { index: 2, error: FAILED_2, cleanup_failures: 1 });
+        assert_eq!(*REPORTED.lock().unwrap(), [FAILED_2.code(), FAILED.code()]);
+        assert_eq!(value(0), 1);
+    }
+}

@@ -1,0 +1,532 @@
+//! The map: the public reserve / initialize / deinitialize / release API.
+//!
+//! # Safety
+//!
+//! This module calls the host's unsafe methods. Every call is made on pages the calling thread
+//! owns in the bookkeeping (claimed by an `Initializing` region, taken by a `Retiring` region,
+//! or inside a `Releasing` slab), so no other thread of the map touches them concurrently, and
+//! the map itself never holds references into JIT memory.
+#![expect(unsafe_code, reason = "the host's page operations are unsafe fns")]
+
+use core::fmt;
+
+use heapless::Vec;
+
+use crate::action::{run_dealloc_actions, run_finalize_actions};
+use crate::addr::PageRange;
+use crate::error::Error;
+use crate::host::{Host, HostOp};
+use crate::plan::{runs, Plan, Span, Spans};
+use crate::prot::{Lifetime, Prot};
+use crate::request::{Content, InitRequest};
+use crate::state::{Retired, State};
+use crate::table::{Fixed, Storage};
+
+/// What deinitialize does with the contents of freed pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscardPolicy {
+    /// Drop the contents ([`Host::discard`]): memory goes back to the system and reused pages
+    /// read as zero without any zero-filling.
+    #[default]
+    Discard,
+    /// Keep the contents resident: deinitialize is cheaper and initialize zero-fills reused
+    /// pages itself.
+    Retain,
+}
+
+/// How a map behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// What deinitialize does with freed pages.
+    pub discard: DiscardPolicy,
+    /// Accept segments that are writable and executable at once (refused by default: W^X).
+    pub allow_write_exec: bool,
+    /// Largest reservation accepted, in bytes.
+    pub max_reservation: usize,
+}
+
+impl Config {
+    /// Discard on deinitialize, W^X enforced, reservations up to 1 TiB (1 GiB on 32-bit).
+    pub const DEFAULT: Self = Self {
+        discard: DiscardPolicy::Discard,
+        allow_write_exec: false,
+        max_reservation: if usize::BITS >= 64 { 1 << 40 } else { 1 << 30 },
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The default fixed storage: 16 slabs, 256 regions, 1024 segments of live regions.
+pub type DefaultStorage = Fixed<16, 256, 1024>;
+
+/// Entries of a batch handled together, so that their adjacent pages share host calls.
+const BATCH_CHUNK: usize = 16;
+
+/// A JIT memory map over a [`Host`]: slabs of address space and the regions initialized in them.
+///
+/// All methods take `&self`; the map is `Sync` when its host is. A spin lock guards the
+/// bookkeeping only: no copy, host call or action runs under it, so actions may call back into
+/// the map.
+pub struct JitMap<H: Host, S: Storage = DefaultStorage> {
+    host: H,
+    page_size: usize,
+    config: Config,
+    state: spin::Mutex<State<S>>,
+}
+
+impl<H: Host + fmt::Debug, S: Storage> fmt::Debug for JitMap<H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JitMap")
+            .field("host", &self.host)
+            .field("config", &self.config)
+            .field("state", &*self.state.lock())
+            .finish()
+    }
+}
+
+/// How one batch entry being deinitialized is doing.
+#[derive(Debug)]
+struct Retiring<E> {
+    index: usize,
+    slot: u32,
+    first_page: usize,
+    dealloc_failures: usize,
+    error: Option<Error<E>>,
+}
+
+impl<H: Host, S: Storage> JitMap<H, S> {
+    /// A map over `host` with the default [`Config`].
+    pub fn new(host: H) -> Self {
+        Self::with_config(host, Config::DEFAULT)
+    }
+
+    /// A map over `host` with `config`.
+    pub fn with_config(host: H, config: Config) -> Self {
+        let page_size = host.page_size();
+        Self { host, page_size, config, state: spin::Mutex::new(State::default()) }
+    }
+
+    /// The host.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// The host's page size.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `f` on the bookkeeping under the lock. The guard is gone when this returns, so no
+    /// caller can hold the lock across a host call or an action by accident.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State<S>) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+
+    /// Whether reused pages may hold old bytes and must be zero-filled by initialize.
+    fn zero_on_reuse(&self) -> bool {
+        self.config.discard == DiscardPolicy::Retain || !self.host.capabilities().discard
+    }
+
+    /// Reserves a slab of `size` bytes of read-write memory that reads as zero and returns
+    /// its base.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for zero or a non-page multiple, [`Error::TooLarge`] above
+    /// [`Config::max_reservation`], [`Error::CapacityExceeded`] when the slab table is full,
+    /// [`Error::Host`] when the host fails, [`Error::HostInvariant`] when it returns a bad
+    /// base. Nothing is left reserved on any error.
+    pub fn reserve(&self, size: usize) -> Result<usize, Error<H::Error>> {
+        if size == 0 || size % self.page_size != 0 {
+            return Err(Error::InvalidSize { size });
+        }
+        if size > self.config.max_reservation {
+            return Err(Error::TooLarge { size });
+        }
+        self.with_state(|s| s.begin_reserve())?;
+        let base = match self.host.reserve(size) {
+            Ok(base) => base,
+            Err(error) => {
+                self.with_state(|s| s.abandon_reserve());
+                return Err(Error::Host { op: HostOp::Reserve, segment: None, error, quarantined: false });
+            }
+        };
+        let recorded = self.with_state(|s| s.finish_reserve(base, size, self.page_size));
+        if let Err(error) = recorded {
+            // SAFETY: (1) `base`/`size` are exactly what `reserve` just returned and nobody
+            // else knows of them; (2) nothing refers to the memory.
+            let _ = unsafe { self.host.release(base, size) };
+            return Err(error);
+        }
+        Ok(base)
+    }
+
+    /// Initializes a region: copies content, zero-fills, sets protections, makes the
+    /// instruction cache coherent, runs the finalize actions and keeps their dealloc actions.
+    /// Returns the region's key, the address of its lowest Standard segment.
+    ///
+    /// Every check happens before the first side effect. Finalize-lifetime segments are freed
+    /// again before this returns.
+    ///
+    /// # Errors
+    ///
+    /// Validation errors change nothing. [`Error::Host`] and [`Error::FinalizeFailed`] are
+    /// reported after a complete rollback: the dealloc actions of finalize actions that
+    /// succeeded ran newest first, every page is free again (read-write, and discarded or
+    /// zeroed), nothing is recorded. If the rollback itself failed, the error says
+    /// `quarantined` and the pages are never handed out again.
+    pub fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, Error<H::Error>> {
+        let plan = Plan::validate(request, self.page_size, self.config.allow_write_exec)?;
+        let slot = self.with_state(|s| s.claim(&plan, request.segments))?;
+        self.write_contents(request, &plan);
+
+        let fail = |op, segment, error| {
+            let quarantined = self.roll_back(slot, &plan.spans);
+            Err(Error::Host { op, segment: Some(segment), error, quarantined })
+        };
+        for run in &runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
+            if let Err(error) = self.host.flush_icache(run.range) {
+                return fail(HostOp::FlushIcache, run.segment, error);
+            }
+        }
+        for run in &runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
+            // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
+            // references into them and the caller gave up the request's pages to the map.
+            if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
+                return fail(HostOp::Protect, run.segment, error);
+            }
+        }
+        let deallocs = match run_finalize_actions(request.actions) {
+            Ok(deallocs) => deallocs,
+            Err(failure) => {
+                let quarantined = self.roll_back(slot, &plan.spans);
+                return Err(Error::FinalizeFailed {
+                    action: failure.index,
+                    error: failure.error,
+                    cleanup_failures: failure.cleanup_failures,
+                    quarantined,
+                });
+            }
+        };
+        let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
+        if let Err((op, segment, error)) = self.reset_pages(&plan.spans, finalize_only) {
+            run_dealloc_actions(&deallocs);
+            return fail(op, segment, error);
+        }
+        self.with_state(|s| s.commit(slot, deallocs));
+        Ok(plan.key)
+    }
+
+    /// Copies each segment's content and, where reused pages may hold old bytes, zero-fills
+    /// the rest of its pages.
+    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan) {
+        let zero = self.zero_on_reuse();
+        for span in &plan.spans {
+            let seg = &request.segments[span.segment];
+            if let Content::Bytes(bytes) = seg.content {
+                if !bytes.is_empty() {
+                    // SAFETY: (1) the span's pages are claimed, inside one slab, and free pages
+                    // are read-write; (2) the claim keeps every other thread away.
+                    unsafe { self.host.write(seg.addr, bytes) };
+                }
+            }
+            if zero {
+                let from = seg.addr + seg.content.len();
+                // SAFETY: as above; `from..span end` lies inside the span.
+                unsafe { self.host.fill_zero(from, span.range.end() - from) };
+            }
+        }
+    }
+
+    /// Returns the pages of the selected spans to the free state: one protect back to
+    /// read-write per run of touching pages that holds a non-read-write page, then (policy)
+    /// one discard per run, falling back to zero-filling if the discard fails. Keeps going
+    /// after a failed protect and reports the first.
+    fn reset_pages(
+        &self,
+        spans: &[Span],
+        keep: impl Fn(&Span) -> bool,
+    ) -> Result<(), (HostOp, usize, H::Error)> {
+        let mut first_error = None;
+        for run in &runs(spans, false, keep) {
+            if let Err(e) = self.reset_run(run.range, run.prot != Prot::READ_WRITE) {
+                first_error.get_or_insert((HostOp::Protect, run.segment, e));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Resets one run of pages; fails only if the protect back to read-write fails.
+    fn reset_run(&self, range: PageRange, needs_protect: bool) -> Result<(), H::Error> {
+        if needs_protect {
+            // SAFETY: (1) the run lies inside one slab, in pages this thread owns; (2) the map
+            // holds no references into them, and their region is being torn down.
+            unsafe { self.host.protect(range, Prot::READ_WRITE) }?;
+        }
+        if self.config.discard == DiscardPolicy::Discard && self.host.capabilities().discard {
+            // SAFETY: as above; the contents are no longer needed.
+            if unsafe { self.host.discard(range) }.is_err() {
+                // The pages are read-write now: zero them so that they still read as zero.
+                // SAFETY: as above; the pages are read-write after the protect.
+                unsafe { self.host.fill_zero(range.start(), range.len()) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
+    /// Returns whether some pages had to be quarantined.
+    fn roll_back(&self, slot: u32, spans: &Spans) -> bool {
+        let quarantined = self.reset_pages(spans, |_| true).is_err();
+        self.with_state(|s| s.forget(slot, quarantined));
+        quarantined
+    }
+
+    /// Deinitializes the region keyed `key`: runs its dealloc actions newest first, returns
+    /// its pages to the free state and forgets it. The pages can be initialized again at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownKey`], [`Error::InteriorAddress`], [`Error::NotInAnySlab`] and
+    /// [`Error::Busy`] change nothing. [`Error::DeallocFailed`] means the region is gone but
+    /// some of its dealloc actions failed; [`Error::Host`] with `quarantined` means its pages
+    /// could not be reset and will not be reused.
+    pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
+        let mut reported = None;
+        match self.deinitialize_multiple(&[key], |_, e| reported = Some(e)) {
+            Ok(()) => Ok(()),
+            Err(batch) => Err(reported.unwrap_or(batch)),
+        }
+    }
+
+    /// Deinitializes many regions, back to front; keeps going after errors, reports each
+    /// failing entry to `report` with its index, and merges host calls over adjacent regions.
+    /// An entry repeated in `keys` succeeds once; the repeat reports [`Error::UnknownKey`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Batch`] with the number of failed entries, if any failed.
+    pub fn deinitialize_multiple(
+        &self,
+        keys: &[usize],
+        mut report: impl FnMut(usize, Error<H::Error>),
+    ) -> Result<(), Error<H::Error>> {
+        let mut failed = 0;
+        let mut end = keys.len();
+        while end > 0 {
+            let start = end.saturating_sub(BATCH_CHUNK);
+            failed += self.deinitialize_chunk(keys, start, end, &mut report);
+            end = start;
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+
+    fn deinitialize_chunk(
+        &self,
+        keys: &[usize],
+        start: usize,
+        end: usize,
+        report: &mut impl FnMut(usize, Error<H::Error>),
+    ) -> usize {
+        let mut failed = 0;
+        let mut chunk: Vec<Retiring<H::Error>, BATCH_CHUNK> = Vec::new();
+        // 1. Back to front: take each region out of service and run its dealloc actions.
+        for index in (start..end).rev() {
+            match self.with_state(|s| s.retire(keys[index])) {
+                Ok(Retired { slot, spans, deallocs }) => {
+                    let dealloc_failures = run_dealloc_actions(&deallocs);
+                    let first_page = spans.first().map_or(keys[index], |s| s.range.start());
+                    // Cannot fail: at most BATCH_CHUNK entries.
+                    let _ = chunk.push(Retiring { index, slot, first_page, dealloc_failures, error: None });
+                }
+                Err(error) => {
+                    report(index, error);
+                    failed += 1;
+                }
+            }
+        }
+        // 2. In address order, reset the pages, merging runs that touch across regions.
+        let mut by_address: Vec<usize, BATCH_CHUNK> = (0..chunk.len()).collect();
+        by_address.sort_unstable_by_key(|&i| chunk[i].first_page);
+        let reuse_exec = self.host.capabilities().reuse_executable;
+        let mut run: Option<(PageRange, bool, u32)> = None;
+        for (bit, &entry) in by_address.iter().enumerate() {
+            let spans = self.with_state(|s| s.retiring_spans(chunk[entry].slot));
+            for span in spans.iter().filter(|s| reuse_exec || !s.prot.contains(Prot::EXEC)) {
+                let protect = span.prot != Prot::READ_WRITE;
+                if let Some((range, needs, members)) = &mut run {
+                    if let Some(joined) = range.join(&span.range) {
+                        *range = joined;
+                        *needs |= protect;
+                        *members |= 1 << bit;
+                        continue;
+                    }
+                }
+                if let Some(done) = run.replace((span.range, protect, 1 << bit)) {
+                    self.finish_run(done, &by_address, &mut chunk);
+                }
+            }
+        }
+        if let Some(done) = run {
+            self.finish_run(done, &by_address, &mut chunk);
+        }
+        // 3. Forget the regions, then report.
+        self.with_state(|s| {
+            for entry in &chunk {
+                if !reuse_exec {
+                    s.quarantine_executable(entry.slot);
+                }
+                s.forget(entry.slot, entry.error.is_some());
+            }
+        });
+        for entry in chunk {
+            let error = entry.error.or(
+                (entry.dealloc_failures > 0).then_some(Error::DeallocFailed { failed: entry.dealloc_failures }),
+            );
+            if let Some(error) = error {
+                report(entry.index, error);
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Resets one merged run of a deinitialize batch and records a failure on its members.
+    fn finish_run(
+        &self,
+        (range, needs_protect, members): (PageRange, bool, u32),
+        by_address: &[usize],
+        chunk: &mut [Retiring<H::Error>],
+    ) {
+        if let Err(error) = self.reset_run(range, needs_protect) {
+            for (bit, &entry) in by_address.iter().enumerate() {
+                if members & (1 << bit) != 0 {
+                    chunk[entry].error.get_or_insert(Error::Host {
+                        op: HostOp::Protect,
+                        segment: None,
+                        error: error.clone(),
+                        quarantined: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Releases the slab based at `base`: deinitializes the regions still in it, newest first
+    /// (each dealloc action exactly once), then returns the address space to the host.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotSlabBase`], [`Error::NotInAnySlab`] and [`Error::Busy`] change nothing.
+    /// [`Error::Host`]: the host could not unmap; the slab stays recorded (its regions are
+    /// gone) and the release can be retried. [`Error::DeallocFailed`]: the slab is released
+    /// but some dealloc actions failed.
+    pub fn release(&self, base: usize) -> Result<(), Error<H::Error>> {
+        let size = self.with_state(|s| s.begin_release(base))?;
+        let mut dealloc_failures = 0;
+        loop {
+            let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) else { break };
+            dealloc_failures += run_dealloc_actions(&retired.deallocs);
+            self.with_state(|s| s.forget(retired.slot, false));
+        }
+        // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
+        // slab's `Releasing` state that no other call passes; (2) its regions are gone and no
+        // claim can enter a releasing slab.
+        let unmapped = unsafe { self.host.release(base, size) };
+        self.with_state(|s| s.finish_release(base, unmapped.is_ok()));
+        if let Err(error) = unmapped {
+            return Err(Error::Host { op: HostOp::Release, segment: None, error, quarantined: false });
+        }
+        if dealloc_failures > 0 {
+            return Err(Error::DeallocFailed { failed: dealloc_failures });
+        }
+        Ok(())
+    }
+
+    /// Releases many slabs, back to front; keeps going after errors and reports each failing
+    /// entry to `report` with its index.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Batch`] with the number of failed entries, if any failed.
+    pub fn release_multiple(
+        &self,
+        bases: &[usize],
+        mut report: impl FnMut(usize, Error<H::Error>),
+    ) -> Result<(), Error<H::Error>> {
+        let mut failed = 0;
+        for (index, &base) in bases.iter().enumerate().rev() {
+            if let Err(error) = self.release(base) {
+                report(index, error);
+                failed += 1;
+            }
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+
+    /// Releases every slab, newest first, running every remaining dealloc action. The map
+    /// stays usable afterwards. Dropping the map does the same.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Batch`] with the number of slabs whose release reported an error.
+    pub fn shutdown(&self) -> Result<(), Error<H::Error>> {
+        let mut failed = 0;
+        let mut before = u64::MAX;
+        while let Some((base, seq)) = self.with_state(|s| s.newest_slab_before(before)) {
+            before = seq;
+            if self.release(base).is_err() {
+                failed += 1;
+            }
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+
+    /// The number of slabs recorded.
+    pub fn slab_count(&self) -> usize {
+        self.with_state(|s| s.slabs().len())
+    }
+
+    /// The number of regions recorded (live or in progress).
+    pub fn region_count(&self) -> usize {
+        self.with_state(|s| s.region_count())
+    }
+
+    /// Checks the bookkeeping's invariants (sorted, disjoint tables that agree with each
+    /// other).
+    ///
+    /// # Errors
+    ///
+    /// A description of the first broken invariant.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        self.with_state(|s| s.check())
+    }
+}
+
+impl<H: Host, S: Storage> Drop for JitMap<H, S> {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

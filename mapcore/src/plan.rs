@@ -1,0 +1,196 @@
+//! Validation of an initialize request and the host calls it will need, computed before any
+//! side effect. Pure arithmetic: no host, no tables.
+
+use heapless::Vec;
+
+use crate::addr::{is_aligned, PageRange};
+use crate::error::{Error, Limit};
+use crate::prot::{Lifetime, Prot};
+use crate::request::{InitRequest, MAX_SEGMENTS};
+use crate::MAX_ACTION_PAIRS;
+
+/// The pages one segment covers, with what the segment wants for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) range: PageRange,
+    pub(crate) prot: Prot,
+    pub(crate) lifetime: Lifetime,
+    /// Index of the segment in the request.
+    pub(crate) segment: usize,
+}
+
+/// A list of spans, at most one per segment.
+pub(crate) type Spans = Vec<Span, MAX_SEGMENTS>;
+
+/// One host call over a run of pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) range: PageRange,
+    pub(crate) prot: Prot,
+    /// The first request segment the run covers, for error reports.
+    pub(crate) segment: usize,
+}
+
+/// A list of runs, at most one per segment.
+pub(crate) type Runs = Vec<Run, MAX_SEGMENTS>;
+
+/// A validated initialize request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The spans of the non-empty segments, sorted by address, sharing no page.
+    pub(crate) spans: Spans,
+    /// The lowest Standard segment address.
+    pub(crate) key: usize,
+    /// Index of the segment that gives the key.
+    pub(crate) key_segment: usize,
+}
+
+impl Plan {
+    /// Checks everything about `request` that does not depend on the map's tables.
+    pub(crate) fn validate<E>(
+        request: &InitRequest<'_>,
+        page_size: usize,
+        allow_write_exec: bool,
+    ) -> Result<Self, Error<E>> {
+        if request.segments.len() > MAX_SEGMENTS {
+            return Err(Error::CapacityExceeded(Limit::Segments));
+        }
+        if request.actions.len() > MAX_ACTION_PAIRS {
+            return Err(Error::CapacityExceeded(Limit::ActionPairs));
+        }
+        let mut spans = Spans::new();
+        let mut key: Option<(usize, usize)> = None;
+        for (segment, seg) in request.segments.iter().enumerate() {
+            if !is_aligned(seg.addr, page_size) {
+                return Err(Error::Misaligned { segment });
+            }
+            let range =
+                PageRange::covering(seg.addr, seg.size, page_size).ok_or(Error::Overflow { segment })?;
+            if seg.content.len() > seg.size {
+                return Err(Error::ContentTooLong { segment });
+            }
+            if seg.group.prot.is_write_exec() && !allow_write_exec {
+                return Err(Error::WriteExecute { segment });
+            }
+            if seg.group.lifetime == Lifetime::Standard && key.is_none_or(|(k, _)| seg.addr < k) {
+                key = Some((seg.addr, segment));
+            }
+            if !range.is_empty() {
+                // Cannot fail: at most MAX_SEGMENTS segments.
+                let _ = spans.push(Span {
+                    range,
+                    prot: seg.group.prot,
+                    lifetime: seg.group.lifetime,
+                    segment,
+                });
+            }
+        }
+        let (key, key_segment) = key.ok_or(Error::NoStandardSegment)?;
+        spans.sort_unstable_by_key(|s| s.range.start());
+        for pair in spans.windows(2) {
+            if pair[0].range.end() > pair[1].range.start() {
+                return Err(Error::SharedPage { segment: pair[0].segment.max(pair[1].segment) });
+            }
+        }
+        Ok(Self { spans, key, key_segment })
+    }
+}
+
+/// Merges sorted, disjoint spans into maximal runs of touching pages. With `same_prot`, only
+/// spans of equal protection merge; `keep` selects the spans to include.
+pub(crate) fn runs(spans: &[Span], same_prot: bool, keep: impl Fn(&Span) -> bool) -> Runs {
+    let mut runs = Runs::new();
+    for span in spans.iter().filter(|s| keep(s)) {
+        if let Some(last) = runs.last_mut() {
+            if last.range.end() == span.range.start() && (!same_prot || last.prot == span.prot) {
+                if let Some(joined) = last.range.join(&span.range) {
+                    last.range = joined;
+                    if last.prot != span.prot {
+                        // A mixed run: remember that some page in it is not read-write.
+                        last.prot = Prot::NONE;
+                    }
+                    continue;
+                }
+            }
+        }
+        // Cannot fail: at most one run per span.
+        let _ = runs.push(Run { range: span.range, prot: span.prot, segment: span.segment });
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Segment;
+
+    const P: usize = 0x1000;
+
+    fn validate(segments: &[Segment<'_>]) -> Result<Plan, Error<()>> {
+        Plan::validate(&InitRequest::new(segments, &[]), P, false)
+    }
+
+    #[test]
+    fn sorts_spans_and_picks_lowest_standard_key() {
+        let segs = [
+            Segment::new(Prot::READ_WRITE, 0x5000, 10, &[]),
+            Segment::with_lifetime(Prot::READ, Lifetime::Finalize, 0x1000, P, &[]),
+            Segment::new(Prot::READ_EXEC, 0x3000, P + 1, &[]),
+        ];
+        let plan = validate(&segs).unwrap();
+        assert_eq!(plan.key, 0x3000);
+        assert_eq!(plan.key_segment, 2);
+        let starts: [usize; 3] = core::array::from_fn(|i| plan.spans[i].range.start());
+        assert_eq!(starts, [0x1000, 0x3000, 0x5000]);
+        assert_eq!(plan.spans[1].range.end(), 0x5000);
+    }
+
+    #[test]
+    fn rejects_in_request_order_with_segment_index() {
+        let content = [0u8; 3];
+        assert_eq!(
+            validate(&[Segment::new(Prot::READ, 0x1000, 1, &[]), Segment::new(Prot::READ, 0x2001, 1, &[])])
+                .unwrap_err(),
+            Error::Misaligned { segment: 1 }
+        );
+        assert_eq!(
+            validate(&[Segment::new(Prot::READ, 0x1000, 2, &content)]).unwrap_err(),
+            Error::ContentTooLong { segment: 0 }
+        );
+        assert_eq!(
+            validate(&[Segment::new(Prot::READ, usize::MAX & !0xfff, 2, &[])]).unwrap_err(),
+            Error::Overflow { segment: 0 }
+        );
+        assert_eq!(
+            validate(&[Segment::new(Prot::ALL, 0x1000, 1, &[])]).unwrap_err(),
+            Error::WriteExecute { segment: 0 }
+        );
+        assert_eq!(validate(&[]).unwrap_err(), Error::NoStandardSegment);
+        assert_eq!(
+            validate(&[Segment::new(Prot::READ, 0x1000, 1, &[]), Segment::new(Prot::READ, 0x1000, 0, &[]),
+                Segment::new(Prot::READ, 0x2000, 1, &[]), Segment::new(Prot::READ, 0x1000, 1, &[])])
+                .unwrap_err(),
+            Error::SharedPage { segment: 3 }
+        );
+    }
+
+    #[test]
+    fn runs_merge_touching_spans() {
+        let segs = [
+            Segment::new(Prot::READ_EXEC, 0x1000, P, &[]),
+            Segment::new(Prot::READ_EXEC, 0x2000, P, &[]),
+            Segment::new(Prot::READ, 0x3000, P, &[]),
+            Segment::new(Prot::READ_WRITE, 0x4000, P, &[]),
+            Segment::new(Prot::READ, 0x6000, P, &[]),
+        ];
+        let plan = validate(&segs).unwrap();
+        let protect = runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE);
+        let got: [(usize, usize, Prot); 3] =
+            core::array::from_fn(|i| (protect[i].range.start(), protect[i].range.end(), protect[i].prot));
+        assert_eq!(got, [(0x1000, 0x3000, Prot::READ_EXEC), (0x3000, 0x4000, Prot::READ), (0x6000, 0x7000, Prot::READ)]);
+        assert_eq!(protect.len(), 3);
+        let all = runs(&plan.spans, false, |_| true);
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].range.start(), all[0].range.end()), (0x1000, 0x5000));
+    }
+}
