@@ -1,0 +1,2 @@
+//! mapcore for std processes.
+pub use mapcore;
