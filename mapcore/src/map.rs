@@ -60,8 +60,10 @@ impl Default for Config {
     }
 }
 
-/// The default fixed storage: 16 slabs, 256 regions, 1024 segments of live regions.
-pub type DefaultStorage = Fixed<16, 256, 1024>;
+/// The default fixed storage: 8 slabs, 64 regions, 256 segments of live regions; about 80 KiB,
+/// most of it the regions' dealloc actions. Pick other capacities with [`Fixed`], or use
+/// `Growable` (feature `alloc`).
+pub type DefaultStorage = Fixed<8, 64, 256>;
 
 /// Entries of a batch handled together, so that their adjacent pages share host calls.
 const BATCH_CHUNK: usize = 16;
