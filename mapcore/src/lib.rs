@@ -16,6 +16,7 @@ mod map;
 mod plan;
 mod prot;
 mod request;
+pub mod sps;
 mod state;
 mod table;
 

@@ -1,0 +1,296 @@
+//! Helpers shared by the real-memory test binaries: `/proc/self/maps` and `mincore` oracles,
+//! machine code for the host architecture, raw memory access, and upstream's helper actions.
+//!
+//! # Safety
+//!
+//! The helpers that touch memory or run code are `unsafe fn`s whose callers promise the
+//! addresses are mapped with the needed protection and hold what the helper expects.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the helpers"
+)]
+#![expect(
+    unsafe_code,
+    reason = "raw access to JIT memory, running JIT code, mincore"
+)]
+
+use std::fs;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mapcore_std::{Action, ActionError, Prot};
+
+// ---- /proc/self/maps -----------------------------------------------------------------------
+
+/// One line of `/proc/self/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Vma {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// `rwxp` style.
+    pub(crate) perms: String,
+}
+
+/// Every mapping of this process.
+pub(crate) fn vmas() -> Vec<Vma> {
+    let text = fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    text.lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next().expect("address range");
+            let perms = fields.next().expect("permissions").to_owned();
+            let (start, end) = range.split_once('-').expect("start-end");
+            let hex = |s: &str| usize::from_str_radix(s, 16).expect("hex address");
+            Vma {
+                start: hex(start),
+                end: hex(end),
+                perms,
+            }
+        })
+        .collect()
+}
+
+/// The permissions `/proc/self/maps` shows for every byte of `[start, end)`, if they are the
+/// same throughout; otherwise a description of what is there instead.
+pub(crate) fn perms_of(start: usize, end: usize) -> Result<String, String> {
+    let covering: Vec<Vma> = vmas()
+        .into_iter()
+        .filter(|v| v.start < end && start < v.end)
+        .collect();
+    let mut at = start;
+    let mut perms: Option<&str> = None;
+    for vma in &covering {
+        if vma.start > at {
+            return Err(format!(
+                "{at:#x}..{:#x} is not mapped; mappings: {covering:x?}",
+                vma.start
+            ));
+        }
+        match perms {
+            None => perms = Some(&vma.perms),
+            Some(p) if p == vma.perms => {}
+            Some(_) => {
+                return Err(format!(
+                    "mixed permissions over {start:#x}..{end:#x}: {covering:x?}"
+                ))
+            }
+        }
+        at = vma.end;
+    }
+    if at < end {
+        return Err(format!(
+            "{at:#x}..{end:#x} is not mapped; mappings: {covering:x?}"
+        ));
+    }
+    Ok(perms.unwrap_or_default().to_owned())
+}
+
+/// Whether any byte of `[start, end)` is mapped.
+pub(crate) fn any_mapped(start: usize, end: usize) -> bool {
+    vmas().iter().any(|v| v.start < end && start < v.end)
+}
+
+/// The `/proc/self/maps` permission string of private memory with protection `prot`.
+pub(crate) fn maps_perms(prot: Prot) -> String {
+    format!("{prot}p")
+}
+
+// ---- mincore -------------------------------------------------------------------------------
+
+/// How many pages of `[start, start + len)` are resident, per `mincore`.
+///
+/// # Panics
+///
+/// If `mincore` fails (the range is not mapped, or `start` is not page-aligned).
+pub(crate) fn resident_pages(start: usize, len: usize) -> usize {
+    let page = mapcore_std::page_size();
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: mincore only reads the page tables of the range and writes one byte per page
+    // into `vec`, which has exactly that many bytes.
+    let rc = unsafe {
+        libc::mincore(
+            ptr::with_exposed_provenance_mut(start),
+            len,
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "mincore({start:#x}, {len:#x}): {}",
+        std::io::Error::last_os_error()
+    );
+    vec.iter().filter(|b| **b & 1 != 0).count()
+}
+
+// ---- raw memory ----------------------------------------------------------------------------
+
+/// Reads `len` bytes at `addr`.
+///
+/// # Safety
+///
+/// `[addr, addr + len)` is mapped readable and nobody writes it meanwhile.
+pub(crate) unsafe fn read(addr: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        // SAFETY: each byte is mapped readable, as the caller promises.
+        .map(|i| unsafe { ptr::with_exposed_provenance::<u8>(addr + i).read_volatile() })
+        .collect()
+}
+
+/// Writes `bytes` at `addr`.
+///
+/// # Safety
+///
+/// `[addr, addr + bytes.len())` is mapped writable and nobody else accesses it meanwhile.
+pub(crate) unsafe fn write(addr: usize, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        // SAFETY: each byte is mapped writable, as the caller promises.
+        unsafe { ptr::with_exposed_provenance_mut::<u8>(addr + i).write_volatile(*b) };
+    }
+}
+
+// ---- machine code --------------------------------------------------------------------------
+
+/// Machine code for the host architecture, System V / AAPCS64 calling convention.
+pub(crate) mod code {
+    /// `extern "C" fn(x: u64) -> u64 { x * 3 + 7 }`
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const TIMES3_PLUS7: &[u8] = &[
+        0x48, 0x8d, 0x04, 0x7f, // lea rax, [rdi + rdi*2]
+        0x48, 0x83, 0xc0, 0x07, // add rax, 7
+        0xc3, // ret
+    ];
+    /// `extern "C" fn(x: u64) -> u64 { x * 3 + 7 }`
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) const TIMES3_PLUS7: &[u8] = &[
+        0x00, 0x04, 0x00, 0x8b, // add x0, x0, x0, lsl #1
+        0x00, 0x1c, 0x00, 0x91, // add x0, x0, #7
+        0xc0, 0x03, 0x5f, 0xd6, // ret
+    ];
+
+    /// `extern "C" fn(p: *const u64) -> u64 { p[0] + p[1] }`
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const SUM_PAIR: &[u8] = &[
+        0x48, 0x8b, 0x07, // mov rax, [rdi]
+        0x48, 0x03, 0x47, 0x08, // add rax, [rdi + 8]
+        0xc3, // ret
+    ];
+    /// `extern "C" fn(p: *const u64) -> u64 { p[0] + p[1] }`
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) const SUM_PAIR: &[u8] = &[
+        0x01, 0x08, 0x40, 0xa9, // ldp x1, x2, [x0]
+        0x20, 0x00, 0x02, 0x8b, // add x0, x1, x2
+        0xc0, 0x03, 0x5f, 0xd6, // ret
+    ];
+
+    /// `extern "C" fn() -> u64 { value }`
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn ret_const(value: u16) -> Vec<u8> {
+        let [lo, hi] = value.to_le_bytes();
+        vec![0xb8, lo, hi, 0, 0, 0xc3] // mov eax, value; ret
+    }
+    /// `extern "C" fn() -> u64 { value }`
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) fn ret_const(value: u16) -> Vec<u8> {
+        let movz = 0xd280_0000u32 | (u32::from(value) << 5); // movz x0, #value
+        let mut code = movz.to_le_bytes().to_vec();
+        code.extend_from_slice(&0xd65f_03c0u32.to_le_bytes()); // ret
+        code
+    }
+}
+
+/// Calls the `extern "C" fn() -> u64` at `addr`.
+///
+/// # Safety
+///
+/// `addr` holds such a function, made executable and instruction-cache coherent.
+pub(crate) unsafe fn call0(addr: usize) -> u64 {
+    // SAFETY: the caller promises a function of this signature at `addr`.
+    let f = unsafe {
+        std::mem::transmute::<*const (), extern "C" fn() -> u64>(ptr::with_exposed_provenance(addr))
+    };
+    f()
+}
+
+/// Calls the `extern "C" fn(u64) -> u64` at `addr` with `arg`.
+///
+/// # Safety
+///
+/// `addr` holds such a function, made executable and instruction-cache coherent, and it is
+/// sound to call with `arg`.
+pub(crate) unsafe fn call1(addr: usize, arg: u64) -> u64 {
+    // SAFETY: the caller promises a function of this signature at `addr`.
+    let f = unsafe {
+        std::mem::transmute::<*const (), extern "C" fn(u64) -> u64>(ptr::with_exposed_provenance(
+            addr,
+        ))
+    };
+    f(arg)
+}
+
+// ---- upstream's helper actions (upstream-snmm.md §4.1) -------------------------------------
+
+const UNDECODABLE: ActionError = ActionError::new(-1);
+
+fn two_u64(args: &[u8]) -> Result<(usize, u64), ActionError> {
+    let (a, b) = args.split_at_checked(8).ok_or(UNDECODABLE)?;
+    let a = u64::from_ne_bytes(a.try_into().map_err(|_| UNDECODABLE)?);
+    let b = u64::from_ne_bytes(b.try_into().map_err(|_| UNDECODABLE)?);
+    Ok((usize::try_from(a).map_err(|_| UNDECODABLE)?, b))
+}
+
+fn pair_args(a: u64, b: u64) -> Vec<u8> {
+    [a.to_ne_bytes(), b.to_ne_bytes()].concat()
+}
+
+/// Upstream `write(P, V)`: stores the u64 `V` at JIT address `P`.
+fn write_u64(args: &[u8]) -> Result<(), ActionError> {
+    let (p, v) = two_u64(args)?;
+    // SAFETY: the tests only build this action for an aligned address in a read-write
+    // segment of the region being initialized.
+    unsafe { ptr::with_exposed_provenance_mut::<u64>(p).write_volatile(v) };
+    Ok(())
+}
+
+/// Upstream `read(Dst, Src)`: copies the u64 at JIT address `Src` into the sentinel `Dst`.
+fn read_u64(args: &[u8]) -> Result<(), ActionError> {
+    let (dst, src) = two_u64(args)?;
+    let src = usize::try_from(src).map_err(|_| UNDECODABLE)?;
+    // SAFETY: the tests only build this action for an aligned, readable address of the
+    // region and a live `AtomicU64` sentinel.
+    unsafe {
+        let value = ptr::with_exposed_provenance::<u64>(src).read_volatile();
+        (*ptr::with_exposed_provenance::<AtomicU64>(dst)).store(value, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// Adds one to the `AtomicU64` whose address is the argument.
+fn bump(args: &[u8]) -> Result<(), ActionError> {
+    let addr: [u8; 8] = args.try_into().map_err(|_| UNDECODABLE)?;
+    let addr = usize::try_from(u64::from_ne_bytes(addr)).map_err(|_| UNDECODABLE)?;
+    // SAFETY: the tests only build this action for a live `AtomicU64`.
+    unsafe { (*ptr::with_exposed_provenance::<AtomicU64>(addr)).fetch_add(1, Ordering::SeqCst) };
+    Ok(())
+}
+
+fn addr_of(sentinel: &AtomicU64) -> u64 {
+    ptr::from_ref(sentinel).expose_provenance() as u64
+}
+
+/// An action storing `value` at JIT address `at`.
+pub(crate) fn write_action(at: usize, value: u64) -> Action {
+    Action::new(write_u64, &pair_args(at as u64, value)).expect("16 argument bytes fit")
+}
+
+/// An action copying the u64 at JIT address `from` into `sentinel`, which must outlive the
+/// map (or at least the action).
+pub(crate) fn read_action(sentinel: &AtomicU64, from: usize) -> Action {
+    Action::new(read_u64, &pair_args(addr_of(sentinel), from as u64))
+        .expect("16 argument bytes fit")
+}
+
+/// An action adding one to `counter`, which must outlive the map (or at least the action).
+pub(crate) fn bump_action(counter: &AtomicU64) -> Action {
+    Action::with_u64(bump, addr_of(counter))
+}

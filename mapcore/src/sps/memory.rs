@@ -1,0 +1,706 @@
+//! Arguments of the memory-manager wrappers, decoded into mapcore's request types.
+//!
+//! LLVM 22's `__llvm_orc_SimpleExecutorMemoryManager_{reserve,initialize,deinitialize,release}_wrapper`
+//! and orc-rt's `orc_rt_ci_sps_SimpleNativeMemoryMap_{reserve,initialize,deinitializeMultiple,releaseMultiple}`
+//! take the same bytes:
+//!
+//! | Wrapper | Arguments | Reply |
+//! |---|---|---|
+//! | reserve | `(Addr instance, u64 size)` | `Expected<Addr>` |
+//! | initialize | `(Addr instance, FinalizeRequest)` | `Expected<Addr>` |
+//! | deinitialize, release | `(Addr instance, Seq<Addr>)` | `Error` |
+//!
+//! A `FinalizeRequest` is `(Seq<(u8 group, Addr addr, u64 size, Seq<char> content)>,
+//! Seq<((Addr fn, Seq<char> args), (Addr fn, Seq<char> args))>)`, finalize then dealloc action
+//! in each pair, `fn == 0` meaning "no action".
+//!
+//! A wire action names a foreign function by address, while a mapcore [`Action`] is a Rust
+//! `fn(&[u8])` plus at most [`MAX_ACTION_ARGS`] bytes. Decoding therefore stores every wire
+//! action as the caller's *trampoline* with arguments `fn address (8 bytes, little-endian) ++
+//! wire args`; the trampoline splits them with [`split_wire_action`] and makes the call.
+
+use heapless::Vec;
+
+use super::decode::{from_bytes, Decode};
+use super::error::DecodeError;
+use super::reader::Reader;
+use super::seq::AddrSeq;
+use crate::action::{Action, ActionFn, ActionPair, MAX_ACTION_ARGS, MAX_ACTION_PAIRS};
+use crate::error::Limit;
+use crate::prot::AllocGroup;
+use crate::request::{Content, InitRequest, Segment, MAX_SEGMENTS};
+
+/// Bytes a wire action's function address takes at the front of its [`Action`] arguments.
+const FN_LEN: usize = 8;
+
+/// Most argument bytes a wire action may carry: [`MAX_ACTION_ARGS`] minus the 8-byte function
+/// address stored in front of them. An EH-frame action's `ExecutorAddrRange` takes 16.
+pub const MAX_WIRE_ACTION_ARGS: usize = MAX_ACTION_ARGS - FN_LEN;
+
+/// Fewest bytes of one wire segment: group, address, size and an empty content count.
+const SEGMENT_MIN_LEN: usize = 1 + 8 + 8 + 8;
+
+/// Fewest bytes of one wire action pair: two (fn, empty args) tuples.
+const PAIR_MIN_LEN: usize = 2 * (8 + 8);
+
+/// Splits the arguments of a decoded wire action into the foreign function's address and the
+/// wire argument bytes; for the trampoline. `None` if `args` is shorter than 8 bytes.
+#[must_use]
+pub fn split_wire_action(args: &[u8]) -> Option<(u64, &[u8])> {
+    let (addr, rest) = args.split_first_chunk::<FN_LEN>()?;
+    Some((u64::from_le_bytes(*addr), rest))
+}
+
+/// Arguments of reserve: `(Addr instance, u64 size)`.
+///
+/// LLVM 22's lli also sends its release call `(instance, empty Seq<Addr>)` to the reserve
+/// wrapper (an upstream bug); those 16 bytes decode as a reserve of size 0, which the map
+/// rejects, and the rejection is what keeps lli quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReserveArgs {
+    /// The wrapper instance token, as advertised in the Setup message.
+    pub instance: u64,
+    /// The size to reserve.
+    pub size: usize,
+}
+
+impl ReserveArgs {
+    /// Decodes a whole reserve argument buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Truncated`], [`DecodeError::ValueTooLarge`] if the size does not fit
+    /// `usize`, [`DecodeError::TrailingBytes`].
+    pub fn decode(args: &[u8]) -> Result<Self, DecodeError> {
+        from_bytes(args)
+    }
+}
+
+impl Decode<'_> for ReserveArgs {
+    const MIN_LEN: usize = 16;
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            instance: reader.addr()?,
+            size: reader.usize()?,
+        })
+    }
+}
+
+/// Arguments of deinitialize and release: `(Addr instance, Seq<Addr>)`, region keys or slab
+/// bases, borrowed from the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrListArgs<'a> {
+    /// The wrapper instance token, as advertised in the Setup message.
+    pub instance: u64,
+    /// The keys or bases, each fitting `usize`.
+    pub addrs: AddrSeq<'a>,
+}
+
+impl<'a> AddrListArgs<'a> {
+    /// Decodes a whole deinitialize or release argument buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::Truncated`], [`DecodeError::CountTooLarge`],
+    /// [`DecodeError::ValueTooLarge`] for an address that does not fit `usize`,
+    /// [`DecodeError::TrailingBytes`].
+    pub fn decode(args: &'a [u8]) -> Result<Self, DecodeError> {
+        from_bytes(args)
+    }
+}
+
+impl<'a> Decode<'a> for AddrListArgs<'a> {
+    const MIN_LEN: usize = 16;
+    fn decode(reader: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            instance: reader.addr()?,
+            addrs: reader.addr_seq()?,
+        })
+    }
+}
+
+/// A decoded `FinalizeRequest` in fixed-capacity storage: segment contents are borrowed from
+/// the argument buffer, wire actions are stored for a trampoline (see the module docs).
+///
+/// Only the encoding is checked here; the map validates the request itself (alignment,
+/// containment, content not longer than size, W^X, at least one Standard segment).
+#[derive(Debug, Clone, Default)]
+pub struct FinalizeRequest<'a> {
+    /// The segments, in wire order, with `Content::Bytes` borrowed from the buffer.
+    pub segments: Vec<Segment<'a>, MAX_SEGMENTS>,
+    /// The action pairs, in wire order.
+    pub actions: Vec<ActionPair, MAX_ACTION_PAIRS>,
+}
+
+impl<'a> FinalizeRequest<'a> {
+    /// Reads a `FinalizeRequest` at the reader's position; each non-null wire action becomes an
+    /// [`Action`] calling `trampoline` with `fn address (8 bytes LE) ++ wire args`.
+    ///
+    /// # Errors
+    ///
+    /// - [`DecodeError::Truncated`] or [`DecodeError::CountTooLarge`] for input that ends early;
+    /// - [`DecodeError::UnknownGroup`] for a group byte with bits above the finalize bit;
+    /// - [`DecodeError::ValueTooLarge`] for an address or size that does not fit `usize`;
+    /// - [`DecodeError::NullActionWithArgs`] for `fn == 0` with argument bytes;
+    /// - [`DecodeError::CapacityExceeded`] with [`Limit::Segments`] (more than
+    ///   [`MAX_SEGMENTS`]), [`Limit::ActionPairs`] (more than [`MAX_ACTION_PAIRS`]) or
+    ///   [`Limit::ActionArgs`] (more than [`MAX_WIRE_ACTION_ARGS`] argument bytes).
+    pub fn decode_from(reader: &mut Reader<'a>, trampoline: ActionFn) -> Result<Self, DecodeError> {
+        let mut request = Self::default();
+
+        let at = reader.offset();
+        let count = reader.count(SEGMENT_MIN_LEN)?;
+        let too_many = DecodeError::CapacityExceeded {
+            limit: Limit::Segments,
+            offset: at,
+        };
+        if count > MAX_SEGMENTS {
+            return Err(too_many);
+        }
+        for _ in 0..count {
+            let segment = read_segment(reader)?;
+            request.segments.push(segment).map_err(|_| too_many)?;
+        }
+
+        let at = reader.offset();
+        let count = reader.count(PAIR_MIN_LEN)?;
+        let too_many = DecodeError::CapacityExceeded {
+            limit: Limit::ActionPairs,
+            offset: at,
+        };
+        if count > MAX_ACTION_PAIRS {
+            return Err(too_many);
+        }
+        for _ in 0..count {
+            let finalize = read_action(reader, trampoline)?;
+            let dealloc = read_action(reader, trampoline)?;
+            request
+                .actions
+                .push(ActionPair { finalize, dealloc })
+                .map_err(|_| too_many)?;
+        }
+        Ok(request)
+    }
+
+    /// The request to pass to [`JitMap::initialize`](crate::JitMap::initialize).
+    #[must_use]
+    pub fn init_request(&self) -> InitRequest<'_> {
+        InitRequest::new(&self.segments, &self.actions)
+    }
+}
+
+/// `(u8 group, Addr addr, u64 size, Seq<char> content)`.
+fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, DecodeError> {
+    let at = reader.offset();
+    let group =
+        AllocGroup::from_byte(reader.u8()?).ok_or(DecodeError::UnknownGroup { offset: at })?;
+    let addr = reader.usize()?;
+    let size = reader.usize()?;
+    let content = Content::Bytes(reader.char_seq()?);
+    Ok(Segment {
+        group,
+        addr,
+        size,
+        content,
+    })
+}
+
+/// `(Addr fn, Seq<char> args)`; `None` for `fn == 0`.
+fn read_action(
+    reader: &mut Reader<'_>,
+    trampoline: ActionFn,
+) -> Result<Option<Action>, DecodeError> {
+    let func = reader.addr()?;
+    let at = reader.offset();
+    let args = reader.char_seq()?;
+    if func == 0 {
+        return if args.is_empty() {
+            Ok(None)
+        } else {
+            Err(DecodeError::NullActionWithArgs { offset: at })
+        };
+    }
+    let too_long = DecodeError::CapacityExceeded {
+        limit: Limit::ActionArgs,
+        offset: at,
+    };
+    let mut stored = Vec::<u8, MAX_ACTION_ARGS>::new();
+    stored
+        .extend_from_slice(&func.to_le_bytes())
+        .map_err(|_| too_long)?;
+    stored.extend_from_slice(args).map_err(|_| too_long)?;
+    Action::new(trampoline, &stored)
+        .map(Some)
+        .map_err(|_| too_long)
+}
+
+/// Arguments of initialize: `(Addr instance, FinalizeRequest)`.
+#[derive(Debug, Clone)]
+pub struct InitializeArgs<'a> {
+    /// The wrapper instance token, as advertised in the Setup message.
+    pub instance: u64,
+    /// The decoded request.
+    pub request: FinalizeRequest<'a>,
+}
+
+impl<'a> InitializeArgs<'a> {
+    /// Decodes a whole initialize argument buffer; see [`FinalizeRequest::decode_from`] for how
+    /// actions are stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`FinalizeRequest::decode_from`], and [`DecodeError::TrailingBytes`].
+    pub fn decode(args: &'a [u8], trampoline: ActionFn) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(args);
+        let instance = reader.addr()?;
+        let request = FinalizeRequest::decode_from(&mut reader, trampoline)?;
+        reader.finish()?;
+        Ok(Self { instance, request })
+    }
+
+    /// The request to pass to [`JitMap::initialize`](crate::JitMap::initialize).
+    #[must_use]
+    pub fn init_request(&self) -> InitRequest<'_> {
+        self.request.init_request()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden argument buffers built by hand from the shapes and traces of the LLVM 22 protocol
+    //! notes (section 2.6 and 2.8), independent of the writer.
+    extern crate std;
+    use std::vec::Vec as StdVec;
+
+    use super::*;
+    use crate::action::ActionError;
+    use crate::prot::{Lifetime, Prot};
+
+    const INSTANCE: u64 = 0x5601_0000_4242;
+    // A slab base as seen in the traces, where it fits; a 32-bit executor's otherwise.
+    const BASE: u64 = if usize::BITS >= 64 {
+        0x7f1c_b529_0000
+    } else {
+        0x7529_0000
+    };
+    const REGISTER_EH: u64 = 0x5601_0000_1000;
+    const DEREGISTER_EH: u64 = 0x5601_0000_2000;
+    const WRONG_ARGS: ActionError = ActionError::new(-1);
+
+    /// Accepts only the EH-frame actions with a 16-byte `ExecutorAddrRange`.
+    fn trampoline(args: &[u8]) -> Result<(), ActionError> {
+        let (func, args) = split_wire_action(args).ok_or(WRONG_ARGS)?;
+        match (func, args.len()) {
+            (REGISTER_EH | DEREGISTER_EH, 16) => Ok(()),
+            _ => Err(WRONG_ARGS),
+        }
+    }
+
+    /// Hand-built SPS, one field at a time.
+    #[derive(Default)]
+    struct Golden(StdVec<u8>);
+
+    impl Golden {
+        fn u8(mut self, v: u8) -> Self {
+            self.0.push(v);
+            self
+        }
+        fn u64(mut self, v: u64) -> Self {
+            self.0.extend_from_slice(&v.to_le_bytes());
+            self
+        }
+        fn chars(self, bytes: &[u8]) -> Self {
+            let mut s = self.u64(bytes.len() as u64);
+            s.0.extend_from_slice(bytes);
+            s
+        }
+        fn segment(self, group: u8, addr: u64, size: u64, content: &[u8]) -> Self {
+            self.u8(group).u64(addr).u64(size).chars(content)
+        }
+        fn action(self, func: u64, args: &[u8]) -> Self {
+            self.u64(func).chars(args)
+        }
+    }
+
+    fn eh_range(start: u64, end: u64) -> [u8; 16] {
+        let mut range = [0u8; 16];
+        range[..8].copy_from_slice(&start.to_le_bytes());
+        range[8..].copy_from_slice(&end.to_le_bytes());
+        range
+    }
+
+    /// lli remote-MCJIT: 3 segments RX 0x22, R 0x5c, RW of size 0 exactly at the slab end,
+    /// and one EH-frame pair.
+    fn lli_initialize() -> StdVec<u8> {
+        let eh = eh_range(BASE + 0x1000, BASE + 0x1040);
+        Golden::default()
+            .u64(INSTANCE)
+            .u64(3)
+            .segment(0x05, BASE, 0x22, &[0xc3; 0x22])
+            .segment(0x01, BASE + 0x1000, 0x5c, &[0x11; 0x5c])
+            .segment(0x03, BASE + 0x2000, 0, &[])
+            .u64(1)
+            .action(REGISTER_EH, &eh)
+            .action(DEREGISTER_EH, &eh)
+            .0
+    }
+
+    #[test]
+    fn release_through_reserve_tag_decodes_as_reserve_zero() {
+        // lli's destructor: `instance, 0` sent to the reserve wrapper.
+        let bytes = Golden::default().u64(INSTANCE).u64(0).0;
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(
+            ReserveArgs::decode(&bytes),
+            Ok(ReserveArgs {
+                instance: INSTANCE,
+                size: 0
+            })
+        );
+        let list = AddrListArgs::decode(&bytes).unwrap();
+        assert_eq!((list.instance, list.addrs.len()), (INSTANCE, 0));
+    }
+
+    #[test]
+    fn reserve_golden() {
+        let bytes = Golden::default().u64(INSTANCE).u64(0x2000).0;
+        assert_eq!(
+            ReserveArgs::decode(&bytes),
+            Ok(ReserveArgs {
+                instance: INSTANCE,
+                size: 0x2000
+            })
+        );
+        assert_eq!(
+            ReserveArgs::decode(&bytes[..15]),
+            Err(DecodeError::Truncated { offset: 8 })
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            ReserveArgs::decode(&long),
+            Err(DecodeError::TrailingBytes { offset: 16 })
+        );
+    }
+
+    #[test]
+    fn release_golden_and_back_to_front() {
+        // Trace step 7: `instance | 1 | base`; and a batch of three.
+        let bytes = Golden::default().u64(INSTANCE).u64(1).u64(BASE).0;
+        let args = AddrListArgs::decode(&bytes).unwrap();
+        assert_eq!(args.instance, INSTANCE);
+        assert_eq!(args.addrs.iter().collect::<StdVec<_>>(), [BASE as usize]);
+
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(3)
+            .u64(0x1000)
+            .u64(0x3000)
+            .u64(0x2000)
+            .0;
+        let args = AddrListArgs::decode(&bytes).unwrap();
+        assert_eq!(
+            args.addrs.iter().rev().collect::<StdVec<_>>(),
+            [0x2000, 0x3000, 0x1000]
+        );
+        let mut keys = [0usize; 8];
+        assert_eq!(args.addrs.copy_to(&mut keys).map(|k| k.len()), Ok(3));
+    }
+
+    #[test]
+    fn lli_initialize_golden() {
+        let bytes = lli_initialize();
+        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        assert_eq!(args.instance, INSTANCE);
+        let request = args.init_request();
+        let base = BASE as usize;
+        assert_eq!(
+            request.segments,
+            [
+                Segment::new(Prot::READ_EXEC, base, 0x22, &[0xc3; 0x22]),
+                Segment::new(Prot::READ, base + 0x1000, 0x5c, &[0x11; 0x5c]),
+                Segment::new(Prot::READ_WRITE, base + 0x2000, 0, &[]),
+            ]
+        );
+        // Content is borrowed from the argument buffer, not copied.
+        let Content::Bytes(content) = request.segments[0].content else {
+            panic!("not bytes")
+        };
+        assert!(bytes.as_ptr_range().contains(&content.as_ptr()));
+
+        assert_eq!(request.actions.len(), 1);
+        let pair = &request.actions[0];
+        let (finalize, dealloc) = (
+            pair.finalize.as_ref().unwrap(),
+            pair.dealloc.as_ref().unwrap(),
+        );
+        let eh = eh_range(BASE + 0x1000, BASE + 0x1040);
+        assert_eq!(
+            split_wire_action(finalize.args()),
+            Some((REGISTER_EH, &eh[..]))
+        );
+        assert_eq!(
+            split_wire_action(dealloc.args()),
+            Some((DEREGISTER_EH, &eh[..]))
+        );
+        assert_eq!(finalize.args().len(), 24);
+        assert_eq!(finalize.run(), Ok(()));
+        assert_eq!(dealloc.run(), Ok(()));
+    }
+
+    #[test]
+    fn hello_initialize_is_264_bytes() {
+        // Trace step 5: 2 segments (R 0x60 bytes, RX 0x1e bytes, both page-sized), 1 EH pair.
+        let eh = eh_range(BASE + 0x20, BASE + 0x54);
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(2)
+            .segment(0x01, BASE, 0x1000, &[0; 0x60])
+            .segment(0x05, BASE + 0x1000, 0x1000, &[0; 0x1e])
+            .u64(1)
+            .action(REGISTER_EH, &eh)
+            .action(DEREGISTER_EH, &eh)
+            .0;
+        assert_eq!(bytes.len(), 264);
+        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        assert_eq!(args.request.segments.len(), 2);
+        assert_eq!(
+            args.request.segments[1].group,
+            AllocGroup::new(Prot::READ_EXEC)
+        );
+        assert_eq!(args.request.segments[1].content.len(), 0x1e);
+    }
+
+    #[test]
+    fn every_proper_prefix_of_a_valid_request_is_rejected() {
+        let bytes = lli_initialize();
+        for cut in 0..bytes.len() {
+            let result = InitializeArgs::decode(&bytes[..cut], trampoline);
+            assert!(
+                matches!(
+                    result,
+                    Err(DecodeError::Truncated { .. } | DecodeError::CountTooLarge { .. })
+                ),
+                "prefix of {cut} bytes: {result:?}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            InitializeArgs::decode(&long, trampoline).err(),
+            Some(DecodeError::TrailingBytes {
+                offset: bytes.len()
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_group_bits_are_rejected() {
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(1)
+            .segment(0x10, BASE, 0, &[])
+            .u64(0)
+            .0;
+        assert_eq!(
+            InitializeArgs::decode(&bytes, trampoline).err(),
+            Some(DecodeError::UnknownGroup { offset: 16 })
+        );
+        // 0x08 alone is a valid group: no access, Finalize lifetime.
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(1)
+            .segment(0x08, BASE, 0, &[])
+            .u64(0)
+            .0;
+        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        assert_eq!(
+            args.request.segments[0].group,
+            AllocGroup::with_lifetime(Prot::NONE, Lifetime::Finalize)
+        );
+    }
+
+    #[test]
+    fn null_actions_are_absent_and_carry_no_args() {
+        let eh = eh_range(BASE, BASE + 8);
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(2)
+            .action(0, &[])
+            .action(DEREGISTER_EH, &eh)
+            .action(REGISTER_EH, &eh)
+            .action(0, &[])
+            .0;
+        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let actions = &args.request.actions;
+        assert!(actions[0].finalize.is_none() && actions[0].dealloc.is_some());
+        assert!(actions[1].finalize.is_some() && actions[1].dealloc.is_none());
+
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(1)
+            .action(0, &[1])
+            .action(0, &[])
+            .0;
+        assert_eq!(
+            InitializeArgs::decode(&bytes, trampoline).err(),
+            Some(DecodeError::NullActionWithArgs { offset: 32 })
+        );
+    }
+
+    #[test]
+    fn capacities_map_to_limits() {
+        // MAX_SEGMENTS + 1 well-formed segments.
+        let mut g = Golden::default().u64(INSTANCE).u64(MAX_SEGMENTS as u64 + 1);
+        for i in 0..=MAX_SEGMENTS as u64 {
+            g = g.segment(0x03, BASE + i * 0x1000, 0x1000, &[]);
+        }
+        let bytes = g.u64(0).0;
+        let err = InitializeArgs::decode(&bytes, trampoline).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::CapacityExceeded {
+                limit: Limit::Segments,
+                offset: 8
+            }
+        );
+        assert_eq!(err.limit(), Some(Limit::Segments));
+
+        let mut g = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(MAX_ACTION_PAIRS as u64 + 1);
+        for _ in 0..=MAX_ACTION_PAIRS {
+            g = g.action(REGISTER_EH, &[]).action(0, &[]);
+        }
+        assert_eq!(
+            InitializeArgs::decode(&g.0, trampoline).err(),
+            Some(DecodeError::CapacityExceeded {
+                limit: Limit::ActionPairs,
+                offset: 16
+            })
+        );
+
+        // Exactly MAX_WIRE_ACTION_ARGS bytes fit; one more does not.
+        let fits = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(1)
+            .action(REGISTER_EH, &[7; MAX_WIRE_ACTION_ARGS])
+            .action(0, &[])
+            .0;
+        let args = InitializeArgs::decode(&fits, trampoline).unwrap();
+        let action = args.request.actions[0].finalize.as_ref().unwrap();
+        assert_eq!(action.args().len(), MAX_ACTION_ARGS);
+        let too_long = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(1)
+            .action(REGISTER_EH, &[7; MAX_WIRE_ACTION_ARGS + 1])
+            .action(0, &[])
+            .0;
+        assert_eq!(
+            InitializeArgs::decode(&too_long, trampoline).err(),
+            Some(DecodeError::CapacityExceeded {
+                limit: Limit::ActionArgs,
+                offset: 32
+            })
+        );
+    }
+
+    #[test]
+    fn huge_counts_are_rejected() {
+        for count in [u64::MAX, u64::MAX / 25 + 1, 1 << 40, 2] {
+            let segments = Golden::default().u64(INSTANCE).u64(count).0;
+            assert_eq!(
+                InitializeArgs::decode(&segments, trampoline).err(),
+                Some(DecodeError::CountTooLarge { offset: 8 })
+            );
+            let pairs = Golden::default().u64(INSTANCE).u64(0).u64(count).0;
+            assert_eq!(
+                InitializeArgs::decode(&pairs, trampoline).err(),
+                Some(DecodeError::CountTooLarge { offset: 16 })
+            );
+            let content = Golden::default()
+                .u64(INSTANCE)
+                .u64(1)
+                .u8(1)
+                .u64(BASE)
+                .u64(0)
+                .u64(count)
+                .0;
+            assert_eq!(
+                InitializeArgs::decode(&content, trampoline).err(),
+                Some(DecodeError::CountTooLarge { offset: 33 })
+            );
+            let addrs = Golden::default().u64(INSTANCE).u64(count).u64(BASE).0;
+            assert_eq!(
+                AddrListArgs::decode(&addrs).err(),
+                Some(DecodeError::CountTooLarge { offset: 8 })
+            );
+        }
+    }
+
+    #[test]
+    fn empty_request_decodes() {
+        // Empty is well formed; the map rejects it for having no Standard segment.
+        let bytes = Golden::default().u64(INSTANCE).u64(0).u64(0).0;
+        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        assert!(args.init_request().segments.is_empty() && args.init_request().actions.is_empty());
+    }
+
+    #[test]
+    fn split_wire_action_needs_eight_bytes() {
+        assert_eq!(split_wire_action(&[1, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(
+            split_wire_action(&[1, 0, 0, 0, 0, 0, 0, 0]),
+            Some((1, &[][..]))
+        );
+        assert_eq!(
+            split_wire_action(&[2, 0, 0, 0, 0, 0, 0, 0, 9]),
+            Some((2, &[9][..]))
+        );
+    }
+
+    #[test]
+    fn large_addresses_depend_on_the_target() {
+        let bytes = Golden::default().u64(INSTANCE).u64(u64::MAX).0;
+        let result = ReserveArgs::decode(&bytes);
+        if usize::BITS < 64 {
+            assert_eq!(result, Err(DecodeError::ValueTooLarge { offset: 8 }));
+        } else {
+            assert_eq!(result.map(|a| a.size), Ok(usize::MAX));
+        }
+        let big = 1u64 << 40;
+        let segment = Golden::default()
+            .u64(INSTANCE)
+            .u64(1)
+            .segment(0x01, big, 0, &[])
+            .u64(0)
+            .0;
+        let size = Golden::default()
+            .u64(INSTANCE)
+            .u64(1)
+            .segment(0x01, 0, big, &[])
+            .u64(0)
+            .0;
+        let addrs = Golden::default()
+            .u64(INSTANCE)
+            .u64(2)
+            .u64(0x1000)
+            .u64(big)
+            .0;
+        if usize::BITS < 64 {
+            let err = |offset| Some(DecodeError::ValueTooLarge { offset });
+            assert_eq!(InitializeArgs::decode(&segment, trampoline).err(), err(17));
+            assert_eq!(InitializeArgs::decode(&size, trampoline).err(), err(25));
+            assert_eq!(AddrListArgs::decode(&addrs).err(), err(24));
+        } else {
+            assert!(InitializeArgs::decode(&segment, trampoline).is_ok());
+            assert!(InitializeArgs::decode(&size, trampoline).is_ok());
+            assert!(AddrListArgs::decode(&addrs).is_ok());
+        }
+    }
+}
