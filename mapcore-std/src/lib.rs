@@ -39,12 +39,16 @@
 //! ```
 #![cfg(unix)]
 
+#[cfg(feature = "cranelift")]
+pub mod cranelift;
 mod error;
 mod icache;
 mod libc;
 mod memory;
 mod page_size;
 
+#[cfg(feature = "cranelift")]
+pub use crate::cranelift::MapcoreMemoryProvider;
 pub use crate::error::OsError;
 pub use crate::libc::LibcHost;
 pub use crate::memory::{StdError, StdJitMap};

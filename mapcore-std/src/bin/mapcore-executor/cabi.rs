@@ -1,0 +1,194 @@
+//! The C ABI of wrapper functions: `CWrapperFunctionBuffer fn(const char *data, size_t size)`.
+//!
+//! ```c
+//! typedef struct {
+//!   union { char *ValuePtr; char Value[sizeof(char *)]; } Data;
+//!   size_t Size;
+//! } CWrapperFunctionBuffer;
+//! ```
+//!
+//! Up to `sizeof(char *)` bytes are stored inline, more out of line in `malloc`ed memory that
+//! the receiver frees. `Size == 0` with a non-null pointer is an out-of-band error: the pointer
+//! is a `malloc`ed, NUL-terminated message.
+//!
+//! Used for alloc actions that name foreign (JIT'd or C) functions, for our own EH-frame
+//! actions and `dispatch_fn` when JIT'd code calls them, and nothing else.
+//!
+//! # Safety
+//!
+//! Calling a foreign wrapper executes code at an address the controller named; the address is
+//! checked to be executable code first ([`code_addr`](crate::code_addr)), and the rest is the
+//! protocol's contract. Result buffers are read and freed exactly as the C ABI above says.
+#![expect(unsafe_code, reason = "calling and implementing C wrapper functions")]
+
+use std::ffi::{c_char, c_void, CStr};
+use std::mem::size_of;
+use std::ptr;
+
+use mapcore::sps::Reader;
+
+use crate::code_addr;
+
+/// Bytes stored inline in a buffer.
+const INLINE: usize = size_of::<*mut c_char>();
+
+/// `CWrapperFunctionBuffer`. The union of a pointer and `char[sizeof(char *)]` has the size,
+/// alignment and calling convention of the pointer alone, so the pointer field stands for both;
+/// inline bytes are its address bits.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct CWrapperFunctionBuffer {
+    data: *mut c_char,
+    size: usize,
+}
+
+/// A wrapper function as the C ABI sees it.
+pub(crate) type CWrapperFn = unsafe extern "C" fn(*const c_char, usize) -> CWrapperFunctionBuffer;
+
+impl CWrapperFunctionBuffer {
+    /// A buffer holding `bytes`: inline if they fit, otherwise `malloc`ed (the receiver frees).
+    /// A failed `malloc` becomes an out-of-band error if even that can be allocated, else an
+    /// empty buffer.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut inline = [0u8; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            let bits = usize::from_ne_bytes(inline);
+            return Self {
+                data: ptr::without_provenance_mut(bits),
+                size: bytes.len(),
+            };
+        }
+        // SAFETY: malloc has no preconditions; a null result is handled below.
+        let data = unsafe { libc::malloc(bytes.len()) }.cast::<c_char>();
+        if data.is_null() {
+            return Self::out_of_band_error("out of memory");
+        }
+        // SAFETY: `data` is a fresh allocation of `bytes.len()` bytes that cannot overlap
+        // `bytes`.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len()) };
+        Self {
+            data,
+            size: bytes.len(),
+        }
+    }
+
+    /// An out-of-band error carrying `message` (interior NULs cut it short).
+    pub(crate) fn out_of_band_error(message: &str) -> Self {
+        let text = message.split('\0').next().unwrap_or_default();
+        // SAFETY: malloc has no preconditions; a null result is handled below.
+        let data = unsafe { libc::malloc(text.len() + 1) }.cast::<c_char>();
+        if data.is_null() {
+            return Self {
+                data: ptr::null_mut(),
+                size: 0,
+            };
+        }
+        // SAFETY: `data` holds `text.len() + 1` fresh bytes: the text, then its NUL.
+        unsafe {
+            ptr::copy_nonoverlapping(text.as_ptr(), data.cast::<u8>(), text.len());
+            data.add(text.len()).write(0);
+        }
+        Self { data, size: 0 }
+    }
+
+    /// Takes the result of a foreign call: its bytes, or the out-of-band error message.
+    /// Frees whatever the buffer owns.
+    ///
+    /// # Safety
+    ///
+    /// 1. The buffer was returned by a wrapper function that follows the C ABI above: an
+    ///    out-of-line pointer addresses `size` readable bytes allocated with `malloc`, an
+    ///    out-of-band pointer a `malloc`ed NUL-terminated string.
+    /// 2. The buffer is not used again.
+    unsafe fn take(self) -> Result<Vec<u8>, String> {
+        if self.size == 0 {
+            if self.data.is_null() {
+                return Ok(Vec::new());
+            }
+            // SAFETY: (1) an out-of-band error is a malloc'ed, NUL-terminated string.
+            let message = unsafe { CStr::from_ptr(self.data) }
+                .to_string_lossy()
+                .into_owned();
+            // SAFETY: (1) it was malloc'ed; (2) it is not used again.
+            unsafe { libc::free(self.data.cast::<c_void>()) };
+            return Err(message);
+        }
+        if self.size <= INLINE {
+            let inline = self.data.addr().to_ne_bytes();
+            return Ok(inline[..self.size].to_vec());
+        }
+        // SAFETY: (1) an out-of-line buffer addresses `size` readable bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.data.cast::<u8>(), self.size) }.to_vec();
+        // SAFETY: (1) it was malloc'ed; (2) it is not used again.
+        unsafe { libc::free(self.data.cast::<c_void>()) };
+        Ok(bytes)
+    }
+}
+
+/// Calls the foreign wrapper function at `addr` with `args` and interprets its result as an
+/// alloc action's: an out-of-band error or an SPS `Error` carrying a message is a failure, an
+/// empty result or `Error` success is success.
+///
+/// # Errors
+///
+/// The address is not executable code, or the call reports a failure.
+pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
+    if !code_addr::is_executable(addr) {
+        return Err(format!(
+            "alloc action target {addr:#x} is not executable code"
+        ));
+    }
+    let code = ptr::with_exposed_provenance::<c_void>(usize::try_from(addr).unwrap_or(0));
+    // SAFETY: `code` is executable memory in this process; the controller's alloc action
+    // names it as a wrapper function with the C ABI above, which is the protocol's contract.
+    let func = unsafe { std::mem::transmute::<*const c_void, CWrapperFn>(code) };
+    // SAFETY: `args` is a live buffer of `args.len()` bytes for the duration of the call.
+    let result = unsafe { func(args.as_ptr().cast::<c_char>(), args.len()) };
+    // SAFETY: (1) the function follows the C ABI; (2) `result` is consumed here.
+    let bytes = unsafe { result.take() }?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut reader = Reader::new(&bytes);
+    match reader.error() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(String::from_utf8_lossy(message).into_owned()),
+        Err(e) => Err(format!(
+            "alloc action at {addr:#x} returned an undecodable result: {e}"
+        )),
+    }
+}
+
+/// The bytes of a C wrapper call's arguments.
+///
+/// # Safety
+///
+/// 1. `data` addresses `size` readable bytes for `'a`, or `size` is 0.
+pub(crate) unsafe fn args<'a>(data: *const c_char, size: usize) -> &'a [u8] {
+    if size == 0 || data.is_null() {
+        return &[];
+    }
+    // SAFETY: (1) the caller promises `size` readable bytes at `data`.
+    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) }
+}
+
+/// The C signature of [`dispatch_fn`].
+pub(crate) type DispatchFn =
+    extern "C" fn(*mut c_void, *const c_void, *const c_char, usize) -> CWrapperFunctionBuffer;
+
+/// `__llvm_orc_SimpleRemoteEPC_dispatch_fn(ctx, fn_tag, data, size)`: how JIT'd code (the ORC
+/// runtime) calls back into the controller. Those calls are not supported yet: the answer is
+/// an out-of-band error, which the caller frees.
+pub(crate) extern "C" fn dispatch_fn(
+    _ctx: *mut c_void,
+    fn_tag: *const c_void,
+    _data: *const c_char,
+    _size: usize,
+) -> CWrapperFunctionBuffer {
+    CWrapperFunctionBuffer::out_of_band_error(&format!(
+        "mapcore-executor: calls from the executor to the controller (tag {:#x}) are not supported",
+        fn_tag.addr()
+    ))
+}

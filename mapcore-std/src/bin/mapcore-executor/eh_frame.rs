@@ -1,0 +1,191 @@
+//! EH-frame registration, run as finalize and dealloc actions:
+//! `llvm_orc_registerEHFrameAllocAction` / `llvm_orc_deregisterEHFrameAllocAction`, each taking
+//! an SPS `ExecutorAddrRange` (start, end) of a JIT'd `.eh_frame` section and returning an SPS
+//! `Error`. Registration is libgcc's `__register_frame(start)`, which C++ exceptions thrown
+//! through JIT'd code need.
+//!
+//! libgcc trusts its input: `__register_frame` on garbage makes a later unwind crash, and
+//! `__deregister_frame` of a section it does not know aborts the process. So the range must be
+//! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator,
+//! and the sections we
+//! registered are remembered: deregistering any other is an error, not an abort.
+//!
+//! # Safety
+//!
+//! `__register_frame` is called only on a validated, readable section (see above) that stays
+//! registered until its dealloc action or the session's shutdown deregisters it, before the
+//! memory is unmapped (the map runs dealloc actions first). `__deregister_frame` is called only
+//! on a section registered here.
+#![expect(
+    unsafe_code,
+    reason = "libgcc's __register_frame and the C wrapper ABI"
+)]
+
+use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+
+use mapcore::sps::from_bytes;
+
+use crate::cabi::{self, CWrapperFunctionBuffer};
+use crate::mem_access;
+use crate::reply;
+use crate::stats;
+
+extern "C" {
+    /// libgcc: registers the `.eh_frame` section starting at `begin`.
+    fn __register_frame(begin: *const c_void);
+    /// libgcc: deregisters a section registered with `__register_frame`; aborts if unknown.
+    fn __deregister_frame(begin: *const c_void);
+}
+
+/// Start addresses of the sections registered here.
+static REGISTERED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Largest section accepted.
+const MAX_SECTION: u64 = 1 << 30;
+
+/// How many sections are registered now.
+pub(crate) fn registered_count() -> usize {
+    REGISTERED.lock().map_or(0, |r| r.len())
+}
+
+/// Decodes an `ExecutorAddrRange`.
+fn range(args: &[u8]) -> Result<(u64, u64), String> {
+    from_bytes::<(u64, u64)>(args).map_err(|e| format!("bad EH-frame range argument: {e}"))
+}
+
+/// The registration action: validates the section and registers it.
+///
+/// # Errors
+///
+/// The arguments do not decode, the section is unreadable or malformed, or it is already
+/// registered.
+pub(crate) fn register(args: &[u8]) -> Result<(), String> {
+    let (start, end) = range(args)?;
+    validate(start, end)?;
+    let mut registered = REGISTERED
+        .lock()
+        .map_err(|_| "EH-frame registry poisoned")?;
+    if registered.contains(&start) {
+        return Err(format!("EH frame at {start:#x} is already registered"));
+    }
+    let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
+    // SAFETY: `begin` starts a readable section of well-formed records ending in a zero
+    // terminator (validated above); it stays registered until deregistered here, which the
+    // map does before it unmaps the memory.
+    unsafe { __register_frame(begin) };
+    registered.push(start);
+    stats::EH_REGISTER.bump();
+    Ok(())
+}
+
+/// The deregistration action.
+///
+/// # Errors
+///
+/// The arguments do not decode, or the section was not registered here.
+pub(crate) fn deregister(args: &[u8]) -> Result<(), String> {
+    let (start, _end) = range(args)?;
+    let mut registered = REGISTERED
+        .lock()
+        .map_err(|_| "EH-frame registry poisoned")?;
+    let Some(index) = registered.iter().position(|&s| s == start) else {
+        return Err(format!("no EH frame registered at {start:#x}"));
+    };
+    let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
+    // SAFETY: `begin` was registered with `__register_frame` by `register` and not since
+    // deregistered, so libgcc knows it.
+    unsafe { __deregister_frame(begin) };
+    registered.swap_remove(index);
+    stats::EH_DEREGISTER.bump();
+    Ok(())
+}
+
+/// Checks that `[start, end)` is readable and holds CIE/FDE records that end in a zero
+/// terminator inside the range or right after it, so that libgcc's walk stays inside.
+fn validate(start: u64, end: u64) -> Result<(), String> {
+    let len = end
+        .checked_sub(start)
+        .filter(|&len| len > 0 && len <= MAX_SECTION)
+        .ok_or_else(|| format!("bad EH-frame range {start:#x}..{end:#x}"))?;
+    let len = usize::try_from(len).map_err(|_| "EH-frame range too large")?;
+    let bytes = mem_access::read(start, len)
+        .map_err(|e| format!("EH frame at {start:#x}..{end:#x} is not readable: {e}"))?;
+    let mut at = 0usize;
+    while let Some(word) = bytes.get(at..at.saturating_add(4)) {
+        let length = u32::from_le_bytes(word.try_into().unwrap_or_default());
+        if length == 0 && at == 0 {
+            // libgcc skips an empty section on registration but not necessarily on
+            // deregistration (if the memory changed meanwhile), which would abort.
+            return Err(format!("EH frame at {start:#x} is empty"));
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        if length == u32::MAX {
+            return Err(format!(
+                "EH frame at {start:#x}: 64-bit records are not supported"
+            ));
+        }
+        at = usize::try_from(length)
+            .ok()
+            .and_then(|length| length.checked_add(4))
+            .and_then(|record| at.checked_add(record))
+            .filter(|&next| next <= bytes.len())
+            .ok_or_else(|| {
+                format!("EH frame at {start:#x}: record at +{at:#x} overruns the range")
+            })?;
+    }
+    if at != bytes.len() {
+        return Err(format!(
+            "EH frame at {start:#x}: the range ends inside a record length"
+        ));
+    }
+    // The records fill the range exactly: the terminator must follow it.
+    match mem_access::read(end, 4) {
+        Ok(word) if word == [0; 4] => Ok(()),
+        _ => Err(format!(
+            "EH frame at {start:#x}..{end:#x} has no zero terminator"
+        )),
+    }
+}
+
+/// `llvm_orc_registerEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers.
+///
+/// # Safety
+///
+/// 1. `data` addresses `size` readable bytes, or `size` is 0.
+pub(crate) unsafe extern "C" fn register_wrapper(
+    data: *const c_char,
+    size: usize,
+) -> CWrapperFunctionBuffer {
+    // SAFETY: (1) forwarded from the caller.
+    let args = unsafe { cabi::args(data, size) };
+    c_result(register(args))
+}
+
+/// `llvm_orc_deregisterEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers.
+///
+/// # Safety
+///
+/// 1. `data` addresses `size` readable bytes, or `size` is 0.
+pub(crate) unsafe extern "C" fn deregister_wrapper(
+    data: *const c_char,
+    size: usize,
+) -> CWrapperFunctionBuffer {
+    // SAFETY: (1) forwarded from the caller.
+    let args = unsafe { cabi::args(data, size) };
+    c_result(deregister(args))
+}
+
+/// An action's result as a C buffer holding an SPS `Error`.
+fn c_result(result: Result<(), String>) -> CWrapperFunctionBuffer {
+    let bytes = match result {
+        Ok(()) => reply::no_error(),
+        Err(message) => {
+            let failure = reply::Failure::rejected(format_args!("{message}"));
+            reply::Shape::Error.failure(&failure)
+        }
+    };
+    CWrapperFunctionBuffer::from_bytes(&bytes)
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# End-to-end acceptance of mapcore-executor against the real LLVM 22 clients (llvm-jitlink-22
+# and lli-22), following reference/llvm22-protocol.md section 4.2, checks #0-#8.
+#
+# Every program runs twice: under LLVM's own executor (llvm-jitlink-executor, lli-child-target)
+# and under ours; exit code and exact stdout must match each other and the expected values.
+# Our runs also write a stats file (MAPCORE_EXECUTOR_STATS) that must show every reservation
+# released, no slab left after shutdown, as many EH deregistrations as registrations, and no
+# protocol error.
+#
+# Prints one "PASS name" or "FAIL name: reason" line per check and a final
+# "N passed, N failed" line; exits non-zero if any check failed. Every run is under
+# `timeout 60`, and a timeout (rc 124) always fails.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+TIMEOUT=60
+
+PASSED=0
+FAILED=0
+
+pass() {
+  PASSED=$((PASSED + 1))
+  echo "PASS $1"
+}
+
+fail() {
+  FAILED=$((FAILED + 1))
+  echo "FAIL $1: $2"
+}
+
+finish() {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+  exit $?
+}
+
+# ---- setup ------------------------------------------------------------------------------------
+
+if ! command -v llvm-jitlink-22 >/dev/null 2>&1; then
+  echo "llvm-jitlink-22 missing: installing llvm-22" >&2
+  if ! { apt-get update && apt-get install -y --no-install-recommends llvm-22; } >&2; then
+    fail install "apt-get install llvm-22 failed"
+    finish
+  fi
+fi
+
+if ! (cd "$ROOT" && cargo build --release --bin mapcore-executor) >&2; then
+  fail build "cargo build --release --bin mapcore-executor failed"
+  finish
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+EXE=$TARGET_DIR/release/mapcore-executor
+BIN=$(llvm-config-22 --bindir)
+UP=$BIN/llvm-jitlink-executor
+UP_LLI=$BIN/lli-child-target
+
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+
+compile() { # compile COMPILER SOURCE [FLAGS...]
+  local cc=$1 src=$2
+  shift 2
+  if ! "$cc" -c "$@" "$HERE/$src" -o "$W/${src%.*}.o" 2>"$W/cc.err"; then
+    fail "compile $src" "$(tr '\n' ' ' <"$W/cc.err")"
+    finish
+  fi
+}
+compile gcc hello.c -O1
+compile gcc a.c -O1
+compile gcc b.c -O1
+compile g++ ex.cpp -O1
+compile g++ ex_thrower.cpp -O1
+compile gcc crash.c
+compile gcc undef.c
+
+J=(llvm-jitlink-22 --debugger-support=false)
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+# run NAME CMD...: runs CMD under timeout with its own stats file; leaves NAME.{out,err,rc,stats}.
+run() {
+  local name=$1
+  shift
+  rm -f "$W/$name.stats"
+  MAPCORE_EXECUTOR_STATS="$W/$name.stats" timeout "$TIMEOUT" "$@" \
+    >"$W/$name.out" 2>"$W/$name.err" </dev/null
+  echo $? >"$W/$name.rc"
+}
+
+rc() { cat "$W/$1.rc"; }
+
+# stat RUN KEY: a value from RUN's stats file, or "missing".
+stat() {
+  local v
+  v=$(grep -m1 "^$2=" "$W/$1.stats" 2>/dev/null | cut -d= -f2-)
+  echo "${v:-missing}"
+}
+
+# Each expect_* prints a reason and returns 1 on mismatch.
+expect_rc() { # RUN RC
+  local got
+  got=$(rc "$1")
+  [ "$got" = "$2" ] || { echo "exit code $got, wanted $2 (stderr: $(head -c 300 "$W/$1.err" | tr '\n' ' '))"; return 1; }
+}
+
+expect_stdout() { # RUN TEXT
+  [ "$(cat "$W/$1.out")" = "$2" ] || { echo "stdout $(head -c 200 "$W/$1.out" | tr '\n' '|'), wanted $(printf '%s' "$2" | tr '\n' '|')"; return 1; }
+}
+
+same_as() { # OURS THEIRS: identical exit code and stdout bytes
+  [ "$(rc "$1")" = "$(rc "$2")" ] || { echo "exit code $(rc "$1") but LLVM's executor gave $(rc "$2")"; return 1; }
+  cmp -s "$W/$1.out" "$W/$2.out" || { echo "stdout differs from LLVM's executor: $(diff "$W/$2.out" "$W/$1.out" | head -5 | tr '\n' '|')"; return 1; }
+}
+
+expect_stat() { # RUN KEY OP VALUE   (OP: -eq -ge -ne ...)
+  local v
+  v=$(stat "$1" "$2")
+  [ "$v" != missing ] && [ "$v" "$3" "$4" ] || { echo "stats: $2=$v, wanted $3 $4"; return 1; }
+}
+
+# Nothing leaked and nothing went wrong on the wire.
+expect_clean_stats() { # RUN
+  [ -s "$W/$1.stats" ] || { echo "no stats file"; return 1; }
+  expect_stat "$1" live_slabs_after_shutdown -eq 0 &&
+    expect_stat "$1" shutdown_failed -eq 0 &&
+    expect_stat "$1" protocol_errors -eq 0 &&
+    expect_stat "$1" eh_register -eq "$(stat "$1" eh_deregister)" &&
+    expect_stat "$1" eh_frames_registered_after_shutdown -eq 0 &&
+    expect_stat "$1" slabs_reserved -eq $(($(stat "$1" slabs_released) + $(stat "$1" slabs_released_at_shutdown))) &&
+    { [ "$(stat "$1" session_end)" = eof ] || { echo "session_end=$(stat "$1" session_end)"; return 1; }; }
+}
+
+# check NAME STEP...: runs each step (a shell command string) until one fails.
+check() {
+  local name=$1 why
+  shift
+  for step in "$@"; do
+    if ! why=$(eval "$step"); then
+      fail "$name" "$why"
+      return
+    fi
+  done
+  pass "$name"
+}
+
+# ---- checks -----------------------------------------------------------------------------------
+
+HELLO='hello from jit, argc=2'
+AB='msg=rodata-ok counter=42 sum=55 argc=1 sorted=123579'
+EX=$'caught boom\ncaught far across objects'
+
+# #0: the environment itself: LLVM's executor runs hello.o.
+run up-hello "${J[@]}" --oop-executor="$UP" "$W/hello.o" --args a b
+check "#0 upstream executor self-check (hello.o)" \
+  'expect_rc up-hello 42' "expect_stdout up-hello '$HELLO'"
+
+# #1, #2: hello.o under ours, with each memory manager.
+run ours-hello-generic "${J[@]}" --oop-executor="$EXE" "$W/hello.o" --args a b
+check "#1 hello.o, --use-memmgr=generic" \
+  'expect_rc ours-hello-generic 42' "expect_stdout ours-hello-generic '$HELLO'" \
+  'same_as ours-hello-generic up-hello' 'expect_clean_stats ours-hello-generic' \
+  'expect_stat ours-hello-generic reserve_calls -ge 1' \
+  'expect_stat ours-hello-generic initialize_calls -ge 1' \
+  'expect_stat ours-hello-generic release_calls -ge 1' \
+  'expect_stat ours-hello-generic slabs_released -ge 1'
+
+run up-hello-simple "${J[@]}" --oop-executor="$UP" --use-memmgr=simple-remote "$W/hello.o" --args a b
+run ours-hello-simple "${J[@]}" --oop-executor="$EXE" --use-memmgr=simple-remote "$W/hello.o" --args a b
+check "#2 hello.o, --use-memmgr=simple-remote" \
+  'expect_rc ours-hello-simple 42' "expect_stdout ours-hello-simple '$HELLO'" \
+  'same_as ours-hello-simple up-hello-simple' 'expect_clean_stats ours-hello-simple' \
+  'expect_stat ours-hello-simple reserve_calls -eq 1' \
+  'expect_stat ours-hello-simple reserve_bytes -eq 1073741824' \
+  'expect_stat ours-hello-simple initialize_calls -ge 1' \
+  'expect_stat ours-hello-simple deinitialize_calls -ge 1' \
+  'expect_stat ours-hello-simple slabs_released_at_shutdown -eq 1'
+
+# #3: two objects, an 8 MiB zero-fill section, qsort calling a JIT'd comparator.
+for mm in generic simple-remote; do
+  run "up-ab-$mm" "${J[@]}" --oop-executor="$UP" --use-memmgr=$mm "$W/a.o" "$W/b.o" --args x
+  run "ours-ab-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$W/a.o" "$W/b.o" --args x
+  check "#3 a.o + b.o (8 MiB bss, qsort callback), --use-memmgr=$mm" \
+    "expect_rc ours-ab-$mm 0" "expect_stdout ours-ab-$mm '$AB'" \
+    "same_as ours-ab-$mm up-ab-$mm" "expect_clean_stats ours-ab-$mm" \
+    "expect_stat ours-ab-$mm reserve_bytes -ge $((8 << 20))"
+done
+
+# #4: C++ exceptions within and across JIT'd objects: needs the EH-frame finalize actions.
+for mm in generic simple-remote; do
+  run "up-ex-$mm" "${J[@]}" --oop-executor="$UP" --use-memmgr=$mm --preload=libstdc++.so.6 "$W/ex.o" "$W/ex_thrower.o"
+  run "ours-ex-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm --preload=libstdc++.so.6 "$W/ex.o" "$W/ex_thrower.o"
+  check "#4 C++ exceptions (ex.o + ex_thrower.o), --use-memmgr=$mm" \
+    "expect_rc ours-ex-$mm 7" "expect_stdout ours-ex-$mm '$EX'" \
+    "same_as ours-ex-$mm up-ex-$mm" "expect_clean_stats ours-ex-$mm" \
+    "expect_stat ours-ex-$mm eh_register -ge 2"
+done
+
+# #5: lli remote MCJIT (two bare descriptor arguments, the reserve(0) quirk, a zero-size
+# segment at the slab end). stderr must be exactly lli's one warning line.
+LLI=(lli-22 --jit-kind=mcjit --remote-mcjit)
+HELLO_LL=$HERE/hello.ll
+run up-lli "${LLI[@]}" --mcjit-remote-process="$UP_LLI" "$HELLO_LL"
+run ours-lli "${LLI[@]}" --mcjit-remote-process="$EXE" "$HELLO_LL"
+expect_lli_stderr() {
+  local want="lli-22: warning: remote mcjit does not support lazy compilation"
+  [ "$(cat "$W/ours-lli.err")" = "$want" ] && [ "$(wc -l <"$W/ours-lli.err")" -eq 1 ] ||
+    { echo "stderr is not exactly lli's warning: $(tr '\n' '|' <"$W/ours-lli.err")"; return 1; }
+}
+check "#5 lli --remote-mcjit (hello.ll)" \
+  'expect_rc ours-lli 42' "expect_stdout ours-lli 'hello from lli'" \
+  'same_as ours-lli up-lli' 'expect_lli_stderr' 'expect_clean_stats ours-lli' \
+  'expect_stat ours-lli segments_initialized -ge 3'
+
+# #6: JIT'd code crashes: the controller reports it and does not hang.
+expect_crash_rc() { # RUN
+  local got
+  got=$(rc "$1")
+  [ "$got" != 0 ] && [ "$got" != 124 ] || { echo "exit code $got, wanted a failure other than a timeout"; return 1; }
+}
+for mm in generic simple-remote; do
+  run "up-crash-$mm" "${J[@]}" --oop-executor="$UP" --use-memmgr=$mm "$W/crash.o"
+  run "ours-crash-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$W/crash.o"
+  check "#6 crashing program, --use-memmgr=$mm" \
+    "expect_crash_rc ours-crash-$mm" "same_as ours-crash-$mm up-crash-$mm"
+done
+
+# #7: an undefined symbol: link failure reported, the reservation released.
+expect_err() { # RUN TEXT
+  grep -qF -- "$2" "$W/$1.err" || { echo "stderr lacks '$2': $(head -c 300 "$W/$1.err" | tr '\n' '|')"; return 1; }
+}
+for mm in generic simple-remote; do
+  run "up-undef-$mm" "${J[@]}" --oop-executor="$UP" --use-memmgr=$mm "$W/undef.o"
+  run "ours-undef-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$W/undef.o"
+  check "#7 undefined symbol, --use-memmgr=$mm" \
+    "expect_rc ours-undef-$mm 1" "expect_err ours-undef-$mm 'Symbols not found: [ nope ]'" \
+    "same_as ours-undef-$mm up-undef-$mm" "expect_clean_stats ours-undef-$mm" \
+    "expect_stat ours-undef-$mm slabs_reserved -ge 1"
+done
+
+# #8: debugger support left on (the default): a warning is allowed, nothing else changes.
+for mm in generic simple-remote; do
+  run "up-dbg-$mm" llvm-jitlink-22 --oop-executor="$UP" --use-memmgr=$mm "$W/hello.o" --args a b
+  run "ours-dbg-$mm" llvm-jitlink-22 --oop-executor="$EXE" --use-memmgr=$mm "$W/hello.o" --args a b
+  check "#8 debugger support on, --use-memmgr=$mm" \
+    "expect_rc ours-dbg-$mm 42" "expect_stdout ours-dbg-$mm '$HELLO'" \
+    "same_as ours-dbg-$mm up-dbg-$mm" "expect_clean_stats ours-dbg-$mm"
+done
+
+if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then
+  mkdir -p "$MAPCORE_E2E_KEEP_STATS" && cp "$W"/*.stats "$MAPCORE_E2E_KEEP_STATS"/ 2>/dev/null
+fi
+
+finish
