@@ -1,0 +1,121 @@
+//! M: mapcore-std's `StdJitMap` (libc host, growable tables), with `DiscardPolicy::Retain`
+//! (no decommit: the same two `mprotect`s as the floor) and `DiscardPolicy::Discard`
+//! (plus one `madvise`, like the decommitting floor). The bench places regions in fixed slots
+//! of one reserved slab, as a JIT linker would; batches use `deinitialize_multiple`.
+
+use mapcore_std::{
+    Action, ActionPair, Config, DiscardPolicy, InitRequest, LibcHost, Prot, Segment, StdJitMap,
+};
+
+use super::{page_ceil, Contender, Layout, Security, Slots, Token};
+use crate::blob::noop_action;
+
+/// A `StdJitMap` with one slab per workload.
+#[derive(Debug)]
+pub(crate) struct Mapcore {
+    policy: DiscardPolicy,
+    map: StdJitMap,
+    base: usize,
+    slots: Slots,
+    keys: Vec<usize>,
+    actions: [ActionPair; 1],
+}
+
+impl Mapcore {
+    pub(crate) fn new(policy: DiscardPolicy) -> Self {
+        let config = Config {
+            discard: policy,
+            ..Config::DEFAULT
+        };
+        let noop = Action::new(noop_action, &[]).expect("no arguments");
+        Self {
+            policy,
+            map: StdJitMap::with_config(LibcHost::new(), config),
+            base: 0,
+            slots: Slots::default(),
+            keys: Vec::new(),
+            actions: [ActionPair::new(noop.clone(), noop)],
+        }
+    }
+}
+
+impl Contender for Mapcore {
+    fn name(&self) -> &'static str {
+        match self.policy {
+            DiscardPolicy::Retain => "mapcore-retain",
+            DiscardPolicy::Discard => "mapcore-discard",
+        }
+    }
+
+    fn security(&self) -> Security {
+        Security::Flip
+    }
+
+    fn prepare(&mut self, layout: Layout) {
+        self.slots.reset(layout);
+        self.keys = Vec::with_capacity(layout.slots);
+        self.base = self.map.reserve(self.slots.slab_bytes()).expect("reserve");
+    }
+
+    fn finish(&mut self) {
+        self.map.release(self.base).expect("release");
+    }
+
+    fn init(&mut self, code: &[u8]) -> Token {
+        let (slot, offset) = self.slots.take();
+        let addr = self.base + offset;
+        let segments = [Segment::new(Prot::READ_EXEC, addr, code.len(), code)];
+        let key = self
+            .map
+            .initialize(&InitRequest::new(&segments, &[]))
+            .expect("initialize");
+        Token {
+            exec: key,
+            rodata: 0,
+            len: page_ceil(code.len()),
+            id: slot,
+        }
+    }
+
+    fn init_with_rodata(&mut self, code: &[u8], rodata: &[u8]) -> Token {
+        let (slot, offset) = self.slots.take();
+        let addr = self.base + offset;
+        let data = addr + page_ceil(code.len());
+        let segments = [
+            Segment::new(Prot::READ_EXEC, addr, code.len(), code),
+            Segment::new(Prot::READ, data, rodata.len(), rodata),
+        ];
+        let key = self
+            .map
+            .initialize(&InitRequest::new(&segments, &self.actions))
+            .expect("initialize");
+        Token {
+            exec: key,
+            rodata: data,
+            len: page_ceil(code.len()) + page_ceil(rodata.len()),
+            id: slot,
+        }
+    }
+
+    fn deinit(&mut self, token: Token) {
+        self.map.deinitialize(token.exec).expect("deinitialize");
+        self.slots.put(token.id);
+    }
+
+    fn deinit_with_rodata(&mut self, token: Token) {
+        self.deinit(token);
+    }
+
+    fn deinit_batch(&mut self, tokens: &[Token]) {
+        self.keys.clear();
+        self.keys.extend(tokens.iter().map(|t| t.exec));
+        self.map
+            .deinitialize_multiple(&self.keys, |index, error| {
+                panic!("deinitialize_multiple entry {index}: {error}")
+            })
+            .expect("deinitialize_multiple");
+        for token in tokens {
+            self.slots.put(token.id);
+        }
+    }
+}
