@@ -59,3 +59,8 @@ pub use mapcore::{
     Action, ActionError, ActionPair, Config, Content, DiscardPolicy, Error, Host, HostError,
     HostErrorKind, HostOp, InitRequest, JitMap, Lifetime, Prot, Segment,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -255,7 +255,7 @@ unsafe impl Host for LibcHost {
     /// (their instruction caches are coherent with data writes).
     #[doc(alias = "__clear_cache")]
     #[doc(alias = "membarrier")]
-    fn flush_icache(&self, range: PageRange) -> Result<(), OsError> {
+    unsafe fn flush_icache(&self, range: PageRange) -> Result<(), OsError> {
         crate::icache::flush(range)
     }
 }

@@ -169,7 +169,7 @@ impl<E> Error<E> {
     }
 }
 
-impl<E: fmt::Debug> fmt::Display for Error<E> {
+impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSize { size } => {
@@ -220,7 +220,7 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 if let Some(segment) = segment {
                     write!(f, " on segment {segment}")?;
                 }
-                write!(f, ": {error:?}")?;
+                write!(f, ": {error}")?;
                 if *quarantined {
                     f.write_str(" (rollback failed; pages quarantined)")?;
                 }

@@ -6,7 +6,7 @@
 //! The implementer's promises are on [`Host`]; the caller's promises are on each method.
 #![expect(unsafe_code, reason = "the host trait is where the unsafe promises are written down")]
 
-use core::fmt::Debug;
+use core::fmt::{Debug, Display};
 
 use crate::addr::PageRange;
 use crate::prot::Prot;
@@ -27,8 +27,8 @@ pub enum HostErrorKind {
 }
 
 /// An error reported by a [`Host`]: a small value (typically an error code), cloned into each
-/// batch entry it affects.
-pub trait HostError: Debug + Clone {
+/// batch entry it affects, and displayed inside the map's error messages.
+pub trait HostError: Debug + Display + Clone {
     /// The kind of failure.
     fn kind(&self) -> HostErrorKind;
 }
@@ -155,6 +155,7 @@ pub unsafe trait Host: Sync {
     /// 1. `[addr, addr + bytes.len())` lies inside one live reservation and is currently
     ///    read-write.
     /// 2. No one else accesses that memory during the call.
+    /// 3. `bytes` does not overlap `[addr, addr + bytes.len())`.
     unsafe fn write(&self, addr: usize, bytes: &[u8]);
 
     /// Sets `len` bytes at `addr` to zero.
@@ -169,10 +170,15 @@ pub unsafe trait Host: Sync {
     /// There is no default body on purpose: a host on x86, whose caches are coherent, writes
     /// `Ok(())` deliberately.
     ///
+    /// # Safety
+    ///
+    /// `range` lies inside one live reservation and is readable (cache maintenance by virtual
+    /// address faults on unmapped or inaccessible pages).
+    ///
     /// # Errors
     ///
     /// The cache could not be synchronized.
-    fn flush_icache(&self, range: PageRange) -> Result<(), Self::Error>;
+    unsafe fn flush_icache(&self, range: PageRange) -> Result<(), Self::Error>;
 }
 
 // SAFETY: forwards every call to `H`, which upholds the trait's promises.
@@ -216,7 +222,8 @@ unsafe impl<H: Host + ?Sized> Host for &H {
         unsafe { (**self).fill_zero(addr, len) }
     }
 
-    fn flush_icache(&self, range: PageRange) -> Result<(), Self::Error> {
-        (**self).flush_icache(range)
+    unsafe fn flush_icache(&self, range: PageRange) -> Result<(), Self::Error> {
+        // SAFETY: the caller upholds `flush_icache`'s contract, which is forwarded unchanged.
+        unsafe { (**self).flush_icache(range) }
     }
 }

@@ -196,7 +196,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             Err(Error::Host { op, segment: Some(segment), error, quarantined })
         };
         for run in &runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
-            if let Err(error) = self.host.flush_icache(run.range) {
+            // SAFETY: the claimed pages lie inside one live slab and are read-write.
+            if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
                 return fail(HostOp::FlushIcache, run.segment, error);
             }
         }
@@ -237,7 +238,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             if let Content::Bytes(bytes) = seg.content {
                 if !bytes.is_empty() {
                     // SAFETY: (1) the span's pages are claimed, inside one slab, and free pages
-                    // are read-write; (2) the claim keeps every other thread away.
+                    // are read-write; (2) the claim keeps every other thread away; (3) the
+                    // caller's `bytes` are borrowed memory, which cannot be the claimed pages
+                    // (they belong to the map until initialize returns).
                     unsafe { self.host.write(seg.addr, bytes) };
                 }
             }
@@ -347,10 +350,10 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut chunk: Vec<Retiring<H::Error>, BATCH_CHUNK> = Vec::new();
         // 1. Back to front: take each region out of service and run its dealloc actions.
         for index in (start..end).rev() {
-            match self.with_state(|s| s.retire(keys[index])) {
-                Ok(Retired { slot, spans, deallocs }) => {
+            let retired_here: Vec<u32, BATCH_CHUNK> = chunk.iter().map(|e| e.slot).collect();
+            match self.with_state(|s| s.retire(keys[index], &retired_here)) {
+                Ok(Retired { slot, first_page, deallocs }) => {
                     let dealloc_failures = run_dealloc_actions(&deallocs);
-                    let first_page = spans.first().map_or(keys[index], |s| s.range.start());
                     // Cannot fail: at most BATCH_CHUNK entries.
                     let _ = chunk.push(Retiring { index, slot, first_page, dealloc_failures, error: None });
                 }

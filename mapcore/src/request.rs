@@ -7,6 +7,13 @@ use crate::prot::{AllocGroup, Lifetime, Prot};
 pub const MAX_SEGMENTS: usize = 16;
 
 /// Where a segment's bytes come from.
+///
+/// Under the default [`DiscardPolicy::Discard`](crate::DiscardPolicy::Discard) the map knows
+/// free pages read as zero (fresh, or discarded when they were freed) and does not zero-fill
+/// them again. Writing into free pages is only meant for in-place content of a request that
+/// then covers those bytes; bytes written into free pages and never initialized (or written
+/// past an in-place segment's `len`) are not erased and may show through. Initialize them as a
+/// region and deinitialize it to discard them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content<'a> {
     /// Copy these bytes to the start of the segment; the rest of the segment reads as zero.

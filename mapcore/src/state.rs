@@ -16,7 +16,7 @@ use core::mem;
 use crate::action::Deallocs;
 use crate::addr::PageRange;
 use crate::error::{Error, Limit};
-use crate::plan::{Plan, Span, Spans};
+use crate::plan::{Plan, Spans};
 use crate::prot::Lifetime;
 use crate::table::{insert_sorted, Storage, Table};
 
@@ -98,7 +98,8 @@ pub(crate) struct Region {
 #[derive(Debug)]
 pub(crate) struct Retired {
     pub(crate) slot: u32,
-    pub(crate) spans: Spans,
+    /// The region's lowest page, or its key if it covers no page.
+    pub(crate) first_page: usize,
     pub(crate) deallocs: Deallocs,
 }
 
@@ -207,11 +208,14 @@ impl<S: Storage> State<S> {
         page_size: usize,
     ) -> Result<(), Error<E>> {
         self.pending_reserves -= 1;
-        let fits = base % page_size == 0 && base.checked_add(size).is_some();
+        let end = base.checked_add(size).filter(|_| base % page_size == 0);
+        let Some(end) = end else {
+            return Err(Error::HostInvariant { addr: base });
+        };
         let i = self.slabs.items().partition_point(|s| s.base < base);
         let clashes_prev = i > 0 && self.slabs.items()[i - 1].range().1 > base;
-        let clashes_next = self.slabs.items().get(i).is_some_and(|s| s.base < base + size);
-        if !fits || clashes_prev || clashes_next {
+        let clashes_next = self.slabs.items().get(i).is_some_and(|s| s.base < end);
+        if clashes_prev || clashes_next {
             return Err(Error::HostInvariant { addr: base });
         }
         let seq = self.seq();
@@ -338,9 +342,27 @@ impl<S: Storage> State<S> {
 
     /// Takes the `Live` region keyed `key` out of service: it becomes `Retiring` and its
     /// dealloc actions are handed to the caller, so that they can only ever run once.
-    pub(crate) fn retire<E>(&mut self, key: usize) -> Result<Retired, Error<E>> {
-        let Ok(i) = self.keys.items().binary_search_by_key(&key, |k| k.0) else {
-            return Err(if self.span_containing(key).is_some() {
+    ///
+    /// `retired_here` are the slots the caller itself retired earlier in the same batch and
+    /// has not forgotten yet: for errors they count as gone already, as if the batch entries
+    /// were processed one by one (a repeated key is unknown, not busy).
+    pub(crate) fn retire<E>(
+        &mut self,
+        key: usize,
+        retired_here: &[u32],
+    ) -> Result<Retired, Error<E>> {
+        let gone = |slot: u32| retired_here.contains(&slot);
+        let found = self.keys.items().binary_search_by_key(&key, |k| k.0);
+        let Some(slot) = found
+            .ok()
+            .map(|i| self.keys.items()[i].1)
+            .filter(|&slot| !gone(slot))
+        else {
+            // Quarantined pages belong to no region: an address there is no interior address.
+            let in_region = self
+                .span_containing(key)
+                .is_some_and(|s| matches!(s.owner, Owner::Region(slot) if !gone(slot)));
+            return Err(if in_region {
                 Error::InteriorAddress { addr: key }
             } else if self.slab_containing(key).is_some() {
                 Error::UnknownKey { addr: key }
@@ -348,14 +370,14 @@ impl<S: Storage> State<S> {
                 Error::NotInAnySlab { addr: key }
             });
         };
-        let slot = self.keys.items()[i].1;
         self.retire_slot(slot).ok_or(Error::Busy { addr: key })
     }
 
     fn retire_slot(&mut self, slot: u32) -> Option<Retired> {
         let region = self.region_mut(slot).filter(|r| r.state == RegionState::Live)?;
         region.state = RegionState::Retiring;
-        Some(Retired { slot, spans: region.spans.clone(), deallocs: mem::take(&mut region.deallocs) })
+        let first_page = region.spans.first().map_or(region.key, |s| s.range.start());
+        Some(Retired { slot, first_page, deallocs: mem::take(&mut region.deallocs) })
     }
 
     /// The spans of a `Retiring` region.
@@ -373,21 +395,24 @@ impl<S: Storage> State<S> {
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
     /// With `quarantine`, its pages stay recorded as quarantined instead of becoming free.
     pub(crate) fn forget(&mut self, slot: u32, quarantine: bool) {
-        let Some(region) = self.slots.items_mut().get_mut(slot as usize).and_then(Option::take) else {
+        // Work on the record in place: it is large, and moving it out would copy it.
+        let Some(region) = self.slots.items().get(slot as usize).and_then(Option::as_ref) else {
             return;
         };
         if let Ok(i) = self.keys.items().binary_search_by_key(&region.key, |k| k.0) {
             self.keys.remove_at(i);
         }
         for span in &region.spans {
-            self.set_span_free_or_quarantined(span, quarantine);
+            let found = self.spans.items().binary_search_by_key(&span.range.start(), |s| s.range.start());
+            match found {
+                Ok(i) if quarantine => self.spans.items_mut()[i].owner = Owner::Quarantined,
+                Ok(i) => drop(self.spans.remove_at(i)),
+                Err(_) => {}
+            }
         }
-        if slot as usize + 1 == self.slots.items().len() {
-            let _ = self.slots.remove_at(slot as usize);
-        } else {
-            // Cannot fail: at most one free slot per slot.
-            let _ = self.free_slots.try_insert(self.free_slots.items().len(), slot);
-        }
+        self.slots.items_mut()[slot as usize] = None;
+        // Cannot fail: at most one free slot per slot.
+        let _ = self.free_slots.try_insert(self.free_slots.items().len(), slot);
     }
 
     /// Quarantines one span of a region before the region is forgotten (its pages could not
@@ -398,18 +423,6 @@ impl<S: Storage> State<S> {
         }
         if let Ok(i) = self.spans.items().binary_search_by_key(&range.start(), |s| s.range.start()) {
             self.spans.items_mut()[i].owner = Owner::Quarantined;
-        }
-    }
-
-    fn set_span_free_or_quarantined(&mut self, span: &Span, quarantine: bool) {
-        if quarantine {
-            if let Ok(i) =
-                self.spans.items().binary_search_by_key(&span.range.start(), |s| s.range.start())
-            {
-                self.spans.items_mut()[i].owner = Owner::Quarantined;
-            }
-        } else {
-            self.remove_span(span.range);
         }
     }
 
@@ -487,11 +500,13 @@ impl<S: Storage> State<S> {
     }
 
     /// The page spans in use.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn page_spans(&self) -> &[PageSpan] {
         self.spans.items()
     }
 
     /// The live and in-progress regions.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn regions(&self) -> impl Iterator<Item = &Region> {
         self.slots.items().iter().flatten()
     }
@@ -502,6 +517,7 @@ impl<S: Storage> State<S> {
     }
 
     /// Checks the tables' own invariants; returns what is broken.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn check(&self) -> Result<(), &'static str> {
         let slabs = self.slabs.items();
         if slabs.windows(2).any(|w| w[0].range().1 > w[1].base) {

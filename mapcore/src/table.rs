@@ -71,7 +71,7 @@ impl<T> Table<T> for alloc::vec::Vec<T> {
     }
 }
 
-/// How the map stores its tables: [`Fixed`] or (feature `alloc`) [`Growable`].
+/// How the map stores its tables: [`Fixed`] or (feature `alloc`) `Growable`.
 pub trait Storage {
     /// The slab table.
     type Slabs<T>: Table<T>;

@@ -484,7 +484,7 @@ unsafe impl Host for RecordingHost {
         self.store(addr, len, |_| 0);
     }
 
-    fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
+    unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
         let page_size = self.page_size;
         let mut inner = self.inner();
         let result = Self::fallible(&mut inner, HostOp::FlushIcache);
