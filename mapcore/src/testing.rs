@@ -245,13 +245,17 @@ impl RecordingHost {
     pub fn read(&self, addr: usize, len: usize) -> Vec<u8> {
         let inner = self.inner();
         let mut out = vec![0; len];
-        for (i, byte) in out.iter_mut().enumerate() {
-            let a = addr + i;
+        // One page at a time: look each page up once, not each byte.
+        let mut done = 0;
+        while done < len {
+            let a = addr + done;
             assert!(Self::reserved(&inner, a), "read of unreserved address {a:#x}");
             let page = a & !(self.page_size - 1);
+            let n = (page + self.page_size - a).min(len - done);
             if let Some(p) = inner.pages.get(&page) {
-                *byte = p[a - page];
+                out[done..done + n].copy_from_slice(&p[a - page..a - page + n]);
             }
+            done += n;
         }
         out
     }
@@ -279,8 +283,10 @@ impl RecordingHost {
     fn store(&self, addr: usize, len: usize, byte: impl Fn(usize) -> u8) {
         let page_size = self.page_size;
         let mut inner = self.inner();
-        for i in 0..len {
-            let a = addr + i;
+        // One page at a time: look each page up once, not each byte.
+        let mut done = 0;
+        while done < len {
+            let a = addr + done;
             let (base, r) = inner
                 .reservations
                 .range(..=a)
@@ -290,16 +296,23 @@ impl RecordingHost {
             let prot = r.prots[(a - base) / page_size];
             assert!(prot.contains(Prot::WRITE), "write to {a:#x}, a {prot} page: segmentation fault");
             let page = a & !(page_size - 1);
-            let value = byte(i);
-            match inner.pages.get_mut(&page) {
-                Some(p) => p[a - page] = value,
-                None if value == 0 => {}
-                None => {
-                    let mut p = vec![0u8; page_size].into_boxed_slice();
-                    p[a - page] = value;
+            let n = (page + page_size - a).min(len - done);
+            let values = (done..done + n).map(&byte);
+            if let Some(p) = inner.pages.get_mut(&page) {
+                p[a - page..a - page + n].iter_mut().zip(values).for_each(|(d, v)| *d = v);
+            } else {
+                let mut p = vec![0u8; page_size].into_boxed_slice();
+                let mut any = false;
+                for (d, v) in p[a - page..a - page + n].iter_mut().zip(values) {
+                    *d = v;
+                    any |= v != 0;
+                }
+                // Pages that would hold only zeros stay absent (they read as zero).
+                if any {
                     inner.pages.insert(page, p);
                 }
             }
+            done += n;
         }
     }
 
