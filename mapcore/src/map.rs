@@ -148,7 +148,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// [`Error::Host`] when the host fails, [`Error::HostInvariant`] when it returns a bad
     /// base. Nothing is left reserved on any error.
     pub fn reserve(&self, size: usize) -> Result<usize, Error<H::Error>> {
-        if size == 0 || size % self.page_size != 0 {
+        if size == 0 || !size.is_multiple_of(self.page_size) {
             return Err(Error::InvalidSize { size });
         }
         if size > self.config.max_reservation {
@@ -368,18 +368,22 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         by_address.sort_unstable_by_key(|&i| chunk[i].first_page);
         let reuse_exec = self.host.capabilities().reuse_executable;
         let mut run: Option<(PageRange, bool, u32)> = None;
+        // Runs never cross a slab's end: each host call stays inside one reservation, even
+        // where the kernel placed two slabs side by side.
+        let mut run_slab = 0;
         for (bit, &entry) in by_address.iter().enumerate() {
-            let spans = self.with_state(|s| s.retiring_spans(chunk[entry].slot));
+            let (slab, spans) = self.with_state(|s| s.retiring_spans(chunk[entry].slot));
             for span in spans.iter().filter(|s| reuse_exec || !s.prot.contains(Prot::EXEC)) {
                 let protect = span.prot != Prot::READ_WRITE;
                 if let Some((range, needs, members)) = &mut run {
-                    if let Some(joined) = range.join(&span.range) {
+                    if let Some(joined) = range.join(&span.range).filter(|_| run_slab == slab) {
                         *range = joined;
                         *needs |= protect;
                         *members |= 1 << bit;
                         continue;
                     }
                 }
+                run_slab = slab;
                 if let Some(done) = run.replace((span.range, protect, 1 << bit)) {
                     self.finish_run(done, &by_address, &mut chunk);
                 }

@@ -208,7 +208,7 @@ impl<S: Storage> State<S> {
         page_size: usize,
     ) -> Result<(), Error<E>> {
         self.pending_reserves -= 1;
-        let end = base.checked_add(size).filter(|_| base % page_size == 0);
+        let end = base.checked_add(size).filter(|_| base.is_multiple_of(page_size));
         let Some(end) = end else {
             return Err(Error::HostInvariant { addr: base });
         };
@@ -380,14 +380,14 @@ impl<S: Storage> State<S> {
         Some(Retired { slot, first_page, deallocs: mem::take(&mut region.deallocs) })
     }
 
-    /// The spans of a `Retiring` region.
-    pub(crate) fn retiring_spans(&self, slot: u32) -> Spans {
-        self.region(slot).map(|r| r.spans.clone()).unwrap_or_default()
+    /// The slab base and the spans of a `Retiring` region.
+    pub(crate) fn retiring_spans(&self, slot: u32) -> (usize, Spans) {
+        self.region(slot).map(|r| (r.slab_base, r.spans.clone())).unwrap_or_default()
     }
 
     /// Quarantines the executable spans of a region, for hosts that cannot reuse them.
     pub(crate) fn quarantine_executable(&mut self, slot: u32) {
-        for span in self.retiring_spans(slot).iter().filter(|s| s.prot.contains(crate::Prot::EXEC)) {
+        for span in self.retiring_spans(slot).1.iter().filter(|s| s.prot.contains(crate::Prot::EXEC)) {
             self.quarantine_span(slot, span.range);
         }
     }

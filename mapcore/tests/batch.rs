@@ -369,6 +369,34 @@ fn failed_merged_reset_reports_every_member<S: Storage>() {
     host.check_map(&map).unwrap();
 }
 
+/// Regions that touch across two adjacent slabs (the kernel places new mappings side by side,
+/// and so does the recording host) never share a host call: each call stays inside one
+/// reservation. Found by the `core_ops` fuzzer.
+fn merged_runs_stop_at_slab_boundaries<S: Storage>() {
+    let host = Fixture::new(P);
+    let map: Map<'_, S> = JitMap::new(&*host);
+    let a = map.reserve(4 * P).unwrap();
+    let b = map.reserve(4 * P).unwrap();
+    assert_eq!(b, a + 4 * P, "the recording host places slabs side by side");
+    let end_of_a = regions(&map, Prot::READ_EXEC, a + 3 * P, 1);
+    let start_of_b = regions(&map, Prot::READ_EXEC, b, 1);
+    host.clear_log();
+    let keys = [end_of_a[0], start_of_b[0]];
+    assert_eq!(deinit_all(&map, &keys), (Ok(()), vec![]));
+    let in_a = pages(a + 3 * P, a + 4 * P, P);
+    let in_b = pages(b, b + P, P);
+    assert_eq!(
+        host.log(),
+        [
+            ok(Call::Protect { range: in_a, prot: Prot::READ_WRITE }),
+            ok(Call::Discard { range: in_a }),
+            ok(Call::Protect { range: in_b, prot: Prot::READ_WRITE }),
+            ok(Call::Discard { range: in_b }),
+        ]
+    );
+    host.check_map(&map).unwrap();
+}
+
 for_each_storage!(
     e6_duplicate_keys_in_deinitialize_multiple,
     e6_duplicate_keys_far_apart,
@@ -378,4 +406,5 @@ for_each_storage!(
     e9_empty_batches_do_nothing,
     adjacent_regions_share_one_protect_and_one_discard,
     failed_merged_reset_reports_every_member,
+    merged_runs_stop_at_slab_boundaries,
 );

@@ -17,9 +17,9 @@ use mapcore::{
     Segment, Storage,
 };
 
-/// The page size of most tests: 4 KiB natively; 256 bytes under miri, where the recording
-/// host's byte-wise simulated memory makes page-sized contents slow. The map is independent
-/// of the page size, and every test expresses addresses and sizes in pages.
+/// The page size of most tests: 4 KiB natively; 256 bytes under miri, to keep the simulated
+/// contents (and miri's time) small. The map is independent of the page size, and every test
+/// expresses addresses and sizes in pages.
 pub const P: usize = if cfg!(miri) { 256 } else { 4096 };
 /// The page size of orc-rt's tests (its mock process reports 16 KiB pages).
 pub const UPSTREAM_PAGE: usize = 16384;
@@ -30,8 +30,17 @@ pub type Map<'h, S> = JitMap<&'h RecordingHost, S>;
 
 /// Makes one test function per storage, `fixed::name` (the default fixed tables) and
 /// `growable::name` (`Growable`), for generic test functions `fn name<S: Storage>()`.
+/// `growable: #[attr];` first puts an attribute on the growable tests.
 #[macro_export]
 macro_rules! for_each_storage {
+    (growable: #[$attr:meta]; $($name:ident),* $(,)?) => {
+        mod fixed {
+            $(#[test] fn $name() { super::$name::<mapcore::DefaultStorage>(); })*
+        }
+        mod growable {
+            $(#[test] #[$attr] fn $name() { super::$name::<mapcore::Growable>(); })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod fixed {
             $(#[test] fn $name() { super::$name::<mapcore::DefaultStorage>(); })*
