@@ -121,7 +121,7 @@ impl Workload {
 
 /// `4 KiB` style.
 pub(crate) fn bytes(n: usize) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} B")

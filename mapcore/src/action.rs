@@ -128,7 +128,10 @@ impl ActionPair {
     /// A pair of two actions.
     #[must_use]
     pub fn new(finalize: Action, dealloc: Action) -> Self {
-        Self { finalize: Some(finalize), dealloc: Some(dealloc) }
+        Self {
+            finalize: Some(finalize),
+            dealloc: Some(dealloc),
+        }
     }
 }
 
@@ -160,7 +163,11 @@ pub fn run_finalize_actions(pairs: &[ActionPair]) -> Result<Deallocs, FinalizeFa
         if let Some(finalize) = &pair.finalize {
             if let Err(error) = finalize.run() {
                 let cleanup_failures = run_dealloc_actions(&kept);
-                return Err(FinalizeFailure { index, error, cleanup_failures });
+                return Err(FinalizeFailure {
+                    index,
+                    error,
+                    cleanup_failures,
+                });
             }
         }
         if let Some(dealloc) = &pair.dealloc {
@@ -173,7 +180,11 @@ pub fn run_finalize_actions(pairs: &[ActionPair]) -> Result<Deallocs, FinalizeFa
 
 /// Runs every action newest first, continuing after failures; returns how many failed.
 pub fn run_dealloc_actions(deallocs: &[Action]) -> usize {
-    deallocs.iter().rev().filter(|action| action.run().is_err()).count()
+    deallocs
+        .iter()
+        .rev()
+        .filter(|action| action.run().is_err())
+        .count()
 }
 
 #[cfg(test)]
@@ -194,11 +205,18 @@ mod tests {
     fn counter(args: &[u8]) -> Result<&'static AtomicI64, ActionError> {
         let bytes: [u8; 8] = args.try_into().map_err(|_| UNDECODABLE)?;
         let addr = u64::from_ne_bytes(bytes) as usize;
-        COUNTERS.iter().find(|c| core::ptr::from_ref(*c) as usize == addr).ok_or(UNDECODABLE)
+        COUNTERS
+            .iter()
+            .find(|c| core::ptr::from_ref(*c) as usize == addr)
+            .ok_or(UNDECODABLE)
     }
 
-    static COUNTERS: [AtomicI64; 4] =
-        [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
+    static COUNTERS: [AtomicI64; 4] = [
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+        AtomicI64::new(0),
+    ];
     // The tests share the counters, so they take turns.
     static SERIAL: Mutex<()> = Mutex::new(());
     static REPORTED: Mutex<StdVec<i32>> = Mutex::new(StdVec::new());
@@ -233,7 +251,10 @@ mod tests {
         guard
     }
     fn pair(f: Option<Action>, d: Option<Action>) -> ActionPair {
-        ActionPair { finalize: f, dealloc: d }
+        ActionPair {
+            finalize: f,
+            dealloc: d,
+        }
     }
 
     #[test]
@@ -260,7 +281,10 @@ mod tests {
     #[test]
     fn t18_finalize_then_dealloc() {
         let _g = fresh();
-        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(Some(on(inc, 0)), Some(on(dec, 0)))];
+        let pairs = [
+            pair(Some(on(inc, 0)), Some(on(dec, 0))),
+            pair(Some(on(inc, 0)), Some(on(dec, 0))),
+        ];
         let kept = run_finalize_actions(&pairs).unwrap();
         assert_eq!(value(0), 2);
         assert_eq!(run_dealloc_actions(&kept), 0);
@@ -277,14 +301,24 @@ mod tests {
             pair(Some(on(inc, c)), Some(on(inc, c))),
         ];
         let err = run_finalize_actions(&pairs).unwrap_err();
-        assert_eq!(err, FinalizeFailure { index: 1, error: FAILED, cleanup_failures: 0 });
+        assert_eq!(
+            err,
+            FinalizeFailure {
+                index: 1,
+                error: FAILED,
+                cleanup_failures: 0
+            }
+        );
         assert_eq!((value(a), value(b), value(c)), (2, 0, 0));
     }
 
     #[test]
     fn t20_null_finalize_keeps_dealloc() {
         let _g = fresh();
-        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(None, Some(on(dec, 0)))];
+        let pairs = [
+            pair(Some(on(inc, 0)), Some(on(dec, 0))),
+            pair(None, Some(on(dec, 0))),
+        ];
         let kept = run_finalize_actions(&pairs).unwrap();
         assert_eq!(kept.len(), 2);
         run_dealloc_actions(&kept);
@@ -294,7 +328,10 @@ mod tests {
     #[test]
     fn t21_null_dealloc_is_dropped() {
         let _g = fresh();
-        let pairs = [pair(Some(on(inc, 0)), Some(on(dec, 0))), pair(Some(on(inc, 0)), None)];
+        let pairs = [
+            pair(Some(on(inc, 0)), Some(on(dec, 0))),
+            pair(Some(on(inc, 0)), None),
+        ];
         let kept = run_finalize_actions(&pairs).unwrap();
         assert_eq!(kept.len(), 1);
         run_dealloc_actions(&kept);
@@ -313,7 +350,10 @@ mod tests {
     #[test]
     fn t23_dealloc_reports_all_errors_newest_first() {
         let _g = fresh();
-        let list = [Action::new(fail, &[]).unwrap(), Action::new(fail2, &[]).unwrap()];
+        let list = [
+            Action::new(fail, &[]).unwrap(),
+            Action::new(fail2, &[]).unwrap(),
+        ];
         assert_eq!(run_dealloc_actions(&list), 2);
         assert_eq!(*REPORTED.lock().unwrap(), [FAILED_2.code(), FAILED.code()]);
     }
@@ -327,7 +367,14 @@ mod tests {
             pair(Some(Action::new(fail2, &[]).unwrap()), None),
         ];
         let err = run_finalize_actions(&pairs).unwrap_err();
-        assert_eq!(err, FinalizeFailure { index: 2, error: FAILED_2, cleanup_failures: 1 });
+        assert_eq!(
+            err,
+            FinalizeFailure {
+                index: 2,
+                error: FAILED_2,
+                cleanup_failures: 1
+            }
+        );
         assert_eq!(*REPORTED.lock().unwrap(), [FAILED_2.code(), FAILED.code()]);
         assert_eq!(value(0), 1);
     }

@@ -81,7 +81,10 @@ impl PageRange {
         if self.end < other.start || other.end < self.start {
             return None;
         }
-        Some(Self { start: self.start.min(other.start), end: self.end.max(other.end) })
+        Some(Self {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        })
     }
 }
 
@@ -107,8 +110,14 @@ mod tests {
 
     #[test]
     fn covering_rounds_up_and_checks_alignment() {
-        assert_eq!(PageRange::covering(0x1000, 1, 0x1000), PageRange::new(0x1000, 0x2000, 0x1000));
-        assert_eq!(PageRange::covering(0x1000, 0, 0x1000), PageRange::new(0x1000, 0x1000, 0x1000));
+        assert_eq!(
+            PageRange::covering(0x1000, 1, 0x1000),
+            PageRange::new(0x1000, 0x2000, 0x1000)
+        );
+        assert_eq!(
+            PageRange::covering(0x1000, 0, 0x1000),
+            PageRange::new(0x1000, 0x1000, 0x1000)
+        );
         assert_eq!(PageRange::covering(0x1001, 1, 0x1000), None);
         assert_eq!(PageRange::covering(usize::MAX & !0xfff, 1, 0x1000), None);
         assert_eq!(PageRange::covering(0x1000, usize::MAX, 0x1000), None);

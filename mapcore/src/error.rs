@@ -173,10 +173,16 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSize { size } => {
-                write!(f, "reservation size {size:#x} is zero or not a page multiple")
+                write!(
+                    f,
+                    "reservation size {size:#x} is zero or not a page multiple"
+                )
             }
             Self::TooLarge { size } => {
-                write!(f, "reservation size {size:#x} exceeds the configured maximum")
+                write!(
+                    f,
+                    "reservation size {size:#x} exceeds the configured maximum"
+                )
             }
             Self::CapacityExceeded(limit) => write!(f, "capacity exceeded: {limit:?}"),
             Self::NoStandardSegment => {
@@ -215,7 +221,12 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Self::HostInvariant { addr } => {
                 write!(f, "host returned an invalid reservation at {addr:#x}")
             }
-            Self::Host { op, segment, error, quarantined } => {
+            Self::Host {
+                op,
+                segment,
+                error,
+                quarantined,
+            } => {
                 write!(f, "host {op:?} failed")?;
                 if let Some(segment) = segment {
                     write!(f, " on segment {segment}")?;
@@ -226,8 +237,17 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 }
                 Ok(())
             }
-            Self::FinalizeFailed { action, error, cleanup_failures, quarantined } => {
-                write!(f, "finalize action {action} failed with code {}", error.code())?;
+            Self::FinalizeFailed {
+                action,
+                error,
+                cleanup_failures,
+                quarantined,
+            } => {
+                write!(
+                    f,
+                    "finalize action {action} failed with code {}",
+                    error.code()
+                )?;
                 if *cleanup_failures > 0 {
                     write!(f, " ({cleanup_failures} cleanup dealloc actions failed)")?;
                 }
@@ -263,7 +283,12 @@ mod tests {
         let samples: [Error<i32>; 5] = [
             Error::InvalidSize { size: 0 },
             Error::Overlap { segment: 1 },
-            Error::Host { op: HostOp::Protect, segment: Some(0), error: 12, quarantined: true },
+            Error::Host {
+                op: HostOp::Protect,
+                segment: Some(0),
+                error: 12,
+                quarantined: true,
+            },
             Error::FinalizeFailed {
                 action: 2,
                 error: ActionError::new(7),

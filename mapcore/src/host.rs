@@ -4,7 +4,10 @@
 //!
 //! This module declares an `unsafe trait` and `unsafe fn`s, and forwards them for `&H`.
 //! The implementer's promises are on [`Host`]; the caller's promises are on each method.
-#![expect(unsafe_code, reason = "the host trait is where the unsafe promises are written down")]
+#![expect(
+    unsafe_code,
+    reason = "the host trait is where the unsafe promises are written down"
+)]
 
 use core::fmt::{Debug, Display};
 
@@ -52,7 +55,10 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Everything supported (Linux, most Unix systems).
-    pub const FULL: Self = Self { discard: true, reuse_executable: true };
+    pub const FULL: Self = Self {
+        discard: true,
+        reuse_executable: true,
+    };
 }
 
 /// Which host call failed.

@@ -95,7 +95,6 @@ impl<H: Host + fmt::Debug, S: Storage> fmt::Debug for JitMap<H, S> {
 struct Retiring<E> {
     index: usize,
     slot: u32,
-    first_page: usize,
     dealloc_failures: usize,
     error: Option<Error<E>>,
 }
@@ -109,7 +108,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// A map over `host` with `config`.
     pub fn with_config(host: H, config: Config) -> Self {
         let page_size = host.page_size();
-        Self { host, page_size, config, state: spin::Mutex::new(State::default()) }
+        Self {
+            host,
+            page_size,
+            config,
+            state: spin::Mutex::new(State::default()),
+        }
     }
 
     /// The host.
@@ -159,7 +163,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             Ok(base) => base,
             Err(error) => {
                 self.with_state(|s| s.abandon_reserve());
-                return Err(Error::Host { op: HostOp::Reserve, segment: None, error, quarantined: false });
+                return Err(Error::Host {
+                    op: HostOp::Reserve,
+                    segment: None,
+                    error,
+                    quarantined: false,
+                });
             }
         };
         let recorded = self.with_state(|s| s.finish_reserve(base, size, self.page_size));
@@ -193,7 +202,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
 
         let fail = |op, segment, error| {
             let quarantined = self.roll_back(slot, &plan.spans);
-            Err(Error::Host { op, segment: Some(segment), error, quarantined })
+            Err(Error::Host {
+                op,
+                segment: Some(segment),
+                error,
+                quarantined,
+            })
         };
         for run in &runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
             // SAFETY: the claimed pages lie inside one live slab and are read-write.
@@ -352,10 +366,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         for index in (start..end).rev() {
             let retired_here: Vec<u32, BATCH_CHUNK> = chunk.iter().map(|e| e.slot).collect();
             match self.with_state(|s| s.retire(keys[index], &retired_here)) {
-                Ok(Retired { slot, first_page, deallocs }) => {
+                Ok(Retired { slot, deallocs }) => {
                     let dealloc_failures = run_dealloc_actions(&deallocs);
                     // Cannot fail: at most BATCH_CHUNK entries.
-                    let _ = chunk.push(Retiring { index, slot, first_page, dealloc_failures, error: None });
+                    let _ = chunk.push(Retiring {
+                        index,
+                        slot,
+                        dealloc_failures,
+                        error: None,
+                    });
                 }
                 Err(error) => {
                     report(index, error);
@@ -363,34 +382,41 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 }
             }
         }
-        // 2. In address order, reset the pages, merging runs that touch across regions.
-        let mut by_address: Vec<usize, BATCH_CHUNK> = (0..chunk.len()).collect();
-        by_address.sort_unstable_by_key(|&i| chunk[i].first_page);
+        // 2. Reset the pages in address order, merging every run of touching pages across the
+        // chunk's regions: a k-way merge over the regions' sorted spans, one span per step.
         let reuse_exec = self.host.capabilities().reuse_executable;
+        let mut cursors = [0usize; BATCH_CHUNK];
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
         let mut run_slab = 0;
-        for (bit, &entry) in by_address.iter().enumerate() {
-            let (slab, spans) = self.with_state(|s| s.retiring_spans(chunk[entry].slot));
-            for span in spans.iter().filter(|s| reuse_exec || !s.prot.contains(Prot::EXEC)) {
-                let protect = span.prot != Prot::READ_WRITE;
-                if let Some((range, needs, members)) = &mut run {
-                    if let Some(joined) = range.join(&span.range).filter(|_| run_slab == slab) {
-                        *range = joined;
-                        *needs |= protect;
-                        *members |= 1 << bit;
-                        continue;
-                    }
+        while let Some((entry, slab, span)) = self.with_state(|s| {
+            let next = chunk.iter().enumerate().filter_map(|(e, r)| {
+                s.retiring_span(r.slot, cursors[e])
+                    .map(|(slab, span)| (e, slab, span))
+            });
+            next.min_by_key(|(_, _, span)| span.range.start())
+        }) {
+            cursors[entry] += 1;
+            if !reuse_exec && span.prot.contains(Prot::EXEC) {
+                continue; // quarantined in step 3
+            }
+            let protect = span.prot != Prot::READ_WRITE;
+            if let Some((range, needs, members)) = &mut run {
+                if let Some(joined) = range.join(&span.range).filter(|_| run_slab == slab) {
+                    *range = joined;
+                    *needs |= protect;
+                    *members |= 1 << entry;
+                    continue;
                 }
-                run_slab = slab;
-                if let Some(done) = run.replace((span.range, protect, 1 << bit)) {
-                    self.finish_run(done, &by_address, &mut chunk);
-                }
+            }
+            run_slab = slab;
+            if let Some(done) = run.replace((span.range, protect, 1 << entry)) {
+                self.finish_run(done, &mut chunk);
             }
         }
         if let Some(done) = run {
-            self.finish_run(done, &by_address, &mut chunk);
+            self.finish_run(done, &mut chunk);
         }
         // 3. Forget the regions, then report.
         self.with_state(|s| {
@@ -402,9 +428,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             }
         });
         for entry in chunk {
-            let error = entry.error.or(
-                (entry.dealloc_failures > 0).then_some(Error::DeallocFailed { failed: entry.dealloc_failures }),
-            );
+            let error = entry.error.or((entry.dealloc_failures > 0).then_some(
+                Error::DeallocFailed {
+                    failed: entry.dealloc_failures,
+                },
+            ));
             if let Some(error) = error {
                 report(entry.index, error);
                 failed += 1;
@@ -417,13 +445,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     fn finish_run(
         &self,
         (range, needs_protect, members): (PageRange, bool, u32),
-        by_address: &[usize],
         chunk: &mut [Retiring<H::Error>],
     ) {
         if let Err(error) = self.reset_run(range, needs_protect) {
-            for (bit, &entry) in by_address.iter().enumerate() {
+            for (bit, entry) in chunk.iter_mut().enumerate() {
                 if members & (1 << bit) != 0 {
-                    chunk[entry].error.get_or_insert(Error::Host {
+                    entry.error.get_or_insert(Error::Host {
                         op: HostOp::Protect,
                         segment: None,
                         error: error.clone(),
@@ -447,7 +474,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let size = self.with_state(|s| s.begin_release(base))?;
         let mut dealloc_failures = 0;
         loop {
-            let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) else { break };
+            let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) else {
+                break;
+            };
             dealloc_failures += run_dealloc_actions(&retired.deallocs);
             self.with_state(|s| s.forget(retired.slot, false));
         }
@@ -457,10 +486,17 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let unmapped = unsafe { self.host.release(base, size) };
         self.with_state(|s| s.finish_release(base, unmapped.is_ok()));
         if let Err(error) = unmapped {
-            return Err(Error::Host { op: HostOp::Release, segment: None, error, quarantined: false });
+            return Err(Error::Host {
+                op: HostOp::Release,
+                segment: None,
+                error,
+                quarantined: false,
+            });
         }
         if dealloc_failures > 0 {
-            return Err(Error::DeallocFailed { failed: dealloc_failures });
+            return Err(Error::DeallocFailed {
+                failed: dealloc_failures,
+            });
         }
         Ok(())
     }

@@ -64,8 +64,8 @@ impl Plan {
             if !is_aligned(seg.addr, page_size) {
                 return Err(Error::Misaligned { segment });
             }
-            let range =
-                PageRange::covering(seg.addr, seg.size, page_size).ok_or(Error::Overflow { segment })?;
+            let range = PageRange::covering(seg.addr, seg.size, page_size)
+                .ok_or(Error::Overflow { segment })?;
             if seg.content.len() > seg.size {
                 return Err(Error::ContentTooLong { segment });
             }
@@ -89,10 +89,16 @@ impl Plan {
         spans.sort_unstable_by_key(|s| s.range.start());
         for pair in spans.windows(2) {
             if pair[0].range.end() > pair[1].range.start() {
-                return Err(Error::SharedPage { segment: pair[0].segment.max(pair[1].segment) });
+                return Err(Error::SharedPage {
+                    segment: pair[0].segment.max(pair[1].segment),
+                });
             }
         }
-        Ok(Self { spans, key, key_segment })
+        Ok(Self {
+            spans,
+            key,
+            key_segment,
+        })
     }
 }
 
@@ -114,7 +120,11 @@ pub(crate) fn runs(spans: &[Span], same_prot: bool, keep: impl Fn(&Span) -> bool
             }
         }
         // Cannot fail: at most one run per span.
-        let _ = runs.push(Run { range: span.range, prot: span.prot, segment: span.segment });
+        let _ = runs.push(Run {
+            range: span.range,
+            prot: span.prot,
+            segment: span.segment,
+        });
     }
     runs
 }
@@ -149,8 +159,11 @@ mod tests {
     fn rejects_in_request_order_with_segment_index() {
         let content = [0u8; 3];
         assert_eq!(
-            validate(&[Segment::new(Prot::READ, 0x1000, 1, &[]), Segment::new(Prot::READ, 0x2001, 1, &[])])
-                .unwrap_err(),
+            validate(&[
+                Segment::new(Prot::READ, 0x1000, 1, &[]),
+                Segment::new(Prot::READ, 0x2001, 1, &[])
+            ])
+            .unwrap_err(),
             Error::Misaligned { segment: 1 }
         );
         assert_eq!(
@@ -167,9 +180,13 @@ mod tests {
         );
         assert_eq!(validate(&[]).unwrap_err(), Error::NoStandardSegment);
         assert_eq!(
-            validate(&[Segment::new(Prot::READ, 0x1000, 1, &[]), Segment::new(Prot::READ, 0x1000, 0, &[]),
-                Segment::new(Prot::READ, 0x2000, 1, &[]), Segment::new(Prot::READ, 0x1000, 1, &[])])
-                .unwrap_err(),
+            validate(&[
+                Segment::new(Prot::READ, 0x1000, 1, &[]),
+                Segment::new(Prot::READ, 0x1000, 0, &[]),
+                Segment::new(Prot::READ, 0x2000, 1, &[]),
+                Segment::new(Prot::READ, 0x1000, 1, &[])
+            ])
+            .unwrap_err(),
             Error::SharedPage { segment: 3 }
         );
     }
@@ -185,9 +202,21 @@ mod tests {
         ];
         let plan = validate(&segs).unwrap();
         let protect = runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE);
-        let got: [(usize, usize, Prot); 3] =
-            core::array::from_fn(|i| (protect[i].range.start(), protect[i].range.end(), protect[i].prot));
-        assert_eq!(got, [(0x1000, 0x3000, Prot::READ_EXEC), (0x3000, 0x4000, Prot::READ), (0x6000, 0x7000, Prot::READ)]);
+        let got: [(usize, usize, Prot); 3] = core::array::from_fn(|i| {
+            (
+                protect[i].range.start(),
+                protect[i].range.end(),
+                protect[i].prot,
+            )
+        });
+        assert_eq!(
+            got,
+            [
+                (0x1000, 0x3000, Prot::READ_EXEC),
+                (0x3000, 0x4000, Prot::READ),
+                (0x6000, 0x7000, Prot::READ)
+            ]
+        );
         assert_eq!(protect.len(), 3);
         let all = runs(&plan.spans, false, |_| true);
         assert_eq!(all.len(), 2);

@@ -77,7 +77,13 @@ impl fmt::Debug for Prot {
 impl fmt::Display for Prot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flag = |bit: Self, c: &'static str| if self.contains(bit) { c } else { "-" };
-        write!(f, "{}{}{}", flag(Self::READ, "r"), flag(Self::WRITE, "w"), flag(Self::EXEC, "x"))
+        write!(
+            f,
+            "{}{}{}",
+            flag(Self::READ, "r"),
+            flag(Self::WRITE, "w"),
+            flag(Self::EXEC, "x")
+        )
     }
 }
 
@@ -108,7 +114,10 @@ impl AllocGroup {
     /// A Standard-lifetime group with the given protection.
     #[must_use]
     pub const fn new(prot: Prot) -> Self {
-        Self { prot, lifetime: Lifetime::Standard }
+        Self {
+            prot,
+            lifetime: Lifetime::Standard,
+        }
     }
 
     /// A group with the given protection and lifetime.
@@ -133,8 +142,15 @@ impl AllocGroup {
         if byte & !0xf != 0 {
             return None;
         }
-        let lifetime = if byte & 8 != 0 { Lifetime::Finalize } else { Lifetime::Standard };
-        Some(Self { prot: Prot(byte & 7), lifetime })
+        let lifetime = if byte & 8 != 0 {
+            Lifetime::Finalize
+        } else {
+            Lifetime::Standard
+        };
+        Some(Self {
+            prot: Prot(byte & 7),
+            lifetime,
+        })
     }
 }
 
@@ -173,11 +189,17 @@ mod tests {
         let d = AllocGroup::default();
         assert_eq!((d.prot, d.lifetime), (Prot::NONE, Lifetime::Standard));
         let rw = AllocGroup::new(Prot::READ_WRITE);
-        assert_eq!((rw.prot, rw.lifetime), (Prot::READ_WRITE, Lifetime::Standard));
+        assert_eq!(
+            (rw.prot, rw.lifetime),
+            (Prot::READ_WRITE, Lifetime::Standard)
+        );
         let f = AllocGroup::with_lifetime(Prot::READ_WRITE, Lifetime::Finalize);
         assert_eq!((f.prot, f.lifetime), (Prot::READ_WRITE, Lifetime::Finalize));
         assert_ne!(rw, f);
-        assert_eq!(f, AllocGroup::with_lifetime(Prot::READ_WRITE, Lifetime::Finalize));
+        assert_eq!(
+            f,
+            AllocGroup::with_lifetime(Prot::READ_WRITE, Lifetime::Finalize)
+        );
     }
 
     // T35: ordering and the one-byte wire format.
@@ -196,7 +218,11 @@ mod tests {
             assert_eq!(group.lifetime == Lifetime::Finalize, byte & 8 != 0);
         }
         for byte in 16u8..=255 {
-            assert_eq!(AllocGroup::from_byte(byte), None, "byte {byte:#x} must be rejected");
+            assert_eq!(
+                AllocGroup::from_byte(byte),
+                None,
+                "byte {byte:#x} must be rejected"
+            );
         }
     }
 

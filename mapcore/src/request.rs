@@ -61,7 +61,12 @@ impl<'a> Segment<'a> {
     /// A Standard-lifetime segment with copied content.
     #[must_use]
     pub const fn new(prot: Prot, addr: usize, size: usize, content: &'a [u8]) -> Self {
-        Self { group: AllocGroup::new(prot), addr, size, content: Content::Bytes(content) }
+        Self {
+            group: AllocGroup::new(prot),
+            addr,
+            size,
+            content: Content::Bytes(content),
+        }
     }
 
     /// A segment of the given lifetime with copied content.
@@ -84,7 +89,12 @@ impl<'a> Segment<'a> {
     /// A Standard-lifetime segment whose first `len` bytes were written in place.
     #[must_use]
     pub const fn in_place(prot: Prot, addr: usize, size: usize, len: usize) -> Self {
-        Self { group: AllocGroup::new(prot), addr, size, content: Content::InPlace { len } }
+        Self {
+            group: AllocGroup::new(prot),
+            addr,
+            size,
+            content: Content::InPlace { len },
+        }
     }
 }
 

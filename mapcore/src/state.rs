@@ -16,7 +16,7 @@ use core::mem;
 use crate::action::Deallocs;
 use crate::addr::PageRange;
 use crate::error::{Error, Limit};
-use crate::plan::{Plan, Spans};
+use crate::plan::{Plan, Span, Spans};
 use crate::prot::Lifetime;
 use crate::table::{insert_sorted, Storage, Table};
 
@@ -98,8 +98,6 @@ pub(crate) struct Region {
 #[derive(Debug)]
 pub(crate) struct Retired {
     pub(crate) slot: u32,
-    /// The region's lowest page, or its key if it covers no page.
-    pub(crate) first_page: usize,
     pub(crate) deallocs: Deallocs,
 }
 
@@ -159,24 +157,38 @@ impl<S: Storage> State<S> {
 
     /// Index of the slab with exactly this base.
     fn slab_index(&self, base: usize) -> Option<usize> {
-        self.slabs.items().binary_search_by_key(&base, |s| s.base).ok()
+        self.slabs
+            .items()
+            .binary_search_by_key(&base, |s| s.base)
+            .ok()
     }
 
     /// Index of the first span that ends after `addr`.
     fn first_span_ending_after(&self, addr: usize) -> usize {
-        self.spans.items().partition_point(|s| s.range.end() <= addr)
+        self.spans
+            .items()
+            .partition_point(|s| s.range.end() <= addr)
     }
 
     fn span_containing(&self, addr: usize) -> Option<&PageSpan> {
-        self.spans.items().get(self.first_span_ending_after(addr)).filter(|s| s.range.contains(addr))
+        self.spans
+            .items()
+            .get(self.first_span_ending_after(addr))
+            .filter(|s| s.range.contains(addr))
     }
 
     fn region(&self, slot: u32) -> Option<&Region> {
-        self.slots.items().get(slot as usize).and_then(Option::as_ref)
+        self.slots
+            .items()
+            .get(slot as usize)
+            .and_then(Option::as_ref)
     }
 
     fn region_mut(&mut self, slot: u32) -> Option<&mut Region> {
-        self.slots.items_mut().get_mut(slot as usize).and_then(Option::as_mut)
+        self.slots
+            .items_mut()
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
     }
 
     // ---- reserve ----
@@ -208,7 +220,9 @@ impl<S: Storage> State<S> {
         page_size: usize,
     ) -> Result<(), Error<E>> {
         self.pending_reserves -= 1;
-        let end = base.checked_add(size).filter(|_| base.is_multiple_of(page_size));
+        let end = base
+            .checked_add(size)
+            .filter(|_| base.is_multiple_of(page_size));
         let Some(end) = end else {
             return Err(Error::HostInvariant { addr: base });
         };
@@ -219,7 +233,12 @@ impl<S: Storage> State<S> {
             return Err(Error::HostInvariant { addr: base });
         }
         let seq = self.seq();
-        let slab = Slab { base, size, seq, state: SlabState::Live };
+        let slab = Slab {
+            base,
+            size,
+            seq,
+            state: SlabState::Live,
+        };
         // Cannot fail: begin_reserve held the room.
         insert_sorted(&mut self.slabs, slab, |s| s.base)
             .map(|_| ())
@@ -240,7 +259,11 @@ impl<S: Storage> State<S> {
         // adjacent slab.
         let first = plan.spans.first().map_or(0, |s| s.segment);
         let anchor = segments[first].addr;
-        let slab_index = self.slabs.items().iter().position(|s| s.admits(anchor, plan.spans.is_empty()));
+        let slab_index = self
+            .slabs
+            .items()
+            .iter()
+            .position(|s| s.admits(anchor, plan.spans.is_empty()));
         let slab = match slab_index {
             Some(i) => self.slabs.items()[i],
             None => return Err(Error::NotInSlab { segment: first }),
@@ -251,7 +274,10 @@ impl<S: Storage> State<S> {
         for (segment, seg) in segments.iter().enumerate() {
             let empty = seg.size == 0;
             let inside = slab.admits(seg.addr, empty)
-                && seg.addr.checked_add(seg.size).is_some_and(|end| end <= slab.range().1);
+                && seg
+                    .addr
+                    .checked_add(seg.size)
+                    .is_some_and(|end| end <= slab.range().1);
             if !inside {
                 // Crossing the slab's end, or lying in another slab, is a spanning request;
                 // lying in no slab at all is not.
@@ -265,15 +291,29 @@ impl<S: Storage> State<S> {
         }
         for span in &plan.spans {
             let i = self.first_span_ending_after(span.range.start());
-            if self.spans.items().get(i).is_some_and(|s| s.range.start() < span.range.end()) {
-                return Err(Error::Overlap { segment: span.segment });
+            if self
+                .spans
+                .items()
+                .get(i)
+                .is_some_and(|s| s.range.start() < span.range.end())
+            {
+                return Err(Error::Overlap {
+                    segment: span.segment,
+                });
             }
         }
-        if self.keys.items().binary_search_by_key(&plan.key, |k| k.0).is_ok() {
+        if self
+            .keys
+            .items()
+            .binary_search_by_key(&plan.key, |k| k.0)
+            .is_ok()
+        {
             return Err(Error::KeyInUse { key: plan.key });
         }
         if self.span_containing(plan.key).is_some() {
-            return Err(Error::Overlap { segment: plan.key_segment });
+            return Err(Error::Overlap {
+                segment: plan.key_segment,
+            });
         }
         let needs_slot = self.free_slots.items().is_empty();
         if (needs_slot && !self.slots.make_room(1)) || !self.keys.make_room(1) {
@@ -308,7 +348,10 @@ impl<S: Storage> State<S> {
         for span in &plan.spans {
             let _ = insert_sorted(
                 &mut self.spans,
-                PageSpan { range: span.range, owner: Owner::Region(slot) },
+                PageSpan {
+                    range: span.range,
+                    owner: Owner::Region(slot),
+                },
                 |s| s.range.start(),
             );
         }
@@ -322,7 +365,11 @@ impl<S: Storage> State<S> {
         if let Some(region) = self.region_mut(slot) {
             region.state = RegionState::Live;
             region.deallocs = deallocs;
-            for span in region.spans.iter().filter(|s| s.lifetime == Lifetime::Finalize) {
+            for span in region
+                .spans
+                .iter()
+                .filter(|s| s.lifetime == Lifetime::Finalize)
+            {
                 let _ = finalize_spans.push(*span);
             }
             region.spans.retain(|s| s.lifetime == Lifetime::Standard);
@@ -333,7 +380,11 @@ impl<S: Storage> State<S> {
     }
 
     fn remove_span(&mut self, range: PageRange) {
-        if let Ok(i) = self.spans.items().binary_search_by_key(&range.start(), |s| s.range.start()) {
+        if let Ok(i) = self
+            .spans
+            .items()
+            .binary_search_by_key(&range.start(), |s| s.range.start())
+        {
             self.spans.remove_at(i);
         }
     }
@@ -374,21 +425,35 @@ impl<S: Storage> State<S> {
     }
 
     fn retire_slot(&mut self, slot: u32) -> Option<Retired> {
-        let region = self.region_mut(slot).filter(|r| r.state == RegionState::Live)?;
+        let region = self
+            .region_mut(slot)
+            .filter(|r| r.state == RegionState::Live)?;
         region.state = RegionState::Retiring;
-        let first_page = region.spans.first().map_or(region.key, |s| s.range.start());
-        Some(Retired { slot, first_page, deallocs: mem::take(&mut region.deallocs) })
+        Some(Retired {
+            slot,
+            deallocs: mem::take(&mut region.deallocs),
+        })
     }
 
-    /// The slab base and the spans of a `Retiring` region.
-    pub(crate) fn retiring_spans(&self, slot: u32) -> (usize, Spans) {
-        self.region(slot).map(|r| (r.slab_base, r.spans.clone())).unwrap_or_default()
+    /// The slab base and the `index`-th span (in address order) of a region.
+    pub(crate) fn retiring_span(&self, slot: u32, index: usize) -> Option<(usize, Span)> {
+        let region = self.region(slot)?;
+        region
+            .spans
+            .get(index)
+            .map(|span| (region.slab_base, *span))
     }
 
     /// Quarantines the executable spans of a region, for hosts that cannot reuse them.
     pub(crate) fn quarantine_executable(&mut self, slot: u32) {
-        for span in self.retiring_spans(slot).1.iter().filter(|s| s.prot.contains(crate::Prot::EXEC)) {
-            self.quarantine_span(slot, span.range);
+        let mut index = 0;
+        while let Some((_, span)) = self.retiring_span(slot, index) {
+            if span.prot.contains(crate::Prot::EXEC) {
+                // Quarantining takes the span out of the region's list: stay at `index`.
+                self.quarantine_span(slot, span.range);
+            } else {
+                index += 1;
+            }
         }
     }
 
@@ -396,14 +461,22 @@ impl<S: Storage> State<S> {
     /// With `quarantine`, its pages stay recorded as quarantined instead of becoming free.
     pub(crate) fn forget(&mut self, slot: u32, quarantine: bool) {
         // Work on the record in place: it is large, and moving it out would copy it.
-        let Some(region) = self.slots.items().get(slot as usize).and_then(Option::as_ref) else {
+        let Some(region) = self
+            .slots
+            .items()
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+        else {
             return;
         };
         if let Ok(i) = self.keys.items().binary_search_by_key(&region.key, |k| k.0) {
             self.keys.remove_at(i);
         }
         for span in &region.spans {
-            let found = self.spans.items().binary_search_by_key(&span.range.start(), |s| s.range.start());
+            let found = self
+                .spans
+                .items()
+                .binary_search_by_key(&span.range.start(), |s| s.range.start());
             match found {
                 Ok(i) if quarantine => self.spans.items_mut()[i].owner = Owner::Quarantined,
                 Ok(i) => drop(self.spans.remove_at(i)),
@@ -412,7 +485,9 @@ impl<S: Storage> State<S> {
         }
         self.slots.items_mut()[slot as usize] = None;
         // Cannot fail: at most one free slot per slot.
-        let _ = self.free_slots.try_insert(self.free_slots.items().len(), slot);
+        let _ = self
+            .free_slots
+            .try_insert(self.free_slots.items().len(), slot);
     }
 
     /// Quarantines one span of a region before the region is forgotten (its pages could not
@@ -421,7 +496,11 @@ impl<S: Storage> State<S> {
         if let Some(region) = self.region_mut(slot) {
             region.spans.retain(|s| s.range != range);
         }
-        if let Ok(i) = self.spans.items().binary_search_by_key(&range.start(), |s| s.range.start()) {
+        if let Ok(i) = self
+            .spans
+            .items()
+            .binary_search_by_key(&range.start(), |s| s.range.start())
+        {
             self.spans.items_mut()[i].owner = Owner::Quarantined;
         }
     }
@@ -439,9 +518,12 @@ impl<S: Storage> State<S> {
         };
         let slab = self.slabs.items()[i];
         let busy = slab.state == SlabState::Releasing
-            || self.slots.items().iter().flatten().any(|r| {
-                r.slab_base == base && r.state != RegionState::Live
-            });
+            || self
+                .slots
+                .items()
+                .iter()
+                .flatten()
+                .any(|r| r.slab_base == base && r.state != RegionState::Live);
         if busy {
             return Err(Error::Busy { addr: base });
         }
@@ -466,7 +548,9 @@ impl<S: Storage> State<S> {
     /// Ends a release: forgets the slab and its quarantined pages if the host unmapped it,
     /// otherwise keeps it as `ReleaseFailed` so the release can be retried.
     pub(crate) fn finish_release(&mut self, base: usize, unmapped: bool) {
-        let Some(i) = self.slab_index(base) else { return };
+        let Some(i) = self.slab_index(base) else {
+            return;
+        };
         if !unmapped {
             self.slabs.items_mut()[i].state = SlabState::ReleaseFailed;
             return;
@@ -524,7 +608,10 @@ impl<S: Storage> State<S> {
             return Err("slabs unsorted or overlapping");
         }
         let spans = self.spans.items();
-        if spans.windows(2).any(|w| w[0].range.end() > w[1].range.start()) {
+        if spans
+            .windows(2)
+            .any(|w| w[0].range.end() > w[1].range.start())
+        {
             return Err("page spans unsorted or overlapping");
         }
         for span in spans {
@@ -535,7 +622,9 @@ impl<S: Storage> State<S> {
                 return Err("page span crosses its slab's end");
             }
             if let Owner::Region(slot) = span.owner {
-                let Some(region) = self.region(slot) else { return Err("span owned by an empty slot") };
+                let Some(region) = self.region(slot) else {
+                    return Err("span owned by an empty slot");
+                };
                 if !region.spans.iter().any(|s| s.range == span.range) {
                     return Err("span not listed by its region");
                 }
@@ -549,7 +638,9 @@ impl<S: Storage> State<S> {
             return Err("key index and region slots disagree");
         }
         for &(key, slot) in keys {
-            let Some(region) = self.region(slot) else { return Err("key points at an empty slot") };
+            let Some(region) = self.region(slot) else {
+                return Err("key points at an empty slot");
+            };
             if region.key != key {
                 return Err("key index points at the wrong region");
             }
@@ -561,7 +652,9 @@ impl<S: Storage> State<S> {
                     .binary_search_by_key(&span.range.start(), |s| s.range.start())
                     .ok()
                     .map(|i| spans[i]);
-                if !recorded.is_some_and(|s| s.range == span.range && s.owner == Owner::Region(slot)) {
+                if !recorded
+                    .is_some_and(|s| s.range == span.range && s.owner == Owner::Region(slot))
+                {
                     return Err("region span missing from the span table");
                 }
             }

@@ -5,7 +5,10 @@
 //! released base is reused at once, as the kernel does), each page has a protection, contents
 //! are stored sparsely, and a write to a page that is not read-write panics as a real process
 //! would fault. Every call is logged, and any fallible call can be made to fail.
-#![expect(unsafe_code, reason = "implements the unsafe host trait; contains no unsafe block")]
+#![expect(
+    unsafe_code,
+    reason = "implements the unsafe host trait; contains no unsafe block"
+)]
 
 use std::boxed::Box;
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,11 +176,17 @@ impl RecordingHost {
     #[must_use]
     pub fn with_capabilities(page_size: usize, capabilities: Capabilities) -> Self {
         assert!(page_size.is_power_of_two());
-        Self { page_size, capabilities, inner: Mutex::new(Inner::default()) }
+        Self {
+            page_size,
+            capabilities,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes the fallible call `n` calls from now fail (`n = 0`: the next one).
@@ -219,7 +228,11 @@ impl RecordingHost {
     /// How many logged calls were of `op`.
     #[must_use]
     pub fn count(&self, op: HostOp) -> usize {
-        self.inner().log.iter().filter(|e| e.call.op() == Some(op)).count()
+        self.inner()
+            .log
+            .iter()
+            .filter(|e| e.call.op() == Some(op))
+            .count()
     }
 
     /// The protection of the page holding `addr`, or `None` if it is not reserved.
@@ -233,7 +246,11 @@ impl RecordingHost {
     /// The reservations currently held, as `(base, size)`.
     #[must_use]
     pub fn reservations(&self) -> Vec<(usize, usize)> {
-        self.inner().reservations.iter().map(|(b, r)| (*b, r.size)).collect()
+        self.inner()
+            .reservations
+            .iter()
+            .map(|(b, r)| (*b, r.size))
+            .collect()
     }
 
     /// Reads `len` bytes at `addr`, whatever the protection.
@@ -249,7 +266,10 @@ impl RecordingHost {
         let mut done = 0;
         while done < len {
             let a = addr + done;
-            assert!(Self::reserved(&inner, a), "read of unreserved address {a:#x}");
+            assert!(
+                Self::reserved(&inner, a),
+                "read of unreserved address {a:#x}"
+            );
             let page = a & !(self.page_size - 1);
             let n = (page + self.page_size - a).min(len - done);
             if let Some(p) = inner.pages.get(&page) {
@@ -277,7 +297,11 @@ impl RecordingHost {
     }
 
     fn reserved(inner: &Inner, addr: usize) -> bool {
-        inner.reservations.range(..=addr).next_back().is_some_and(|(b, r)| addr < b + r.size)
+        inner
+            .reservations
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(b, r)| addr < b + r.size)
     }
 
     fn store(&self, addr: usize, len: usize, byte: impl Fn(usize) -> u8) {
@@ -294,12 +318,18 @@ impl RecordingHost {
                 .filter(|(b, r)| a < *b + r.size)
                 .unwrap_or_else(|| panic!("write to unreserved address {a:#x}"));
             let prot = r.prots[(a - base) / page_size];
-            assert!(prot.contains(Prot::WRITE), "write to {a:#x}, a {prot} page: segmentation fault");
+            assert!(
+                prot.contains(Prot::WRITE),
+                "write to {a:#x}, a {prot} page: segmentation fault"
+            );
             let page = a & !(page_size - 1);
             let n = (page + page_size - a).min(len - done);
             let values = (done..done + n).map(&byte);
             if let Some(p) = inner.pages.get_mut(&page) {
-                p[a - page..a - page + n].iter_mut().zip(values).for_each(|(d, v)| *d = v);
+                p[a - page..a - page + n]
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(d, v)| *d = v);
             } else {
                 let mut p = vec![0u8; page_size].into_boxed_slice();
                 let mut any = false;
@@ -347,15 +377,26 @@ impl RecordingHost {
     /// # Errors
     ///
     /// A description of the first disagreement.
-    pub fn check_map<H: Host, S: Storage>(&self, map: &JitMap<H, S>) -> Result<(), std::string::String> {
+    pub fn check_map<H: Host, S: Storage>(
+        &self,
+        map: &JitMap<H, S>,
+    ) -> Result<(), std::string::String> {
         map.check_invariants()?;
-        let discarding = map.config().discard == DiscardPolicy::Discard && self.capabilities.discard;
+        let discarding =
+            map.config().discard == DiscardPolicy::Discard && self.capabilities.discard;
         map.with_state(|state| {
             let inner = self.inner();
-            let slabs: Vec<(usize, usize)> = state.slabs().iter().map(|s| (s.base, s.size)).collect();
-            let held: Vec<(usize, usize)> = inner.reservations.iter().map(|(b, r)| (*b, r.size)).collect();
+            let slabs: Vec<(usize, usize)> =
+                state.slabs().iter().map(|s| (s.base, s.size)).collect();
+            let held: Vec<(usize, usize)> = inner
+                .reservations
+                .iter()
+                .map(|(b, r)| (*b, r.size))
+                .collect();
             if slabs != held {
-                return Err(std::format!("map slabs {slabs:x?} but host reservations {held:x?}"));
+                return Err(std::format!(
+                    "map slabs {slabs:x?} but host reservations {held:x?}"
+                ));
             }
             let mut expected: BTreeMap<usize, Option<Prot>> = BTreeMap::new();
             for region in state.regions() {
@@ -366,7 +407,11 @@ impl RecordingHost {
                 }
             }
             let mut quarantined = BTreeSet::new();
-            for span in state.page_spans().iter().filter(|s| s.owner == Owner::Quarantined) {
+            for span in state
+                .page_spans()
+                .iter()
+                .filter(|s| s.owner == Owner::Quarantined)
+            {
                 for page in (span.range.start()..span.range.end()).step_by(self.page_size) {
                     quarantined.insert(page);
                 }
@@ -387,7 +432,11 @@ impl RecordingHost {
                     if !settled(page) {
                         continue;
                     }
-                    let want = expected.get(&page).copied().flatten().unwrap_or(Prot::READ_WRITE);
+                    let want = expected
+                        .get(&page)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(Prot::READ_WRITE);
                     let in_progress = state.regions().any(|reg| {
                         reg.state != crate::state::RegionState::Live
                             && reg.spans.iter().any(|s| s.range.contains(page))
@@ -399,7 +448,10 @@ impl RecordingHost {
             }
             if discarding {
                 for (page, bytes) in &inner.pages {
-                    if settled(*page) && !expected.contains_key(page) && bytes.iter().any(|b| *b != 0) {
+                    if settled(*page)
+                        && !expected.contains_key(page)
+                        && bytes.iter().any(|b| *b != 0)
+                    {
                         return Err(std::format!("free page {page:#x} holds stale bytes"));
                     }
                 }
@@ -409,7 +461,6 @@ impl RecordingHost {
         .map_err(|e: std::string::String| e)
     }
 }
-
 
 // SAFETY: (1) reserve hands out first-fit, page-aligned, disjoint ranges of simulated memory
 // that read as zero and are read-write; (2) protect applies the whole range on Ok; (3) discard
@@ -438,21 +489,43 @@ unsafe impl Host for RecordingHost {
             }
             base.checked_add(size).ok_or(FakeError::ENOMEM)?;
             let pages = size / self.page_size;
-            inner.reservations.insert(base, Reservation { size, prots: vec![Prot::READ_WRITE; pages] });
+            inner.reservations.insert(
+                base,
+                Reservation {
+                    size,
+                    prots: vec![Prot::READ_WRITE; pages],
+                },
+            );
             Ok(base)
         });
-        inner.log.push(Event { call: Call::Reserve { size, base: result.ok() }, ok: result.is_ok() });
+        inner.log.push(Event {
+            call: Call::Reserve {
+                size,
+                base: result.ok(),
+            },
+            ok: result.is_ok(),
+        });
         result
     }
 
     unsafe fn release(&self, base: usize, size: usize) -> Result<(), FakeError> {
         let mut inner = self.inner();
         let result = Self::fallible(&mut inner, HostOp::Release);
-        inner.log.push(Event { call: Call::Release { base, size }, ok: result.is_ok() });
+        inner.log.push(Event {
+            call: Call::Release { base, size },
+            ok: result.is_ok(),
+        });
         result?;
-        let r = inner.reservations.remove(&base).unwrap_or_else(|| panic!("release of unknown {base:#x}"));
+        let r = inner
+            .reservations
+            .remove(&base)
+            .unwrap_or_else(|| panic!("release of unknown {base:#x}"));
         assert_eq!(r.size, size, "release with the wrong size");
-        let dropped: Vec<usize> = inner.pages.range(base..base + size).map(|(p, _)| *p).collect();
+        let dropped: Vec<usize> = inner
+            .pages
+            .range(base..base + size)
+            .map(|(p, _)| *p)
+            .collect();
         for page in dropped {
             inner.pages.remove(&page);
         }
@@ -463,11 +536,18 @@ unsafe impl Host for RecordingHost {
         let page_size = self.page_size;
         let mut inner = self.inner();
         let result = Self::fallible(&mut inner, HostOp::Protect);
-        inner.log.push(Event { call: Call::Protect { range, prot }, ok: result.is_ok() });
+        inner.log.push(Event {
+            call: Call::Protect { range, prot },
+            ok: result.is_ok(),
+        });
         let pages = Self::pages_of(&mut inner, range, page_size);
         // A failing mprotect may have changed part of the range (it does, on Linux): apply
         // the first half.
-        let applied = if result.is_ok() { pages.len() } else { pages.len() / 2 };
+        let applied = if result.is_ok() {
+            pages.len()
+        } else {
+            pages.len() / 2
+        };
         pages[..applied].iter_mut().for_each(|p| *p = prot);
         result
     }
@@ -476,10 +556,17 @@ unsafe impl Host for RecordingHost {
         let page_size = self.page_size;
         let mut inner = self.inner();
         let result = Self::fallible(&mut inner, HostOp::Discard);
-        inner.log.push(Event { call: Call::Discard { range }, ok: result.is_ok() });
+        inner.log.push(Event {
+            call: Call::Discard { range },
+            ok: result.is_ok(),
+        });
         let _ = Self::pages_of(&mut inner, range, page_size);
         if result.is_ok() && self.capabilities.discard {
-            let dropped: Vec<usize> = inner.pages.range(range.start()..range.end()).map(|(p, _)| *p).collect();
+            let dropped: Vec<usize> = inner
+                .pages
+                .range(range.start()..range.end())
+                .map(|(p, _)| *p)
+                .collect();
             for page in dropped {
                 inner.pages.remove(&page);
             }
@@ -488,12 +575,21 @@ unsafe impl Host for RecordingHost {
     }
 
     unsafe fn write(&self, addr: usize, bytes: &[u8]) {
-        self.inner().log.push(Event { call: Call::Write { addr, len: bytes.len() }, ok: true });
+        self.inner().log.push(Event {
+            call: Call::Write {
+                addr,
+                len: bytes.len(),
+            },
+            ok: true,
+        });
         self.store(addr, bytes.len(), |i| bytes[i]);
     }
 
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
-        self.inner().log.push(Event { call: Call::FillZero { addr, len }, ok: true });
+        self.inner().log.push(Event {
+            call: Call::FillZero { addr, len },
+            ok: true,
+        });
         self.store(addr, len, |_| 0);
     }
 
@@ -501,7 +597,10 @@ unsafe impl Host for RecordingHost {
         let page_size = self.page_size;
         let mut inner = self.inner();
         let result = Self::fallible(&mut inner, HostOp::FlushIcache);
-        inner.log.push(Event { call: Call::FlushIcache { range }, ok: result.is_ok() });
+        inner.log.push(Event {
+            call: Call::FlushIcache { range },
+            ok: result.is_ok(),
+        });
         let _ = Self::pages_of(&mut inner, range, page_size);
         result
     }

@@ -388,9 +388,15 @@ fn merged_runs_stop_at_slab_boundaries<S: Storage>() {
     assert_eq!(
         host.log(),
         [
-            ok(Call::Protect { range: in_a, prot: Prot::READ_WRITE }),
+            ok(Call::Protect {
+                range: in_a,
+                prot: Prot::READ_WRITE
+            }),
             ok(Call::Discard { range: in_a }),
-            ok(Call::Protect { range: in_b, prot: Prot::READ_WRITE }),
+            ok(Call::Protect {
+                range: in_b,
+                prot: Prot::READ_WRITE
+            }),
             ok(Call::Discard { range: in_b }),
         ]
     );

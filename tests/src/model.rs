@@ -1,0 +1,1352 @@
+//! The reference model: what every operation of a [`JitMap`](mapcore::JitMap) must do, derived
+//! from `DESIGN.md` and the `# Errors` docs, with a different shape from the implementation.
+//!
+//! The implementation keeps sorted interval tables (slabs, keys, page spans). The model keeps
+//! **one state per page** ([`PageState`]): free, live in a region (by key), quarantined, or left
+//! behind in a slab whose unmap failed. Overlap, interior-address and containment questions
+//! are answered page by page; host calls are predicted as maximal runs of pages (the
+//! performance model of `DESIGN.md`: one protect per maximal run of equal non-read-write
+//! protection, one reset per contiguous span, batches merge adjacent spans).
+//!
+//! The model also models the fault plan of the host ([`FaultPlan`]): "the k-th fallible call
+//! fails" and "every call of this kind fails", so it predicts exactly which call fails and
+//! everything that follows (rollback calls, quarantine, dealloc actions, the error).
+//!
+//! Where the implementation deviates from the documented contract the model can mirror it
+//! ([`Quirks`]); each quirk is a reported bug, marked `TODO(bug)`. [`Quirks::STRICT`] is the
+//! contract as documented.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mapcore::{ActionError, Error, HostOp, Limit, Prot, MAX_ACTION_PAIRS, MAX_SEGMENTS};
+
+/// Errors as the model predicts them: the host error is its errno value.
+pub type MErr = Error<i32>;
+
+/// Entries of a deinitialize batch that the map handles together (`BATCH_CHUNK` in map.rs).
+/// Not documented; observable through host-call merging and through [`Quirks`] that depend on
+/// entries of one chunk seeing each other.
+pub const BATCH_CHUNK: usize = 16;
+
+/// Known deviations of the implementation from the documented contract. `true` mirrors the
+/// implementation; [`Quirks::STRICT`] predicts the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quirks {
+    /// Bug found at commit 5a312e3 (fixed in the working tree since): inside one chunk of a
+    /// deinitialize batch, a region retired by an earlier (higher-index) entry was still
+    /// visible to later entries: its key reported [`Error::Busy`] instead of unknown
+    /// (DESIGN.md: "Duplicates: the first processed succeeds, the next reports unknown";
+    /// map.rs: "the repeat reports `UnknownKey`"), and its other pages reported
+    /// [`Error::InteriorAddress`]. The contract: entries behave as if processed one by one.
+    pub batch_sees_retiring: bool,
+    /// TODO(bug): a deinitialize batch whose regions interleave (region A has pages on both
+    /// sides of region B) resets them with several calls over one contiguous span
+    /// (DESIGN.md: "at most one protect (back to RW) and one discard per contiguous span;
+    /// batches merge adjacent spans"). The runs are built region by region in order of first
+    /// page, extending the current run only while the next span touches it. Found by review,
+    /// then by `core_ops` (`regressions/core_ops/bug-batch-runs-not-merged-*`).
+    pub batch_runs_in_region_order: bool,
+    /// Bug found at commit 5a312e3 (fixed in the working tree since): an address inside
+    /// quarantined pages that is not a key reported [`Error::InteriorAddress`] ("the address
+    /// is inside a live region but is not its key") although no live region holds it; the
+    /// contract gives [`Error::UnknownKey`].
+    pub quarantined_is_interior: bool,
+    /// TODO(bug): a deinitialize batch merges the reset of regions that touch across a slab
+    /// boundary (adjacent slabs are common: the host hands out neighbouring ranges) into one
+    /// protect/discard over two reservations, breaking `Host::protect`'s safety contract
+    /// ("`range` lies inside one live reservation"; the recording host panics). Nothing can
+    /// mirror a call that crashes the host, so with this quirk the driver skips such batches
+    /// ([`Model::batch_touches_across_slabs`]); the model itself never merges across slabs.
+    pub batch_merges_across_slabs: bool,
+}
+
+impl Quirks {
+    /// The contract as documented.
+    pub const STRICT: Self = Self {
+        batch_sees_retiring: false,
+        batch_runs_in_region_order: false,
+        quarantined_is_interior: false,
+        batch_merges_across_slabs: false,
+    };
+    /// The implementation as it is today (every open deviation mirrored), so that fuzzing
+    /// goes on finding new problems.
+    pub const KNOWN: Self = Self::STRICT;
+    /// The implementation at commit 5a312e3, where the first regressions were found.
+    pub const AT_5A312E3: Self = Self {
+        batch_sees_retiring: true,
+        batch_runs_in_region_order: true,
+        quarantined_is_interior: true,
+        batch_merges_across_slabs: true,
+    };
+}
+
+/// What one page of a slab is, as far as the contract says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageState {
+    /// Free: read-write; reads zero unless `stale` (retain policy or a host that cannot
+    /// discard, where old bytes may remain).
+    Free {
+        /// Old bytes may remain.
+        stale: bool,
+    },
+    /// Part of the live region `key`, with the protection of its segment.
+    Live {
+        /// The region's key.
+        key: usize,
+        /// The segment's protection.
+        prot: Prot,
+    },
+    /// Part of a region that an earlier entry of the current deinitialize batch chunk took
+    /// out of service (only during a batch).
+    Retiring {
+        /// The region's key.
+        key: usize,
+        /// The segment's protection.
+        prot: Prot,
+    },
+    /// Never handed out again until the slab is released; `prot` is known when the pages were
+    /// deliberately kept (executable pages on a host that cannot reuse them), unknown after a
+    /// failed reset.
+    Quarantined {
+        /// The protection, if known.
+        prot: Option<Prot>,
+    },
+    /// A page of a slab whose unmap failed, that belonged to a region: the region is gone,
+    /// the page keeps its protection and contents until the release is retried.
+    Limbo {
+        /// The protection it kept.
+        prot: Prot,
+    },
+}
+
+impl PageState {
+    /// Whether the page is taken in the sense of initialize's overlap check.
+    fn occupied(self) -> bool {
+        matches!(
+            self,
+            Self::Live { .. } | Self::Retiring { .. } | Self::Quarantined { .. }
+        )
+    }
+
+    /// The protection the host must show for the page, if the model knows it.
+    #[must_use]
+    pub fn expected_prot(self) -> Option<Prot> {
+        match self {
+            Self::Free { .. } => Some(Prot::READ_WRITE),
+            Self::Live { prot, .. } | Self::Retiring { prot, .. } | Self::Limbo { prot } => {
+                Some(prot)
+            }
+            Self::Quarantined { prot } => prot,
+        }
+    }
+}
+
+/// An action as the model knows it: its log tag and whether it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActSpec {
+    /// Unique tag the action appends to the action log.
+    pub tag: u32,
+    /// Whether the action returns an error (code = tag).
+    pub fail: bool,
+}
+
+/// A finalize/dealloc pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairM {
+    /// The finalize action.
+    pub finalize: Option<ActSpec>,
+    /// The dealloc action.
+    pub dealloc: Option<ActSpec>,
+}
+
+/// A segment of an initialize request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegM {
+    /// Final protection.
+    pub prot: Prot,
+    /// Finalize lifetime.
+    pub finalize: bool,
+    /// Start address.
+    pub addr: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// Content length (copied or in place).
+    pub content_len: usize,
+    /// Seed of the content pattern ([`pattern`]).
+    pub seed: u8,
+    /// Content written in place before the call instead of copied.
+    pub in_place: bool,
+}
+
+/// An initialize request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InitM {
+    /// Segments in request order.
+    pub segs: Vec<SegM>,
+    /// Action pairs in request order.
+    pub pairs: Vec<PairM>,
+}
+
+/// The content byte `i` of a segment seeded `seed`: never zero, so stale bytes show.
+#[must_use]
+pub fn pattern(seed: u8, i: usize) -> u8 {
+    ((((i as u32).wrapping_mul(0x9E37_79B1) >> 24) as u8) ^ seed) | 1
+}
+
+/// A fallible host call as the model expects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpCall {
+    /// `reserve(size)` returning `base`.
+    Reserve {
+        /// Size.
+        size: usize,
+        /// Base returned on success.
+        base: Option<usize>,
+    },
+    /// `release(base, size)`.
+    Release {
+        /// Base.
+        base: usize,
+        /// Size.
+        size: usize,
+    },
+    /// `protect([start, end), prot)`.
+    Protect {
+        /// First byte.
+        start: usize,
+        /// One past the last byte.
+        end: usize,
+        /// New protection.
+        prot: Prot,
+    },
+    /// `discard([start, end))`.
+    Discard {
+        /// First byte.
+        start: usize,
+        /// One past the last byte.
+        end: usize,
+    },
+    /// `flush_icache([start, end))`.
+    Flush {
+        /// First byte.
+        start: usize,
+        /// One past the last byte.
+        end: usize,
+    },
+}
+
+/// A host call and whether it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallM {
+    /// The call.
+    pub call: ExpCall,
+    /// Whether it returned `Ok`.
+    pub ok: bool,
+}
+
+/// Faults to inject into one operation, in the recording host's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// `(k, errno)`: the k-th fallible call of the operation (from 0) fails; a later entry for
+    /// the same k replaces an earlier one.
+    pub nth: Vec<(u64, i32)>,
+    /// `(op, errno)`: every call of `op` fails; the first entry for an op wins.
+    pub ops: Vec<(HostOp, i32)>,
+}
+
+impl FaultPlan {
+    /// Whether the plan injects nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nth.is_empty() && self.ops.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    nth: BTreeMap<u64, i32>,
+    ops: Vec<(HostOp, i32)>,
+    counter: u64,
+}
+
+impl FaultState {
+    fn new(plan: &FaultPlan) -> Self {
+        let mut nth = BTreeMap::new();
+        for &(k, e) in &plan.nth {
+            nth.insert(k, e);
+        }
+        Self {
+            nth,
+            ops: plan.ops.clone(),
+            counter: 0,
+        }
+    }
+
+    fn next(&mut self, op: HostOp) -> Result<(), i32> {
+        let index = self.counter;
+        self.counter += 1;
+        if let Some(e) = self.nth.remove(&index) {
+            return Err(e);
+        }
+        match self.ops.iter().find(|(o, _)| *o == op) {
+            Some(&(_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Expected content of one Standard segment of a live region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Segment start.
+    pub addr: usize,
+    /// Content length; `[addr, addr + len)` holds [`pattern`]`(seed, i)`.
+    pub len: usize,
+    /// Pattern seed.
+    pub seed: u8,
+    /// End of the segment's last page; `[addr + len, end)` reads zero.
+    pub end: usize,
+}
+
+/// A live region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionM {
+    /// Base of its slab.
+    pub slab: usize,
+    /// Creation order.
+    pub seq: u64,
+    /// Its non-empty Standard segments `(start, end, prot)` in address order, page-rounded.
+    pub spans: Vec<(usize, usize, Prot)>,
+    /// Its dealloc actions in registration order.
+    pub deallocs: Vec<ActSpec>,
+    /// What its pages hold.
+    pub fills: Vec<Fill>,
+}
+
+impl RegionM {
+    fn first_page(&self, key: usize) -> usize {
+        self.spans.first().map_or(key, |s| s.0)
+    }
+}
+
+/// A slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlabM {
+    /// Size in bytes.
+    pub size: usize,
+    /// Creation order.
+    pub seq: u64,
+    /// A release ran but the host could not unmap: only a retried release is accepted.
+    pub failed: bool,
+}
+
+/// Model configuration: the map's `Config`, the host's capabilities, the storage capacities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Host page size.
+    pub page_size: usize,
+    /// `DiscardPolicy::Discard` (else `Retain`).
+    pub discard_policy: bool,
+    /// `Capabilities::discard`.
+    pub host_discards: bool,
+    /// `Capabilities::reuse_executable`.
+    pub reuse_exec: bool,
+    /// `Config::allow_write_exec`.
+    pub allow_write_exec: bool,
+    /// `Config::max_reservation`.
+    pub max_reservation: usize,
+    /// Slab table capacity (`None`: growable).
+    pub slabs: Option<usize>,
+    /// Region table capacity.
+    pub regions: Option<usize>,
+    /// Page-span table capacity.
+    pub spans: Option<usize>,
+}
+
+impl ModelConfig {
+    /// Whether freed pages are discarded, so that free pages must read zero.
+    #[must_use]
+    pub fn discarding(&self) -> bool {
+        self.discard_policy && self.host_discards
+    }
+}
+
+/// One pages of an initialize request.
+#[derive(Debug, Clone, Copy)]
+struct ReqPage {
+    addr: usize,
+    seg: usize,
+    prot: Prot,
+    finalize: bool,
+}
+
+/// A maximal run of pages, with the first segment it covers (initialize) and whether some
+/// page in it is not read-write.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    prot: Prot,
+    seg: usize,
+    needs_protect: bool,
+}
+
+/// Groups address-sorted pages into maximal runs of consecutive pages; `same` says whether
+/// two consecutive pages may share a run.
+fn runs(pages: &[ReqPage], page: usize, same: impl Fn(&ReqPage, &ReqPage) -> bool) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut prev: Option<ReqPage> = None;
+    for p in pages {
+        let joins = prev.is_some_and(|q| q.addr + page == p.addr && same(&q, p));
+        match out.last_mut() {
+            Some(run) if joins => {
+                run.end = p.addr + page;
+                run.needs_protect |= p.prot != Prot::READ_WRITE;
+            }
+            _ => out.push(Run {
+                start: p.addr,
+                end: p.addr + page,
+                prot: p.prot,
+                seg: p.seg,
+                needs_protect: p.prot != Prot::READ_WRITE,
+            }),
+        }
+        prev = Some(*p);
+    }
+    out
+}
+
+/// One reset of a deinitialize batch: `(start, end, needs_protect, member regions)`.
+type Reset = (usize, usize, bool, BTreeSet<usize>);
+
+/// A region taken out of service by a deinitialize batch chunk.
+#[derive(Debug)]
+struct Retired {
+    index: usize,
+    key: usize,
+    region: RegionM,
+    failures: usize,
+    error: Option<MErr>,
+}
+
+/// The reference model of one map and its host.
+#[derive(Debug)]
+pub struct Model {
+    /// Configuration.
+    pub cfg: ModelConfig,
+    /// Which known deviations to mirror.
+    pub quirks: Quirks,
+    slabs: BTreeMap<usize, SlabM>,
+    pages: BTreeMap<usize, PageState>,
+    regions: BTreeMap<usize, RegionM>,
+    /// Quarantined page-span table entries `(slab, start, end)` (they count against the span
+    /// capacity until the slab is unmapped).
+    qentries: Vec<(usize, usize, usize)>,
+    seq: u64,
+    faults: FaultState,
+    /// Fallible host calls the current operation must make, in order.
+    pub calls: Vec<CallM>,
+    /// Action tags the current operation must log, in order.
+    pub actions: Vec<u32>,
+    /// Batch entries the current operation must report, `(index, error)`.
+    pub reports: Vec<(usize, MErr)>,
+    /// Other results the current operation may return instead of the predicted one
+    /// (unspecified choices, see [`Model::initialize`]).
+    pub alternatives: Vec<MErr>,
+    /// Pages whose state the current operation changed.
+    pub touched: BTreeSet<usize>,
+    /// Pages the current operation may write to or zero.
+    pub writable: BTreeSet<usize>,
+    /// Every dealloc action registered by a successful initialize, ever.
+    pub registered: Vec<u32>,
+    /// Every key an initialize returned, ever, in order.
+    pub key_history: Vec<usize>,
+    /// Every slab ever reserved, `(base, size)`, in order.
+    pub slab_history: Vec<(usize, usize)>,
+}
+
+impl Model {
+    /// An empty map.
+    #[must_use]
+    pub fn new(cfg: ModelConfig, quirks: Quirks) -> Self {
+        Self {
+            cfg,
+            quirks,
+            slabs: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            regions: BTreeMap::new(),
+            qentries: Vec::new(),
+            seq: 0,
+            faults: FaultState::default(),
+            calls: Vec::new(),
+            actions: Vec::new(),
+            reports: Vec::new(),
+            alternatives: Vec::new(),
+            touched: BTreeSet::new(),
+            writable: BTreeSet::new(),
+            registered: Vec::new(),
+            key_history: Vec::new(),
+            slab_history: Vec::new(),
+        }
+    }
+
+    /// Starts an operation with `faults` injected.
+    pub fn begin(&mut self, faults: &FaultPlan) {
+        self.faults = FaultState::new(faults);
+        self.calls.clear();
+        self.actions.clear();
+        self.reports.clear();
+        self.alternatives.clear();
+        self.touched.clear();
+        self.writable.clear();
+    }
+
+    // ---- inspection ----
+
+    /// The slabs, by base.
+    #[must_use]
+    pub fn slabs(&self) -> &BTreeMap<usize, SlabM> {
+        &self.slabs
+    }
+
+    /// Every page of every slab.
+    #[must_use]
+    pub fn pages(&self) -> &BTreeMap<usize, PageState> {
+        &self.pages
+    }
+
+    /// The live regions, by key.
+    #[must_use]
+    pub fn regions(&self) -> &BTreeMap<usize, RegionM> {
+        &self.regions
+    }
+
+    /// The state of the page holding `addr`, if it is in a slab.
+    #[must_use]
+    pub fn page_state(&self, addr: usize) -> Option<PageState> {
+        self.pages.get(&(addr & !(self.cfg.page_size - 1))).copied()
+    }
+
+    /// Base of the slab whose bytes include `addr`.
+    #[must_use]
+    pub fn slab_containing(&self, addr: usize) -> Option<usize> {
+        let (base, slab) = self.slabs.range(..=addr).next_back()?;
+        (addr - base < slab.size).then_some(*base)
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn call(&mut self, call: ExpCall, op: HostOp) -> Result<(), i32> {
+        let result = self.faults.next(op);
+        self.calls.push(CallM {
+            call,
+            ok: result.is_ok(),
+        });
+        result
+    }
+
+    fn set_page(&mut self, page: usize, state: PageState) {
+        self.pages.insert(page, state);
+        self.touched.insert(page);
+    }
+
+    fn run_deallocs(&mut self, deallocs: &[ActSpec]) -> usize {
+        let mut failed = 0;
+        for d in deallocs.iter().rev() {
+            self.actions.push(d.tag);
+            failed += usize::from(d.fail);
+        }
+        failed
+    }
+
+    fn entries(&self) -> usize {
+        self.regions.values().map(|r| r.spans.len()).sum::<usize>() + self.qentries.len()
+    }
+
+    /// Resets one run to the free state: protect back to read-write where needed, then
+    /// discard by policy (a failed discard falls back to zero-filling, which cannot fail).
+    fn reset_run(&mut self, start: usize, end: usize, needs_protect: bool) -> Result<(), i32> {
+        if needs_protect {
+            self.call(
+                ExpCall::Protect {
+                    start,
+                    end,
+                    prot: Prot::READ_WRITE,
+                },
+                HostOp::Protect,
+            )?;
+        }
+        if self.cfg.discarding() {
+            let _ = self.call(ExpCall::Discard { start, end }, HostOp::Discard);
+        }
+        Ok(())
+    }
+
+    // ---- reserve ----
+
+    /// The base the recording host hands out: first fit from `0x10_0000` among its current
+    /// reservations (the model's slabs, failed ones included).
+    #[must_use]
+    pub fn first_fit(&self, size: usize) -> usize {
+        let mut base = 0x10_0000usize;
+        for (b, s) in &self.slabs {
+            if base.checked_add(size).is_some_and(|end| end <= *b) {
+                break;
+            }
+            base = b + s.size;
+        }
+        base
+    }
+
+    /// `reserve(size)`; `pick` gives the base the host returns if it succeeds.
+    ///
+    /// # Errors
+    ///
+    /// The error the map must return.
+    pub fn reserve(
+        &mut self,
+        size: usize,
+        pick: impl FnOnce(&Self) -> usize,
+    ) -> Result<usize, MErr> {
+        let page = self.cfg.page_size;
+        if size == 0 || !size.is_multiple_of(page) {
+            return Err(Error::InvalidSize { size });
+        }
+        if size > self.cfg.max_reservation {
+            return Err(Error::TooLarge { size });
+        }
+        if self.cfg.slabs.is_some_and(|cap| self.slabs.len() >= cap) {
+            return Err(Error::CapacityExceeded(Limit::Slabs));
+        }
+        if let Err(error) = self.faults.next(HostOp::Reserve) {
+            self.calls.push(CallM {
+                call: ExpCall::Reserve { size, base: None },
+                ok: false,
+            });
+            return Err(Error::Host {
+                op: HostOp::Reserve,
+                segment: None,
+                error,
+                quarantined: false,
+            });
+        }
+        let base = pick(self);
+        self.calls.push(CallM {
+            call: ExpCall::Reserve {
+                size,
+                base: Some(base),
+            },
+            ok: true,
+        });
+        let end = base.checked_add(size);
+        let clash = self
+            .slabs
+            .iter()
+            .any(|(b, s)| end.is_some_and(|e| *b < e && base < b + s.size));
+        if !base.is_multiple_of(page) || end.is_none() || clash {
+            let _ = self.call(ExpCall::Release { base, size }, HostOp::Release);
+            return Err(Error::HostInvariant { addr: base });
+        }
+        let seq = self.seq();
+        self.slabs.insert(
+            base,
+            SlabM {
+                size,
+                seq,
+                failed: false,
+            },
+        );
+        for p in (base..base + size).step_by(page) {
+            self.set_page(p, PageState::Free { stale: false });
+        }
+        self.slab_history.push((base, size));
+        Ok(base)
+    }
+
+    // ---- initialize ----
+
+    /// Whether a segment at `addr` (`empty`: of size zero) may belong to the slab `base`:
+    /// non-empty segments start inside it, empty ones may also sit exactly at its end.
+    fn admits(&self, base: usize, addr: usize, empty: bool) -> bool {
+        let end = base + self.slabs[&base].size;
+        base <= addr && (addr < end || (empty && addr == end))
+    }
+
+    /// The segments sharing the lowest page that two segments share, and which of them the
+    /// map may name: the contract says "the later of the two segments"; with three or more
+    /// segments on that page which pair is named is unspecified.
+    fn shared_page(segs: &[SegM], ends: &[usize]) -> Option<Vec<usize>> {
+        let nonempty: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].size > 0).collect();
+        let mut lowest: Option<usize> = None;
+        for (x, &i) in nonempty.iter().enumerate() {
+            for &j in &nonempty[x + 1..] {
+                let start = segs[i].addr.max(segs[j].addr);
+                if start < ends[i].min(ends[j]) {
+                    lowest = Some(lowest.map_or(start, |l| l.min(start)));
+                }
+            }
+        }
+        let page = lowest?;
+        let on_page: Vec<usize> = nonempty
+            .iter()
+            .copied()
+            .filter(|&i| segs[i].addr <= page && page < ends[i])
+            .collect();
+        let before: Vec<usize> = on_page
+            .iter()
+            .copied()
+            .filter(|&i| segs[i].addr < page)
+            .collect();
+        let starting: Vec<usize> = on_page
+            .iter()
+            .copied()
+            .filter(|&i| segs[i].addr == page)
+            .collect();
+        let mut named = BTreeSet::new();
+        match before.first() {
+            Some(&b) => starting.iter().for_each(|&j| {
+                named.insert(b.max(j));
+            }),
+            None => {
+                for &a in &starting {
+                    for &b in &starting {
+                        if a != b {
+                            named.insert(a.max(b));
+                        }
+                    }
+                }
+            }
+        }
+        Some(named.into_iter().collect())
+    }
+
+    /// `initialize(request)`.
+    ///
+    /// Order of checks (the implementation's, documented only in part): the request's size
+    /// limits; per segment in request order alignment, overflow, content length, W^X; a
+    /// Standard segment; shared pages; the request's slab (the slab of its lowest non-empty
+    /// segment, or of segment 0 if all are empty); a slab whose release failed is busy; each
+    /// segment in request order inside that slab; overlap in address order; the key; the
+    /// region and span capacities.
+    ///
+    /// # Errors
+    ///
+    /// The error the map must return.
+    pub fn initialize(&mut self, req: &InitM) -> Result<usize, MErr> {
+        let page = self.cfg.page_size;
+        let segs = &req.segs;
+        if segs.len() > MAX_SEGMENTS {
+            return Err(Error::CapacityExceeded(Limit::Segments));
+        }
+        if req.pairs.len() > MAX_ACTION_PAIRS {
+            return Err(Error::CapacityExceeded(Limit::ActionPairs));
+        }
+        let mut ends = Vec::with_capacity(segs.len());
+        for (segment, s) in segs.iter().enumerate() {
+            if s.addr % page != 0 {
+                return Err(Error::Misaligned { segment });
+            }
+            let end = s
+                .addr
+                .checked_add(s.size)
+                .and_then(|e| e.checked_add(page - 1));
+            let Some(end) = end.map(|e| e & !(page - 1)) else {
+                return Err(Error::Overflow { segment });
+            };
+            if s.content_len > s.size {
+                return Err(Error::ContentTooLong { segment });
+            }
+            if s.prot.is_write_exec() && !self.cfg.allow_write_exec {
+                return Err(Error::WriteExecute { segment });
+            }
+            ends.push(end);
+        }
+        let Some(key_seg) = (0..segs.len())
+            .filter(|&i| !segs[i].finalize)
+            .min_by_key(|&i| (segs[i].addr, i))
+        else {
+            return Err(Error::NoStandardSegment);
+        };
+        let key = segs[key_seg].addr;
+        if let Some(named) = Self::shared_page(segs, &ends) {
+            self.alternatives = named
+                .iter()
+                .skip(1)
+                .map(|&segment| Error::SharedPage { segment })
+                .collect();
+            return Err(Error::SharedPage { segment: named[0] });
+        }
+
+        // The request's slab.
+        let nonempty: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].size > 0).collect();
+        let anchor_seg = nonempty
+            .iter()
+            .copied()
+            .min_by_key(|&i| segs[i].addr)
+            .unwrap_or(0);
+        let anchor = segs[anchor_seg].addr;
+        let Some(slab) = self
+            .slabs
+            .keys()
+            .copied()
+            .find(|&b| self.admits(b, anchor, nonempty.is_empty()))
+        else {
+            return Err(Error::NotInSlab {
+                segment: anchor_seg,
+            });
+        };
+        if self.slabs[&slab].failed {
+            return Err(Error::Busy { addr: slab });
+        }
+        let slab_end = slab + self.slabs[&slab].size;
+        for (segment, s) in segs.iter().enumerate() {
+            let empty = s.size == 0;
+            let inside = self.admits(slab, s.addr, empty)
+                && s.addr.checked_add(s.size).is_some_and(|e| e <= slab_end);
+            if !inside {
+                let in_any = self.slabs.keys().any(|&b| self.admits(b, s.addr, empty));
+                return Err(if in_any {
+                    Error::SpansSlabs { segment }
+                } else {
+                    Error::NotInSlab { segment }
+                });
+            }
+        }
+
+        // Pages, overlap, key, capacity.
+        let mut rp: Vec<ReqPage> = Vec::new();
+        for &i in &nonempty {
+            let s = &segs[i];
+            for addr in (s.addr..ends[i]).step_by(page) {
+                rp.push(ReqPage {
+                    addr,
+                    seg: i,
+                    prot: s.prot,
+                    finalize: s.finalize,
+                });
+            }
+        }
+        rp.sort_by_key(|p| p.addr);
+        if let Some(p) = rp.iter().find(|p| self.pages[&p.addr].occupied()) {
+            return Err(Error::Overlap { segment: p.seg });
+        }
+        if self.regions.contains_key(&key) {
+            return Err(Error::KeyInUse { key });
+        }
+        if self.page_state(key).is_some_and(PageState::occupied) {
+            return Err(Error::Overlap { segment: key_seg });
+        }
+        if self
+            .cfg
+            .regions
+            .is_some_and(|cap| self.regions.len() >= cap)
+        {
+            return Err(Error::CapacityExceeded(Limit::Regions));
+        }
+        if self
+            .cfg
+            .spans
+            .is_some_and(|cap| self.entries() + nonempty.len() > cap)
+        {
+            return Err(Error::CapacityExceeded(Limit::Spans));
+        }
+
+        // Side effects: content, icache, protections, finalize actions, Finalize pages.
+        self.writable.extend(rp.iter().map(|p| p.addr));
+        let rollback = |m: &mut Self| m.roll_back(&rp, segs, &nonempty, &ends, slab);
+        let exec: Vec<ReqPage> = rp
+            .iter()
+            .copied()
+            .filter(|p| p.prot.contains(Prot::EXEC))
+            .collect();
+        for run in runs(&exec, page, |_, _| true) {
+            if let Err(error) = self.call(
+                ExpCall::Flush {
+                    start: run.start,
+                    end: run.end,
+                },
+                HostOp::FlushIcache,
+            ) {
+                let quarantined = rollback(self);
+                return Err(Error::Host {
+                    op: HostOp::FlushIcache,
+                    segment: Some(run.seg),
+                    error,
+                    quarantined,
+                });
+            }
+        }
+        let non_rw: Vec<ReqPage> = rp
+            .iter()
+            .copied()
+            .filter(|p| p.prot != Prot::READ_WRITE)
+            .collect();
+        for run in runs(&non_rw, page, |a, b| a.prot == b.prot) {
+            let call = ExpCall::Protect {
+                start: run.start,
+                end: run.end,
+                prot: run.prot,
+            };
+            if let Err(error) = self.call(call, HostOp::Protect) {
+                let quarantined = rollback(self);
+                return Err(Error::Host {
+                    op: HostOp::Protect,
+                    segment: Some(run.seg),
+                    error,
+                    quarantined,
+                });
+            }
+        }
+        let mut kept = Vec::new();
+        for (action, pair) in req.pairs.iter().enumerate() {
+            if let Some(f) = pair.finalize {
+                self.actions.push(f.tag);
+                if f.fail {
+                    let cleanup_failures = self.run_deallocs(&kept);
+                    let quarantined = rollback(self);
+                    return Err(Error::FinalizeFailed {
+                        action,
+                        error: ActionError::new(f.tag as i32),
+                        cleanup_failures,
+                        quarantined,
+                    });
+                }
+            }
+            if let Some(d) = pair.dealloc {
+                kept.push(d);
+            }
+        }
+        let fin: Vec<ReqPage> = rp.iter().copied().filter(|p| p.finalize).collect();
+        let mut first_error = None;
+        for run in runs(&fin, page, |_, _| true) {
+            if let Err(e) = self.reset_run(run.start, run.end, run.needs_protect) {
+                first_error.get_or_insert((run.seg, e));
+            }
+        }
+        if let Some((seg, error)) = first_error {
+            // Dealloc failures during this cleanup are not reported (the error has no field).
+            self.run_deallocs(&kept);
+            let quarantined = rollback(self);
+            return Err(Error::Host {
+                op: HostOp::Protect,
+                segment: Some(seg),
+                error,
+                quarantined,
+            });
+        }
+
+        // Commit.
+        let free = PageState::Free {
+            stale: !self.cfg.discarding(),
+        };
+        for p in &rp {
+            let state = if p.finalize {
+                free
+            } else {
+                PageState::Live { key, prot: p.prot }
+            };
+            self.set_page(p.addr, state);
+        }
+        let mut spans: Vec<(usize, usize, Prot)> = nonempty
+            .iter()
+            .filter(|&&i| !segs[i].finalize)
+            .map(|&i| (segs[i].addr, ends[i], segs[i].prot))
+            .collect();
+        spans.sort_unstable_by_key(|s| s.0);
+        let fills = nonempty
+            .iter()
+            .filter(|&&i| !segs[i].finalize)
+            .map(|&i| Fill {
+                addr: segs[i].addr,
+                len: segs[i].content_len,
+                seed: segs[i].seed,
+                end: ends[i],
+            })
+            .collect();
+        let seq = self.seq();
+        self.registered.extend(kept.iter().map(|d| d.tag));
+        self.regions.insert(
+            key,
+            RegionM {
+                slab,
+                seq,
+                spans,
+                deallocs: kept,
+                fills,
+            },
+        );
+        self.key_history.push(key);
+        Ok(key)
+    }
+
+    /// Undoes a claimed initialize: every page of the request back to free (one reset per
+    /// maximal run of request pages); if a protect back fails, every page of the request is
+    /// quarantined. Returns whether it was.
+    fn roll_back(
+        &mut self,
+        rp: &[ReqPage],
+        segs: &[SegM],
+        nonempty: &[usize],
+        ends: &[usize],
+        slab: usize,
+    ) -> bool {
+        let mut quarantined = false;
+        for run in runs(rp, self.cfg.page_size, |_, _| true) {
+            quarantined |= self
+                .reset_run(run.start, run.end, run.needs_protect)
+                .is_err();
+        }
+        let state = if quarantined {
+            PageState::Quarantined { prot: None }
+        } else {
+            PageState::Free {
+                stale: !self.cfg.discarding(),
+            }
+        };
+        for p in rp {
+            self.set_page(p.addr, state);
+        }
+        if quarantined {
+            for &i in nonempty {
+                self.qentries.push((slab, segs[i].addr, ends[i]));
+            }
+        }
+        quarantined
+    }
+
+    // ---- deinitialize ----
+
+    /// The error for an address that is not the key of a live region.
+    fn classify(&self, addr: usize) -> MErr {
+        let unknown = if self.slab_containing(addr).is_some() {
+            Error::UnknownKey { addr }
+        } else {
+            Error::NotInAnySlab { addr }
+        };
+        match self.page_state(addr) {
+            Some(PageState::Live { .. }) => Error::InteriorAddress { addr },
+            Some(PageState::Retiring { .. }) if self.quirks.batch_sees_retiring => {
+                Error::InteriorAddress { addr }
+            }
+            Some(PageState::Quarantined { .. }) if self.quirks.quarantined_is_interior => {
+                Error::InteriorAddress { addr }
+            }
+            _ => unknown,
+        }
+    }
+
+    /// Whether `deinitialize_multiple(keys)` would retire, in one chunk, two regions whose
+    /// (reset) pages touch across a slab boundary.
+    #[must_use]
+    pub fn batch_touches_across_slabs(&self, keys: &[usize]) -> bool {
+        let reuse_exec = self.cfg.reuse_exec;
+        let mut end = keys.len();
+        while end > 0 {
+            let start = end.saturating_sub(BATCH_CHUNK);
+            let mut seen = BTreeSet::new();
+            let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+            for &key in keys[start..end].iter().rev() {
+                let Some(region) = self.regions.get(&key).filter(|_| seen.insert(key)) else {
+                    continue;
+                };
+                for &(s, e, prot) in &region.spans {
+                    if reuse_exec || !prot.contains(Prot::EXEC) {
+                        spans.push((s, e, region.slab));
+                    }
+                }
+            }
+            let touching = spans
+                .iter()
+                .any(|a| spans.iter().any(|b| a.1 == b.0 && a.2 != b.2));
+            if touching {
+                return true;
+            }
+            end = start;
+        }
+        false
+    }
+
+    /// `deinitialize(key)`.
+    ///
+    /// # Errors
+    ///
+    /// The error the map must return.
+    pub fn deinitialize(&mut self, key: usize) -> Result<(), MErr> {
+        let result = self.deinitialize_multiple(&[key]);
+        match self.reports.pop() {
+            Some((_, e)) => Err(e),
+            None => result,
+        }
+    }
+
+    /// `deinitialize_multiple(keys)`; the per-entry errors go to [`Model::reports`].
+    ///
+    /// # Errors
+    ///
+    /// `Batch` with the number of failed entries.
+    pub fn deinitialize_multiple(&mut self, keys: &[usize]) -> Result<(), MErr> {
+        let mut failed = 0;
+        let mut end = keys.len();
+        while end > 0 {
+            let start = end.saturating_sub(BATCH_CHUNK);
+            failed += self.deinitialize_chunk(keys, start, end);
+            end = start;
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+
+    fn deinitialize_chunk(&mut self, keys: &[usize], start: usize, end: usize) -> usize {
+        let page = self.cfg.page_size;
+        let mut failed = 0;
+        let mut retired: Vec<Retired> = Vec::new();
+        // Back to front: take each region out, run its dealloc actions.
+        for index in (start..end).rev() {
+            let key = keys[index];
+            if let Some(region) = self.regions.remove(&key) {
+                for &(s, e, prot) in &region.spans {
+                    for p in (s..e).step_by(page) {
+                        self.pages.insert(p, PageState::Retiring { key, prot });
+                    }
+                }
+                let failures = self.run_deallocs(&region.deallocs);
+                retired.push(Retired {
+                    index,
+                    key,
+                    region,
+                    failures,
+                    error: None,
+                });
+            } else {
+                // As if the entries were processed one by one: a repeated key finds its
+                // region gone and is classified like any other unknown address.
+                let error =
+                    if self.quirks.batch_sees_retiring && retired.iter().any(|r| r.key == key) {
+                        Error::Busy { addr: key }
+                    } else {
+                        self.classify(key)
+                    };
+                self.reports.push((index, error));
+                failed += 1;
+            }
+        }
+        // Reset the pages, merging runs across regions.
+        let reuse_exec = self.cfg.reuse_exec;
+        let keep = |s: &&(usize, usize, Prot)| reuse_exec || !s.2.contains(Prot::EXEC);
+        // (start, end, needs_protect, members)
+        let mut resets: Vec<Reset> = Vec::new();
+        if self.quirks.batch_runs_in_region_order {
+            let mut order: Vec<usize> = (0..retired.len()).collect();
+            order.sort_by_key(|&i| retired[i].region.first_page(retired[i].key));
+            let mut run: Option<Reset> = None;
+            for &i in &order {
+                for &(s, e, prot) in retired[i].region.spans.iter().filter(keep) {
+                    let protect = prot != Prot::READ_WRITE;
+                    if let Some((rs, re, needs, members)) = &mut run {
+                        // Never across slabs: a host call covers one reservation.
+                        let same_slab = self.slab_containing(s) == self.slab_containing(*rs);
+                        if !(*re < s || e < *rs) && same_slab {
+                            *rs = (*rs).min(s);
+                            *re = (*re).max(e);
+                            *needs |= protect;
+                            members.insert(i);
+                            continue;
+                        }
+                    }
+                    if let Some(done) = run.replace((s, e, protect, BTreeSet::from([i]))) {
+                        resets.push(done);
+                    }
+                }
+            }
+            resets.extend(run);
+        } else {
+            // Maximal runs of contiguous reset pages inside one slab, in address order (the
+            // map merges the regions' spans in address order).
+            // (page, region, prot)
+            let mut all: Vec<(usize, usize, Prot)> = Vec::new();
+            for (i, r) in retired.iter().enumerate() {
+                for &(s, e, prot) in r.region.spans.iter().filter(keep) {
+                    for p in (s..e).step_by(page) {
+                        all.push((p, i, prot));
+                    }
+                }
+            }
+            all.sort_unstable();
+            for (p, i, prot) in all {
+                let slab = self.slab_containing(p);
+                match resets.last_mut() {
+                    Some((rs, re, needs, members))
+                        if *re == p && self.slab_containing(*rs) == slab =>
+                    {
+                        *re = p + page;
+                        *needs |= prot != Prot::READ_WRITE;
+                        members.insert(i);
+                    }
+                    _ => resets.push((p, p + page, prot != Prot::READ_WRITE, BTreeSet::from([i]))),
+                }
+            }
+        }
+        for r in &retired {
+            for &(s, e, _) in &r.region.spans {
+                self.writable.extend((s..e).step_by(page));
+            }
+        }
+        for (s, e, needs, members) in resets {
+            if let Err(error) = self.reset_run(s, e, needs) {
+                for i in members {
+                    retired[i].error.get_or_insert(Error::Host {
+                        op: HostOp::Protect,
+                        segment: None,
+                        error,
+                        quarantined: true,
+                    });
+                }
+            }
+        }
+        // Forget the regions, then report.
+        let free = PageState::Free {
+            stale: !self.cfg.discarding(),
+        };
+        for r in &retired {
+            for &(s, e, prot) in &r.region.spans {
+                let exec_kept = !reuse_exec && prot.contains(Prot::EXEC);
+                let state = if exec_kept {
+                    PageState::Quarantined { prot: Some(prot) }
+                } else if r.error.is_some() {
+                    PageState::Quarantined { prot: None }
+                } else {
+                    free
+                };
+                for p in (s..e).step_by(page) {
+                    self.set_page(p, state);
+                }
+                if exec_kept || r.error.is_some() {
+                    self.qentries.push((r.region.slab, s, e));
+                }
+            }
+        }
+        for r in retired {
+            let error = r
+                .error
+                .or((r.failures > 0).then_some(Error::DeallocFailed { failed: r.failures }));
+            if let Some(error) = error {
+                self.reports.push((r.index, error));
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    // ---- release ----
+
+    /// `release(base)`.
+    ///
+    /// # Errors
+    ///
+    /// The error the map must return.
+    pub fn release(&mut self, base: usize) -> Result<(), MErr> {
+        let page = self.cfg.page_size;
+        let Some(slab) = self.slabs.get(&base).copied() else {
+            return Err(if self.slab_containing(base).is_some() {
+                Error::NotSlabBase { addr: base }
+            } else {
+                Error::NotInAnySlab { addr: base }
+            });
+        };
+        let mut inside: Vec<(u64, usize)> = self
+            .regions
+            .iter()
+            .filter(|(_, r)| r.slab == base)
+            .map(|(k, r)| (r.seq, *k))
+            .collect();
+        inside.sort_unstable_by(|a, b| b.cmp(a));
+        let mut dealloc_failures = 0;
+        for (_, key) in inside {
+            let Some(region) = self.regions.remove(&key) else {
+                continue;
+            };
+            dealloc_failures += self.run_deallocs(&region.deallocs);
+            for &(s, e, prot) in &region.spans {
+                for p in (s..e).step_by(page) {
+                    self.set_page(p, PageState::Limbo { prot });
+                }
+            }
+        }
+        if let Err(error) = self.call(
+            ExpCall::Release {
+                base,
+                size: slab.size,
+            },
+            HostOp::Release,
+        ) {
+            if let Some(s) = self.slabs.get_mut(&base) {
+                s.failed = true;
+            }
+            return Err(Error::Host {
+                op: HostOp::Release,
+                segment: None,
+                error,
+                quarantined: false,
+            });
+        }
+        self.slabs.remove(&base);
+        for p in (base..base + slab.size).step_by(page) {
+            self.pages.remove(&p);
+            self.touched.remove(&p);
+        }
+        self.qentries.retain(|q| q.0 != base);
+        if dealloc_failures > 0 {
+            return Err(Error::DeallocFailed {
+                failed: dealloc_failures,
+            });
+        }
+        Ok(())
+    }
+
+    /// `release_multiple(bases)`; the per-entry errors go to [`Model::reports`].
+    ///
+    /// # Errors
+    ///
+    /// `Batch` with the number of failed entries.
+    pub fn release_multiple(&mut self, bases: &[usize]) -> Result<(), MErr> {
+        let mut failed = 0;
+        for (index, &base) in bases.iter().enumerate().rev() {
+            if let Err(e) = self.release(base) {
+                self.reports.push((index, e));
+                failed += 1;
+            }
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+
+    /// `shutdown()`: every slab released, newest first.
+    ///
+    /// # Errors
+    ///
+    /// `Batch` with the number of slabs whose release failed.
+    pub fn shutdown(&mut self) -> Result<(), MErr> {
+        let mut order: Vec<(u64, usize)> = self.slabs.iter().map(|(b, s)| (s.seq, *b)).collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        let mut failed = 0;
+        for (_, base) in order {
+            if self.release(base).is_err() {
+                failed += 1;
+            }
+        }
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Batch { failed })
+        }
+    }
+}
