@@ -346,11 +346,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             failed += self.deinitialize_chunk(keys, start, end, &mut report);
             end = start;
         }
-        if failed == 0 {
-            Ok(())
-        } else {
-            Err(Error::Batch { failed })
-        }
+        batch_result(failed)
     }
 
     fn deinitialize_chunk(
@@ -519,11 +515,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 failed += 1;
             }
         }
-        if failed == 0 {
-            Ok(())
-        } else {
-            Err(Error::Batch { failed })
-        }
+        batch_result(failed)
     }
 
     /// Releases every slab, newest first, running every remaining dealloc action. The map
@@ -541,11 +533,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 failed += 1;
             }
         }
-        if failed == 0 {
-            Ok(())
-        } else {
-            Err(Error::Batch { failed })
-        }
+        batch_result(failed)
     }
 
     /// The number of slabs recorded.
@@ -567,6 +555,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     #[cfg(any(test, feature = "testing"))]
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         self.with_state(|s| s.check())
+    }
+}
+
+/// The aggregate result of a batch call that saw `failed` failing entries.
+fn batch_result<E>(failed: usize) -> Result<(), Error<E>> {
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Error::Batch { failed })
     }
 }
 
