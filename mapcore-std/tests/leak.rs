@@ -19,7 +19,10 @@ fn status_kib(field: &str) -> usize {
 }
 
 fn mappings() -> usize {
-    fs::read_to_string("/proc/self/maps").expect("/proc/self/maps").lines().count()
+    fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .count()
 }
 
 /// One full cycle: a slab, a three-segment region (code, read-only data, zero-filled data),
@@ -39,7 +42,10 @@ fn cycle(map: &StdJitMap, content: &[u8]) {
 
 #[test]
 fn cycles_leak_no_memory_and_no_mappings() {
-    let cycles: usize = std::env::var("CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let cycles: usize = std::env::var("CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let map = StdJitMap::new(LibcHost::new());
     let content = [0xfe_u8; 256];
     for _ in 0..1_000 {
