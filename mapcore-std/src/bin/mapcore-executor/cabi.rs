@@ -17,7 +17,7 @@
 //! # Safety
 //!
 //! Calling a foreign wrapper executes code at an address the controller named; the address is
-//! checked to be executable code first ([`code_addr`](crate::code_addr)), and the rest is the
+//! checked to be executable code first ([`code_addr`]), and the rest is the
 //! protocol's contract. Result buffers are read and freed exactly as the C ABI above says.
 #![expect(unsafe_code, reason = "calling and implementing C wrapper functions")]
 

@@ -12,7 +12,7 @@
 //!
 //! # Safety
 //!
-//! The function address must lie in executable memory ([`code_addr`](crate::code_addr)); past
+//! The function address must lie in executable memory ([`code_addr`]); past
 //! that, the controller names the function and its signature, which is the protocol's
 //! contract. `argv` outlives the call.
 #![expect(unsafe_code, reason = "calling JIT'd code and fflush")]
