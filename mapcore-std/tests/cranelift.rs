@@ -15,7 +15,6 @@ mod common;
 mod cranelift_support;
 
 use std::io;
-use std::process::Command;
 use std::sync::Arc;
 
 use common::{perms_of, resident_pages};
@@ -405,46 +404,14 @@ fn a_failed_initialize_is_a_module_error_and_finalize_can_be_retried() {
     assert_eq!(map.slab_count(), 0);
 }
 
-const CHILD_ENV: &str = "MAPCORE_STD_CRANELIFT_MDWE_CHILD";
-const MDWE_TEST: &str = "a_refused_exec_protection_is_a_module_error";
-const CHILD_CHECKED: &str = "MDWE-CHILD: all checks passed";
-const CHILD_UNSUPPORTED: &str = "MDWE-CHILD: PR_SET_MDWE unsupported";
-
-/// `mprotect(PROT_EXEC)` refused for real by `prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)`
-/// (Linux 6.3+), which cannot be undone: the test runs itself again as a child process.
+/// `mprotect(PROT_EXEC)` refused for real by `PR_SET_MDWE` (in a child process) surfaces as a
+/// Cranelift error and is rolled back.
 #[test]
 fn a_refused_exec_protection_is_a_module_error() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        mdwe_child();
-        return;
-    }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", MDWE_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    if let Some(line) = stdout.lines().find(|l| l.starts_with(CHILD_UNSUPPORTED)) {
-        eprintln!("SKIPPED {MDWE_TEST}: no PR_SET_MDWE on this kernel ({line}); NOT checked");
-        return;
-    }
-    assert!(
-        stdout.contains(CHILD_CHECKED),
-        "the child did not run the checks:\n{stdout}\n{stderr}"
-    );
+    common::in_mdwe_child("a_refused_exec_protection_is_a_module_error", mdwe_checks);
 }
 
-fn mdwe_child() {
-    // SAFETY: PR_SET_MDWE takes integer arguments only and changes no memory.
-    let rc = unsafe { libc::prctl(libc::PR_SET_MDWE, libc::PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) };
-    if rc != 0 {
-        let error = io::Error::last_os_error();
-        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "prctl: {error}");
-        println!("{CHILD_UNSUPPORTED}: {error}");
-        return;
-    }
+fn mdwe_checks() {
     let map = shared_map();
     let provider = MapcoreMemoryProvider::with_map(Arc::clone(&map), 1 << 20).unwrap();
     let (base, size) = provider.slab().unwrap();
@@ -470,5 +437,4 @@ fn mdwe_child() {
     // SAFETY: nothing of the module runs (nothing could).
     unsafe { module.free_memory() };
     assert_eq!(map.slab_count(), 0);
-    println!("{CHILD_CHECKED}");
 }

@@ -10,13 +10,12 @@
 mod common;
 
 use std::io;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{bump_action, perms_of, resident_pages};
 use mapcore_std::{
-    ActionPair, Config, Error, HostError, HostErrorKind, HostOp, InitRequest, LibcHost, OsError,
-    Prot, Segment, StdJitMap,
+    ActionPair, Config, Error, HostError, HostErrorKind, HostOp, InitRequest, LibcHost, Prot,
+    Segment, StdJitMap,
 };
 
 fn page() -> usize {
@@ -55,59 +54,14 @@ fn reserve_beyond_the_address_space_reports_enomem() {
     );
 }
 
-const CHILD_ENV: &str = "MAPCORE_STD_MDWE_CHILD";
-const MDWE_TEST: &str = "exec_refused_by_mdwe_is_rolled_back";
-const CHILD_CHECKED: &str = "MDWE-CHILD: all checks passed";
-const CHILD_UNSUPPORTED: &str = "MDWE-CHILD: PR_SET_MDWE unsupported";
-
+/// Execute permission refused by the kernel (`PR_SET_MDWE`, in a child process): a clear
+/// `PermissionDenied` host error and a full rollback, and the map stays usable.
 #[test]
 fn exec_refused_by_mdwe_is_rolled_back() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        mdwe_child();
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
-        .args(["--exact", MDWE_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if let Some(line) = stdout.lines().find(|l| l.starts_with(CHILD_UNSUPPORTED)) {
-        eprintln!("SKIPPED {MDWE_TEST}: this kernel has no PR_SET_MDWE ({line}); W^X rollback NOT checked");
-        assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-        return;
-    }
-    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains(CHILD_CHECKED),
-        "the child did not run the checks:\n{stdout}\n{stderr}"
-    );
+    common::in_mdwe_child("exec_refused_by_mdwe_is_rolled_back", mdwe_checks);
 }
 
-/// `prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)`: from now on no mapping of this process may
-/// gain execute permission.
-fn refuse_exec_gain() -> Result<(), OsError> {
-    // SAFETY: PR_SET_MDWE takes integer arguments only and changes no memory.
-    let rc = unsafe { libc::prctl(libc::PR_SET_MDWE, libc::PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(OsError::last_os_error())
-    }
-}
-
-fn mdwe_child() {
-    if let Err(error) = refuse_exec_gain() {
-        assert_eq!(
-            error.raw_os_error(),
-            libc::EINVAL,
-            "prctl(PR_SET_MDWE) failed: {error}"
-        );
-        println!("{CHILD_UNSUPPORTED}: {error}");
-        return;
-    }
+fn mdwe_checks() {
     let map = StdJitMap::new(LibcHost::new());
     let p = page();
     let base = map.reserve(8 * p).unwrap();
@@ -190,5 +144,4 @@ fn mdwe_child() {
     );
     assert_eq!(perms_of(base, base + 8 * p), Ok("rw-p".into()));
     map.release(base).unwrap();
-    println!("{CHILD_CHECKED}");
 }

@@ -294,3 +294,52 @@ pub(crate) fn read_action(sentinel: &AtomicU64, from: usize) -> Action {
 pub(crate) fn bump_action(counter: &AtomicU64) -> Action {
     Action::with_u64(bump, addr_of(counter))
 }
+
+/// Set in the child process that [`in_mdwe_child`] starts.
+const MDWE_CHILD_ENV: &str = "MAPCORE_STD_MDWE_CHILD";
+const MDWE_CHILD_CHECKED: &str = "MDWE-CHILD: all checks passed";
+const MDWE_CHILD_UNSUPPORTED: &str = "MDWE-CHILD: PR_SET_MDWE unsupported";
+
+/// Runs `checks` in a child process in which no mapping may gain execute permission
+/// (`prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)`, Linux 6.3+, which cannot be undone): the
+/// test binary runs itself again for the test `test` alone. In the parent, fails unless the
+/// child ran `checks` to the end; prints a loud SKIPPED line instead when the kernel has no
+/// `PR_SET_MDWE`.
+pub(crate) fn in_mdwe_child(test: &str, checks: impl FnOnce()) {
+    if std::env::var_os(MDWE_CHILD_ENV).is_some() {
+        // SAFETY: PR_SET_MDWE takes integer arguments only and changes no memory.
+        let rc = unsafe { libc::prctl(libc::PR_SET_MDWE, libc::PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            assert_eq!(
+                error.raw_os_error(),
+                Some(libc::EINVAL),
+                "prctl(PR_SET_MDWE): {error}"
+            );
+            println!("{MDWE_CHILD_UNSUPPORTED}: {error}");
+            return;
+        }
+        checks();
+        println!("{MDWE_CHILD_CHECKED}");
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(MDWE_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+    if let Some(line) = stdout
+        .lines()
+        .find(|l| l.starts_with(MDWE_CHILD_UNSUPPORTED))
+    {
+        eprintln!("SKIPPED {test}: this kernel has no PR_SET_MDWE ({line}); NOT checked");
+        return;
+    }
+    assert!(
+        stdout.contains(MDWE_CHILD_CHECKED),
+        "the child did not run the checks:\n{stdout}\n{stderr}"
+    );
+}
