@@ -239,7 +239,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             run_dealloc_actions(&deallocs);
             return fail(op, segment, error);
         }
-        self.with_state(|s| s.commit(slot, deallocs));
+        let reuse_exec = self.host.capabilities().reuse_executable;
+        self.with_state(|s| s.commit(slot, deallocs, reuse_exec));
         Ok(plan.key)
     }
 
@@ -275,6 +276,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         spans: &[Span],
         keep: impl Fn(&Span) -> bool,
     ) -> Result<(), (HostOp, usize, H::Error)> {
+        // Executable pages a host cannot reuse are never reset: they are quarantined.
+        let reuse_exec = self.host.capabilities().reuse_executable;
+        let keep = |s: &Span| keep(s) && (reuse_exec || !s.prot.contains(Prot::EXEC));
         let mut first_error = None;
         for run in &runs(spans, false, keep) {
             if let Err(e) = self.reset_run(run.range, run.prot != Prot::READ_WRITE) {
@@ -306,7 +310,13 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// Returns whether some pages had to be quarantined.
     fn roll_back(&self, slot: u32, spans: &Spans) -> bool {
         let quarantined = self.reset_pages(spans, |_| true).is_err();
-        self.with_state(|s| s.forget(slot, quarantined));
+        let reuse_exec = self.host.capabilities().reuse_executable;
+        self.with_state(|s| {
+            if !reuse_exec {
+                s.quarantine_executable(slot);
+            }
+            s.forget(slot, quarantined);
+        });
         quarantined
     }
 

@@ -359,8 +359,9 @@ impl<S: Storage> State<S> {
     }
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
-    /// Finalize-lifetime pages (already reset by the caller).
-    pub(crate) fn commit(&mut self, slot: u32, deallocs: Deallocs) {
+    /// Finalize-lifetime pages (already reset by the caller), except executable ones when
+    /// the host cannot reuse them: those are quarantined.
+    pub(crate) fn commit(&mut self, slot: u32, deallocs: Deallocs, reuse_exec: bool) {
         let mut finalize_spans = Spans::new();
         if let Some(region) = self.region_mut(slot) {
             region.state = RegionState::Live;
@@ -375,7 +376,15 @@ impl<S: Storage> State<S> {
             region.spans.retain(|s| s.lifetime == Lifetime::Standard);
         }
         for span in &finalize_spans {
-            self.remove_span(span.range);
+            if reuse_exec || !span.prot.contains(crate::Prot::EXEC) {
+                self.remove_span(span.range);
+            } else if let Ok(i) = self
+                .spans
+                .items()
+                .binary_search_by_key(&span.range.start(), |s| s.range.start())
+            {
+                self.spans.items_mut()[i].owner = Owner::Quarantined;
+            }
         }
     }
 

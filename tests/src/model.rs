@@ -919,7 +919,14 @@ impl Model {
                 kept.push(d);
             }
         }
-        let fin: Vec<ReqPage> = rp.iter().copied().filter(|p| p.finalize).collect();
+        // Executable Finalize pages of a host that cannot reuse them stay quarantined.
+        let reuse_exec = self.cfg.reuse_exec;
+        let kept_exec = move |prot: Prot| !reuse_exec && prot.contains(Prot::EXEC);
+        let fin: Vec<ReqPage> = rp
+            .iter()
+            .copied()
+            .filter(|p| p.finalize && !kept_exec(p.prot))
+            .collect();
         let mut first_error = None;
         for run in runs(&fin, page, |_, _| true) {
             if let Err(e) = self.reset_run(run.start, run.end, run.needs_protect) {
@@ -943,7 +950,9 @@ impl Model {
             stale: !self.cfg.discarding(),
         };
         for p in &rp {
-            let state = if p.finalize {
+            let state = if p.finalize && kept_exec(p.prot) {
+                PageState::Quarantined { prot: Some(p.prot) }
+            } else if p.finalize {
                 free
             } else {
                 PageState::Live { key, prot: p.prot }
@@ -966,6 +975,11 @@ impl Model {
                 end: ends[i],
             })
             .collect();
+        for &i in &nonempty {
+            if segs[i].finalize && kept_exec(segs[i].prot) {
+                self.qentries.push((slab, segs[i].addr, ends[i]));
+            }
+        }
         let seq = self.seq();
         self.registered.extend(kept.iter().map(|d| d.tag));
         self.regions.insert(
@@ -984,7 +998,8 @@ impl Model {
 
     /// Undoes a claimed initialize: every page of the request back to free (one reset per
     /// maximal run of request pages); if a protect back fails, every page of the request is
-    /// quarantined. Returns whether it was.
+    /// quarantined. Executable pages of a host that cannot reuse them are never reset, always
+    /// quarantined. Returns whether the rest had to be.
     fn roll_back(
         &mut self,
         rp: &[ReqPage],
@@ -993,24 +1008,27 @@ impl Model {
         ends: &[usize],
         slab: usize,
     ) -> bool {
+        let reuse_exec = self.cfg.reuse_exec;
+        let kept_exec = |prot: Prot| !reuse_exec && prot.contains(Prot::EXEC);
+        let resettable: Vec<ReqPage> = rp.iter().copied().filter(|p| !kept_exec(p.prot)).collect();
         let mut quarantined = false;
-        for run in runs(rp, self.cfg.page_size, |_, _| true) {
+        for run in runs(&resettable, self.cfg.page_size, |_, _| true) {
             quarantined |= self
                 .reset_run(run.start, run.end, run.needs_protect)
                 .is_err();
         }
-        let state = if quarantined {
-            PageState::Quarantined { prot: None }
-        } else {
-            PageState::Free {
-                stale: !self.cfg.discarding(),
-            }
-        };
         for p in rp {
+            let state = if quarantined || kept_exec(p.prot) {
+                PageState::Quarantined { prot: None }
+            } else {
+                PageState::Free {
+                    stale: !self.cfg.discarding(),
+                }
+            };
             self.set_page(p.addr, state);
         }
-        if quarantined {
-            for &i in nonempty {
+        for &i in nonempty {
+            if quarantined || kept_exec(segs[i].prot) {
                 self.qentries.push((slab, segs[i].addr, ends[i]));
             }
         }

@@ -572,7 +572,6 @@ mod scenarios {
     /// handed out again until their slab is released", but initialize resets a
     /// Finalize-lifetime executable segment to read-write and frees it.
     #[test]
-    #[ignore = "known bug: initialize reuses executable Finalize pages on a host that cannot"]
     fn finalize_exec_pages_are_not_reused_without_reuse_capability() {
         let host = no_reuse_host();
         let map = no_reuse_map(&host);
@@ -597,7 +596,6 @@ mod scenarios {
 
     /// TODO(bug): the same for a rollback after the executable protect succeeded.
     #[test]
-    #[ignore = "known bug: a rolled-back initialize reuses executable pages on a host that cannot"]
     fn rolled_back_exec_pages_are_not_reused_without_reuse_capability() {
         let host = no_reuse_host();
         let map = no_reuse_map(&host);
