@@ -378,23 +378,21 @@ impl<S: Storage> State<S> {
         for span in &finalize_spans {
             if reuse_exec || !span.prot.contains(crate::Prot::EXEC) {
                 self.remove_span(span.range);
-            } else if let Ok(i) = self
-                .spans
-                .items()
-                .binary_search_by_key(&span.range.start(), |s| s.range.start())
-            {
-                self.spans.items_mut()[i].owner = Owner::Quarantined;
+            } else {
+                self.mark_quarantined(span.range);
             }
         }
     }
 
     fn remove_span(&mut self, range: PageRange) {
-        if let Ok(i) = self
-            .spans
-            .items()
-            .binary_search_by_key(&range.start(), |s| s.range.start())
-        {
+        if let Ok(i) = span_index(self.spans.items(), range) {
             self.spans.remove_at(i);
+        }
+    }
+
+    fn mark_quarantined(&mut self, range: PageRange) {
+        if let Ok(i) = span_index(self.spans.items(), range) {
+            self.spans.items_mut()[i].owner = Owner::Quarantined;
         }
     }
 
@@ -482,11 +480,7 @@ impl<S: Storage> State<S> {
             self.keys.remove_at(i);
         }
         for span in &region.spans {
-            let found = self
-                .spans
-                .items()
-                .binary_search_by_key(&span.range.start(), |s| s.range.start());
-            match found {
+            match span_index(self.spans.items(), span.range) {
                 Ok(i) if quarantine => self.spans.items_mut()[i].owner = Owner::Quarantined,
                 Ok(i) => drop(self.spans.remove_at(i)),
                 Err(_) => {}
@@ -505,13 +499,7 @@ impl<S: Storage> State<S> {
         if let Some(region) = self.region_mut(slot) {
             region.spans.retain(|s| s.range != range);
         }
-        if let Ok(i) = self
-            .spans
-            .items()
-            .binary_search_by_key(&range.start(), |s| s.range.start())
-        {
-            self.spans.items_mut()[i].owner = Owner::Quarantined;
-        }
+        self.mark_quarantined(range);
     }
 
     // ---- release ----
@@ -657,10 +645,7 @@ impl<S: Storage> State<S> {
                 return Err("region in an unknown slab");
             }
             for span in &region.spans {
-                let recorded = spans
-                    .binary_search_by_key(&span.range.start(), |s| s.range.start())
-                    .ok()
-                    .map(|i| spans[i]);
+                let recorded = span_index(spans, span.range).ok().map(|i| spans[i]);
                 if !recorded
                     .is_some_and(|s| s.range == span.range && s.owner == Owner::Region(slot))
                 {
@@ -675,4 +660,9 @@ impl<S: Storage> State<S> {
         }
         Ok(())
     }
+}
+
+/// Where the span starting at `range`'s start is, in the sorted span table.
+fn span_index(spans: &[PageSpan], range: PageRange) -> Result<usize, usize> {
+    spans.binary_search_by_key(&range.start(), |s| s.range.start())
 }
