@@ -41,6 +41,7 @@ mod action;
 mod addr;
 mod error;
 mod host;
+mod lock;
 mod map;
 mod plan;
 mod prot;

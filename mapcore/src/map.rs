@@ -16,6 +16,7 @@ use crate::action::{run_dealloc_actions, run_finalize_actions};
 use crate::addr::PageRange;
 use crate::error::Error;
 use crate::host::{Host, HostOp};
+use crate::lock::Lock;
 use crate::plan::{runs, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
 use crate::request::{Content, InitRequest};
@@ -77,16 +78,18 @@ pub struct JitMap<H: Host, S: Storage = DefaultStorage> {
     host: H,
     page_size: usize,
     config: Config,
-    state: spin::Mutex<State<S>>,
+    state: Lock<State<S>>,
 }
 
 impl<H: Host + fmt::Debug, S: Storage> fmt::Debug for JitMap<H, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JitMap")
-            .field("host", &self.host)
-            .field("config", &self.config)
-            .field("state", &*self.state.lock())
-            .finish()
+        self.state.with(|state| {
+            f.debug_struct("JitMap")
+                .field("host", &self.host)
+                .field("config", &self.config)
+                .field("state", state)
+                .finish()
+        })
     }
 }
 
@@ -112,7 +115,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             host,
             page_size,
             config,
-            state: spin::Mutex::new(State::default()),
+            state: Lock::new(State::default()),
         }
     }
 
@@ -134,7 +137,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// Runs `f` on the bookkeeping under the lock. The guard is gone when this returns, so no
     /// caller can hold the lock across a host call or an action by accident.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State<S>) -> R) -> R {
-        f(&mut self.state.lock())
+        self.state.with(f)
     }
 
     /// Whether reused pages may hold old bytes and must be zero-filled by initialize.
