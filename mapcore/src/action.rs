@@ -149,20 +149,26 @@ pub struct FinalizeFailure {
     pub cleanup_failures: usize,
 }
 
-/// Runs the finalize actions of `pairs` in order and returns the dealloc actions to keep.
+/// Runs the finalize actions of `pairs` in order and puts the dealloc actions to keep in
+/// `kept` (cleared first; filled in place, since the list is large and moving it costs).
 ///
 /// `pairs` must hold at most [`MAX_ACTION_PAIRS`] entries (the map checks this beforehand);
 /// extra pairs are ignored.
 ///
 /// # Errors
 ///
-/// A finalize action failed: the dealloc actions kept so far already ran, newest first.
-pub fn run_finalize_actions(pairs: &[ActionPair]) -> Result<Deallocs, FinalizeFailure> {
-    let mut kept = Deallocs::new();
+/// A finalize action failed: the dealloc actions kept so far already ran, newest first, and
+/// `kept` is empty.
+pub fn run_finalize_actions(
+    pairs: &[ActionPair],
+    kept: &mut Deallocs,
+) -> Result<(), FinalizeFailure> {
+    kept.clear();
     for (index, pair) in pairs.iter().take(MAX_ACTION_PAIRS).enumerate() {
         if let Some(finalize) = &pair.finalize {
             if let Err(error) = finalize.run() {
-                let cleanup_failures = run_dealloc_actions(&kept);
+                let cleanup_failures = run_dealloc_actions(kept);
+                kept.clear();
                 return Err(FinalizeFailure {
                     index,
                     error,
@@ -175,7 +181,7 @@ pub fn run_finalize_actions(pairs: &[ActionPair]) -> Result<Deallocs, FinalizeFa
             let _ = kept.push(dealloc.clone());
         }
     }
-    Ok(kept)
+    Ok(())
 }
 
 /// Runs every action newest first, continuing after failures; returns how many failed.
@@ -285,7 +291,8 @@ mod tests {
             pair(Some(on(inc, 0)), Some(on(dec, 0))),
             pair(Some(on(inc, 0)), Some(on(dec, 0))),
         ];
-        let kept = run_finalize_actions(&pairs).unwrap();
+        let mut kept = Deallocs::new();
+        run_finalize_actions(&pairs, &mut kept).unwrap();
         assert_eq!(value(0), 2);
         assert_eq!(run_dealloc_actions(&kept), 0);
         assert_eq!(value(0), 0);
@@ -300,7 +307,9 @@ mod tests {
             pair(Some(Action::new(fail, &[]).unwrap()), Some(on(inc, b))),
             pair(Some(on(inc, c)), Some(on(inc, c))),
         ];
-        let err = run_finalize_actions(&pairs).unwrap_err();
+        let mut kept = Deallocs::new();
+        let err = run_finalize_actions(&pairs, &mut kept).unwrap_err();
+        assert!(kept.is_empty());
         assert_eq!(
             err,
             FinalizeFailure {
@@ -319,7 +328,8 @@ mod tests {
             pair(Some(on(inc, 0)), Some(on(dec, 0))),
             pair(None, Some(on(dec, 0))),
         ];
-        let kept = run_finalize_actions(&pairs).unwrap();
+        let mut kept = Deallocs::new();
+        run_finalize_actions(&pairs, &mut kept).unwrap();
         assert_eq!(kept.len(), 2);
         run_dealloc_actions(&kept);
         assert_eq!(value(0), -1);
@@ -332,7 +342,8 @@ mod tests {
             pair(Some(on(inc, 0)), Some(on(dec, 0))),
             pair(Some(on(inc, 0)), None),
         ];
-        let kept = run_finalize_actions(&pairs).unwrap();
+        let mut kept = Deallocs::new();
+        run_finalize_actions(&pairs, &mut kept).unwrap();
         assert_eq!(kept.len(), 1);
         run_dealloc_actions(&kept);
         assert_eq!(value(0), 1);
@@ -366,7 +377,9 @@ mod tests {
             pair(Some(on(inc, 0)), Some(Action::new(fail, &[]).unwrap())),
             pair(Some(Action::new(fail2, &[]).unwrap()), None),
         ];
-        let err = run_finalize_actions(&pairs).unwrap_err();
+        let mut kept = Deallocs::new();
+        let err = run_finalize_actions(&pairs, &mut kept).unwrap_err();
+        assert!(kept.is_empty());
         assert_eq!(
             err,
             FinalizeFailure {

@@ -5,7 +5,9 @@
 /// A half-open range of whole pages, `[start, end)`, both page-aligned.
 ///
 /// The range never wraps: `start <= end` always holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The default is the empty range at address 0.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PageRange {
     start: usize,
     end: usize,

@@ -12,12 +12,12 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::action::{run_dealloc_actions, run_finalize_actions};
+use crate::action::{run_dealloc_actions, run_finalize_actions, Deallocs};
 use crate::addr::PageRange;
 use crate::error::Error;
 use crate::host::{Host, HostOp};
 use crate::lock::Lock;
-use crate::plan::{runs, Plan, Span, Spans};
+use crate::plan::{runs, Plan, Span};
 use crate::prot::{Lifetime, Prot};
 use crate::request::{Content, InitRequest};
 use crate::state::{Retired, State};
@@ -199,8 +199,10 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// zeroed), nothing is recorded. If the rollback itself failed, the error says
     /// `quarantined` and the pages are never handed out again.
     pub fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, Error<H::Error>> {
-        let plan = Plan::validate(request, self.page_size, self.config.allow_write_exec)?;
-        let slot = self.with_state(|s| s.claim(&plan, request.segments))?;
+        let mut plan = Plan::new();
+        plan.validate(request, self.page_size, self.config.allow_write_exec)?;
+        let has_deallocs = request.actions.iter().any(|pair| pair.dealloc.is_some());
+        let slot = self.with_state(|s| s.claim(&plan, request.segments, has_deallocs))?;
         self.write_contents(request, &plan);
 
         let fail = |op, segment, error| {
@@ -212,38 +214,36 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 quarantined,
             })
         };
-        for run in &runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
+        for run in runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
             // SAFETY: the claimed pages lie inside one live slab and are read-write.
             if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
                 return fail(HostOp::FlushIcache, run.segment, error);
             }
         }
-        for run in &runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
+        for run in runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
                 return fail(HostOp::Protect, run.segment, error);
             }
         }
-        let deallocs = match run_finalize_actions(request.actions) {
-            Ok(deallocs) => deallocs,
-            Err(failure) => {
-                let quarantined = self.roll_back(slot, &plan.spans);
-                return Err(Error::FinalizeFailed {
-                    action: failure.index,
-                    error: failure.error,
-                    cleanup_failures: failure.cleanup_failures,
-                    quarantined,
-                });
-            }
-        };
+        let mut deallocs = Deallocs::new();
+        if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
+            let quarantined = self.roll_back(slot, &plan.spans);
+            return Err(Error::FinalizeFailed {
+                action: failure.index,
+                error: failure.error,
+                cleanup_failures: failure.cleanup_failures,
+                quarantined,
+            });
+        }
         let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
         if let Err((op, segment, error)) = self.reset_pages(&plan.spans, finalize_only) {
             run_dealloc_actions(&deallocs);
             return fail(op, segment, error);
         }
         let reuse_exec = self.host.capabilities().reuse_executable;
-        self.with_state(|s| s.commit(slot, deallocs, reuse_exec));
+        self.with_state(|s| s.commit(slot, &deallocs, reuse_exec));
         Ok(plan.key)
     }
 
@@ -283,7 +283,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let reuse_exec = self.host.capabilities().reuse_executable;
         let keep = |s: &Span| keep(s) && (reuse_exec || !s.prot.contains(Prot::EXEC));
         let mut first_error = None;
-        for run in &runs(spans, false, keep) {
+        for run in runs(spans, false, keep) {
             if let Err(e) = self.reset_run(run.range, run.prot != Prot::READ_WRITE) {
                 first_error.get_or_insert((HostOp::Protect, run.segment, e));
             }
@@ -311,7 +311,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
 
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
     /// Returns whether some pages had to be quarantined.
-    fn roll_back(&self, slot: u32, spans: &Spans) -> bool {
+    fn roll_back(&self, slot: u32, spans: &[Span]) -> bool {
         let quarantined = self.reset_pages(spans, |_| true).is_err();
         let reuse_exec = self.host.capabilities().reuse_executable;
         self.with_state(|s| {
@@ -375,8 +375,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         for index in (start..end).rev() {
             let retired_here: Vec<u32, BATCH_CHUNK> = chunk.iter().map(|e| e.slot).collect();
             match self.with_state(|s| s.retire(keys[index], &retired_here)) {
-                Ok(Retired { slot, deallocs }) => {
-                    let dealloc_failures = run_dealloc_actions(&deallocs);
+                Ok(retired) => {
+                    let slot = retired.slot;
+                    let dealloc_failures = self.run_deallocs(retired);
                     // Cannot fail: at most BATCH_CHUNK entries.
                     let _ = chunk.push(Retiring {
                         index,
@@ -394,6 +395,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // 2. Reset the pages in address order, merging every run of touching pages across the
         // chunk's regions: a k-way merge over the regions' sorted spans, one span per step.
         let reuse_exec = self.host.capabilities().reuse_executable;
+        // Per entry: where its next span starts at the earliest.
         let mut cursors = [0usize; BATCH_CHUNK];
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
@@ -401,12 +403,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut run_slab = 0;
         while let Some((entry, slab, span)) = self.with_state(|s| {
             let next = chunk.iter().enumerate().filter_map(|(e, r)| {
-                s.retiring_span(r.slot, cursors[e])
+                s.next_span_of(r.slot, cursors[e])
                     .map(|(slab, span)| (e, slab, span))
             });
             next.min_by_key(|(_, _, span)| span.range.start())
         }) {
-            cursors[entry] += 1;
+            cursors[entry] = span.range.end();
             if !reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
             }
@@ -436,18 +438,31 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 s.forget(entry.slot, entry.error.is_some());
             }
         });
-        for entry in chunk {
-            let error = entry.error.or((entry.dealloc_failures > 0).then_some(
-                Error::DeallocFailed {
-                    failed: entry.dealloc_failures,
-                },
-            ));
+        for entry in &mut chunk {
+            let error = entry
+                .error
+                .take()
+                .or(
+                    (entry.dealloc_failures > 0).then_some(Error::DeallocFailed {
+                        failed: entry.dealloc_failures,
+                    }),
+                );
             if let Some(error) = error {
                 report(entry.index, error);
                 failed += 1;
             }
         }
         failed
+    }
+
+    /// Runs the dealloc actions of a region this thread retired, newest first; returns how
+    /// many failed.
+    fn run_deallocs(&self, retired: Retired) -> usize {
+        if !retired.has_deallocs {
+            return 0;
+        }
+        let deallocs: Deallocs = self.with_state(|s| s.take_deallocs(retired.slot));
+        run_dealloc_actions(&deallocs)
     }
 
     /// Resets one merged run of a deinitialize batch and records a failure on its members.
@@ -482,12 +497,10 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     pub fn release(&self, base: usize) -> Result<(), Error<H::Error>> {
         let size = self.with_state(|s| s.begin_release(base))?;
         let mut dealloc_failures = 0;
-        loop {
-            let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) else {
-                break;
-            };
-            dealloc_failures += run_dealloc_actions(&retired.deallocs);
-            self.with_state(|s| s.forget(retired.slot, false));
+        while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
+            let slot = retired.slot;
+            dealloc_failures += self.run_deallocs(retired);
+            self.with_state(|s| s.forget(slot, false));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no

@@ -31,9 +31,6 @@ pub(crate) struct Run {
     pub(crate) segment: usize,
 }
 
-/// A list of runs, at most one per segment.
-pub(crate) type Runs = Vec<Run, MAX_SEGMENTS>;
-
 /// A validated initialize request.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -46,19 +43,31 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Checks everything about `request` that does not depend on the map's tables.
+    /// An empty plan, for [`Plan::validate`] to fill.
+    pub(crate) const fn new() -> Self {
+        Self {
+            spans: Spans::new(),
+            key: 0,
+            key_segment: 0,
+        }
+    }
+
+    /// Checks everything about `request` that does not depend on the map's tables, and fills
+    /// in `self` (in place: a plan is large, and moving it would copy it).
     pub(crate) fn validate<E>(
+        &mut self,
         request: &InitRequest<'_>,
         page_size: usize,
         allow_write_exec: bool,
-    ) -> Result<Self, Error<E>> {
+    ) -> Result<(), Error<E>> {
         if request.segments.len() > MAX_SEGMENTS {
             return Err(Error::CapacityExceeded(Limit::Segments));
         }
         if request.actions.len() > MAX_ACTION_PAIRS {
             return Err(Error::CapacityExceeded(Limit::ActionPairs));
         }
-        let mut spans = Spans::new();
+        let spans = &mut self.spans;
+        spans.clear();
         let mut key: Option<(usize, usize)> = None;
         for (segment, seg) in request.segments.iter().enumerate() {
             if !is_aligned(seg.addr, page_size) {
@@ -94,39 +103,67 @@ impl Plan {
                 });
             }
         }
-        Ok(Self {
-            spans,
-            key,
-            key_segment,
-        })
+        self.key = key;
+        self.key_segment = key_segment;
+        Ok(())
+    }
+
+    /// From the first page of the lowest span to the end of the highest (empty if no
+    /// segment covers a page).
+    pub(crate) fn hull(&self) -> PageRange {
+        let start = self.spans.first().map_or(0, |s| s.range.start());
+        let end = self.spans.last().map_or(0, |s| s.range.end());
+        // Cannot fail: spans are sorted, page-aligned and disjoint.
+        PageRange::new(start, end, 1).unwrap_or_default()
     }
 }
 
-/// Merges sorted, disjoint spans into maximal runs of touching pages. With `same_prot`, only
-/// spans of equal protection merge; `keep` selects the spans to include.
-pub(crate) fn runs(spans: &[Span], same_prot: bool, keep: impl Fn(&Span) -> bool) -> Runs {
-    let mut runs = Runs::new();
-    for span in spans.iter().filter(|s| keep(s)) {
-        if let Some(last) = runs.last_mut() {
-            if last.range.end() == span.range.start() && (!same_prot || last.prot == span.prot) {
-                if let Some(joined) = last.range.join(&span.range) {
-                    last.range = joined;
-                    if last.prot != span.prot {
-                        // A mixed run: remember that some page in it is not read-write.
-                        last.prot = Prot::NONE;
-                    }
-                    continue;
-                }
-            }
-        }
-        // Cannot fail: at most one run per span.
-        let _ = runs.push(Run {
-            range: span.range,
-            prot: span.prot,
-            segment: span.segment,
-        });
+/// Merges sorted, disjoint spans into maximal runs of touching pages, lazily. Only spans
+/// that `keep` selects take part; with `same_prot`, only spans of equal protection merge.
+pub(crate) fn runs<F: Fn(&Span) -> bool>(spans: &[Span], same_prot: bool, keep: F) -> Runs<'_, F> {
+    Runs {
+        spans,
+        same_prot,
+        keep,
     }
-    runs
+}
+
+/// The iterator of [`runs`]: the spans not yet visited.
+pub(crate) struct Runs<'a, F> {
+    spans: &'a [Span],
+    same_prot: bool,
+    keep: F,
+}
+
+impl<F: Fn(&Span) -> bool> Iterator for Runs<'_, F> {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
+        let start = self.spans.iter().position(|s| (self.keep)(s))?;
+        let first = &self.spans[start];
+        let mut run = Run {
+            range: first.range,
+            prot: first.prot,
+            segment: first.segment,
+        };
+        let mut used = start + 1;
+        for span in &self.spans[used..] {
+            let joins = (self.keep)(span)
+                && span.range.start() == run.range.end()
+                && (!self.same_prot || span.prot == run.prot);
+            let Some(joined) = run.range.join(&span.range).filter(|_| joins) else {
+                break;
+            };
+            run.range = joined;
+            if run.prot != span.prot {
+                // A mixed run: remember that some page in it is not read-write.
+                run.prot = Prot::NONE;
+            }
+            used += 1;
+        }
+        self.spans = &self.spans[used..];
+        Some(run)
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +174,9 @@ mod tests {
     const P: usize = 0x1000;
 
     fn validate(segments: &[Segment<'_>]) -> Result<Plan, Error<()>> {
-        Plan::validate(&InitRequest::new(segments, &[]), P, false)
+        let mut plan = Plan::new();
+        plan.validate(&InitRequest::new(segments, &[]), P, false)?;
+        Ok(plan)
     }
 
     #[test]
@@ -201,7 +240,8 @@ mod tests {
             Segment::new(Prot::READ, 0x6000, P, &[]),
         ];
         let plan = validate(&segs).unwrap();
-        let protect = runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE);
+        let protect: Vec<Run, 16> =
+            runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE).collect();
         let got: [(usize, usize, Prot); 3] = core::array::from_fn(|i| {
             (
                 protect[i].range.start(),
@@ -218,7 +258,7 @@ mod tests {
             ]
         );
         assert_eq!(protect.len(), 3);
-        let all = runs(&plan.spans, false, |_| true);
+        let all: Vec<Run, 16> = runs(&plan.spans, false, |_| true).collect();
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].range.start(), all[0].range.end()), (0x1000, 0x5000));
     }

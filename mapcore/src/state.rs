@@ -6,18 +6,16 @@
 //!
 //! - initialize: [`State::claim`] (region `Initializing`), then [`State::commit`] or
 //!   [`State::forget`];
-//! - deinitialize: [`State::retire`] (region `Retiring`, dealloc actions taken out), then
-//!   [`State::forget`];
+//! - deinitialize: [`State::retire`] (region `Retiring`), [`State::take_deallocs`] if it has
+//!   dealloc actions, then [`State::forget`];
 //! - release: [`State::begin_release`] (slab `Releasing`), [`State::retire_newest_in`] until
 //!   none is left, then [`State::finish_release`].
 
-use core::mem;
-
-use crate::action::Deallocs;
+use crate::action::{Action, Deallocs};
 use crate::addr::PageRange;
 use crate::error::{Error, Limit};
-use crate::plan::{Plan, Span, Spans};
-use crate::prot::Lifetime;
+use crate::plan::{Plan, Span};
+use crate::prot::{Lifetime, Prot};
 use crate::table::{insert_sorted, Storage, Table};
 
 /// The life of a slab.
@@ -67,7 +65,8 @@ pub(crate) enum Owner {
 /// Pages in use: one segment of a region, or quarantined pages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageSpan {
-    pub(crate) range: PageRange,
+    /// The pages and what their segment wants for them.
+    pub(crate) span: Span,
     pub(crate) owner: Owner,
 }
 
@@ -83,22 +82,29 @@ pub(crate) enum RegionState {
 }
 
 /// One region: the result of one successful initialize.
-#[derive(Debug)]
+///
+/// Small on purpose: its pages are the span-table entries it owns (Finalize-lifetime ones
+/// only while initializing), all inside `hull`, and its dealloc actions live in a side table,
+/// so that creating and forgetting a region moves a few words, not its segments and actions.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Region {
     pub(crate) key: usize,
     pub(crate) slab_base: usize,
     pub(crate) seq: u64,
     pub(crate) state: RegionState,
-    /// Its pages, sorted; Finalize-lifetime spans only while initializing.
-    pub(crate) spans: Spans,
-    pub(crate) deallocs: Deallocs,
+    /// From the start of its lowest span to the end of its highest: where to look for its
+    /// spans.
+    hull: PageRange,
+    /// Whether it has an entry in the dealloc-action table.
+    has_deallocs: bool,
 }
 
-/// A region taken out of service, with what its caller needs to finish the job.
-#[derive(Debug)]
+/// A region taken out of service.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Retired {
     pub(crate) slot: u32,
-    pub(crate) deallocs: Deallocs,
+    /// Whether [`State::take_deallocs`] has actions to hand out.
+    pub(crate) has_deallocs: bool,
 }
 
 /// All bookkeeping of one map.
@@ -109,8 +115,12 @@ pub(crate) struct State<S: Storage> {
     pending_reserves: usize,
     /// Region records by slot; a slot never moves while the region lives.
     slots: S::Regions<Option<Region>>,
-    /// Empty slots below `slots.len()`.
+    /// Empty slots below `slots.len()`; always has room for every slot, so that forgetting a
+    /// region (also on error paths) never allocates.
     free_slots: S::Regions<u32>,
+    /// `(slot, dealloc actions)` of the regions that have actions (or are initializing with
+    /// some), sorted by slot.
+    deallocs: S::Regions<(u32, Deallocs)>,
     /// `(key, slot)`, sorted by key.
     keys: S::Regions<(usize, u32)>,
     /// Every page in use, sorted by address, disjoint.
@@ -125,6 +135,7 @@ impl<S: Storage> Default for State<S> {
             pending_reserves: 0,
             slots: Default::default(),
             free_slots: Default::default(),
+            deallocs: Default::default(),
             keys: Default::default(),
             spans: Default::default(),
             next_seq: 0,
@@ -167,14 +178,14 @@ impl<S: Storage> State<S> {
     fn first_span_ending_after(&self, addr: usize) -> usize {
         self.spans
             .items()
-            .partition_point(|s| s.range.end() <= addr)
+            .partition_point(|s| s.span.range.end() <= addr)
     }
 
     fn span_containing(&self, addr: usize) -> Option<&PageSpan> {
         self.spans
             .items()
             .get(self.first_span_ending_after(addr))
-            .filter(|s| s.range.contains(addr))
+            .filter(|s| s.span.range.contains(addr))
     }
 
     fn region(&self, slot: u32) -> Option<&Region> {
@@ -189,6 +200,37 @@ impl<S: Storage> State<S> {
             .items_mut()
             .get_mut(slot as usize)
             .and_then(Option::as_mut)
+    }
+
+    /// Index of the first span owned by `slot` that starts at or after `from`, searching the
+    /// region's hull only.
+    fn next_span_index(&self, slot: u32, from: usize) -> Option<usize> {
+        let hull = self.region(slot)?.hull;
+        let spans = self.spans.items();
+        let first = spans.partition_point(|s| s.span.range.start() < from.max(hull.start()));
+        spans[first..]
+            .iter()
+            .take_while(|s| s.span.range.start() < hull.end())
+            .position(|s| s.owner == Owner::Region(slot))
+            .map(|i| first + i)
+    }
+
+    /// Applies `f` to the index of every span owned by `slot`, in address order; `f` may
+    /// change the entry's owner, or remove it and return `true`.
+    fn for_each_span_of(&mut self, slot: u32, mut f: impl FnMut(&mut Self, usize) -> bool) {
+        let Some(hull) = self.region(slot).map(|r| r.hull) else {
+            return;
+        };
+        let mut i = self.first_span_ending_after(hull.start());
+        while let Some(entry) = self.spans.items().get(i) {
+            if entry.span.range.start() >= hull.end() {
+                break;
+            }
+            let removed = entry.owner == Owner::Region(slot) && f(self, i);
+            if !removed {
+                i += 1;
+            }
+        }
     }
 
     // ---- reserve ----
@@ -253,6 +295,7 @@ impl<S: Storage> State<S> {
         &mut self,
         plan: &Plan,
         segments: &[crate::request::Segment<'_>],
+        has_actions: bool,
     ) -> Result<u32, Error<E>> {
         // The slab is the one holding the first segment that covers pages (or the first
         // segment, if none does), so that an empty segment at a slab's end does not pick the
@@ -295,7 +338,7 @@ impl<S: Storage> State<S> {
                 .spans
                 .items()
                 .get(i)
-                .is_some_and(|s| s.range.start() < span.range.end())
+                .is_some_and(|s| s.span.range.start() < span.range.end())
             {
                 return Err(Error::Overlap {
                     segment: span.segment,
@@ -316,21 +359,27 @@ impl<S: Storage> State<S> {
             });
         }
         let needs_slot = self.free_slots.items().is_empty();
-        if (needs_slot && !self.slots.make_room(1)) || !self.keys.make_room(1) {
+        let room = if needs_slot {
+            // A new slot, and room to list every slot as free later.
+            let slots = self.slots.items().len();
+            self.slots.make_room(1) && self.free_slots.make_room(slots + 1)
+        } else {
+            true
+        };
+        if !room || !self.keys.make_room(1) || (has_actions && !self.deallocs.make_room(1)) {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
         if !self.spans.make_room(plan.spans.len()) {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
         // Everything checked and the room held: from here on nothing fails.
-        let seq = self.seq();
         let region = Region {
             key: plan.key,
             slab_base: slab.base,
-            seq,
+            seq: self.seq(),
             state: RegionState::Initializing,
-            spans: plan.spans.clone(),
-            deallocs: Deallocs::new(),
+            hull: plan.hull(),
+            has_deallocs: has_actions,
         };
         let slot = match self.free_slots.items().len() {
             0 => {
@@ -345,15 +394,16 @@ impl<S: Storage> State<S> {
             }
         };
         let _ = insert_sorted(&mut self.keys, (plan.key, slot), |k| k.0);
+        if has_actions {
+            // Filled by `commit`; held now so that commit cannot run out of room.
+            let _ = insert_sorted(&mut self.deallocs, (slot, Deallocs::new()), |d| d.0);
+        }
         for span in &plan.spans {
-            let _ = insert_sorted(
-                &mut self.spans,
-                PageSpan {
-                    range: span.range,
-                    owner: Owner::Region(slot),
-                },
-                |s| s.range.start(),
-            );
+            let page_span = PageSpan {
+                span: *span,
+                owner: Owner::Region(slot),
+            };
+            let _ = insert_sorted(&mut self.spans, page_span, |s| s.span.range.start());
         }
         Ok(slot)
     }
@@ -361,45 +411,49 @@ impl<S: Storage> State<S> {
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
     /// Finalize-lifetime pages (already reset by the caller), except executable ones when
     /// the host cannot reuse them: those are quarantined.
-    pub(crate) fn commit(&mut self, slot: u32, deallocs: Deallocs, reuse_exec: bool) {
-        let mut finalize_spans = Spans::new();
-        if let Some(region) = self.region_mut(slot) {
-            region.state = RegionState::Live;
-            region.deallocs = deallocs;
-            for span in region
-                .spans
-                .iter()
-                .filter(|s| s.lifetime == Lifetime::Finalize)
-            {
-                let _ = finalize_spans.push(*span);
-            }
-            region.spans.retain(|s| s.lifetime == Lifetime::Standard);
-        }
-        for span in &finalize_spans {
-            if reuse_exec || !span.prot.contains(crate::Prot::EXEC) {
-                self.remove_span(span.range);
-            } else {
-                self.mark_quarantined(span.range);
+    pub(crate) fn commit(&mut self, slot: u32, deallocs: &[Action], reuse_exec: bool) {
+        let Some(region) = self.region_mut(slot) else {
+            return;
+        };
+        region.state = RegionState::Live;
+        if region.has_deallocs {
+            if deallocs.is_empty() {
+                region.has_deallocs = false;
+                self.remove_deallocs(slot);
+            } else if let Ok(i) = self.deallocs_index(slot) {
+                // Cannot fail: both hold at most MAX_ACTION_PAIRS actions.
+                let _ = self.deallocs.items_mut()[i].1.extend_from_slice(deallocs);
             }
         }
+        self.for_each_span_of(slot, |s, i| {
+            let span = s.spans.items()[i].span;
+            if span.lifetime != Lifetime::Finalize {
+                return false;
+            }
+            if reuse_exec || !span.prot.contains(Prot::EXEC) {
+                s.spans.remove_at(i);
+                return true;
+            }
+            s.spans.items_mut()[i].owner = Owner::Quarantined;
+            false
+        });
     }
 
-    fn remove_span(&mut self, range: PageRange) {
-        if let Ok(i) = span_index(self.spans.items(), range) {
-            self.spans.remove_at(i);
-        }
+    fn deallocs_index(&self, slot: u32) -> Result<usize, usize> {
+        self.deallocs.items().binary_search_by_key(&slot, |d| d.0)
     }
 
-    fn mark_quarantined(&mut self, range: PageRange) {
-        if let Ok(i) = span_index(self.spans.items(), range) {
-            self.spans.items_mut()[i].owner = Owner::Quarantined;
+    fn remove_deallocs(&mut self, slot: u32) -> Deallocs {
+        match self.deallocs_index(slot) {
+            Ok(i) => self.deallocs.remove_at(i).1,
+            Err(_) => Deallocs::new(),
         }
     }
 
     // ---- deinitialize ----
 
-    /// Takes the `Live` region keyed `key` out of service: it becomes `Retiring` and its
-    /// dealloc actions are handed to the caller, so that they can only ever run once.
+    /// Takes the `Live` region keyed `key` out of service: it becomes `Retiring`, and only its
+    /// retirer may take its dealloc actions, so that they can only ever run once.
     ///
     /// `retired_here` are the slots the caller itself retired earlier in the same batch and
     /// has not forgotten yet: for errors they count as gone already, as if the batch entries
@@ -438,68 +492,65 @@ impl<S: Storage> State<S> {
         region.state = RegionState::Retiring;
         Some(Retired {
             slot,
-            deallocs: mem::take(&mut region.deallocs),
+            has_deallocs: region.has_deallocs,
         })
     }
 
-    /// The slab base and the `index`-th span (in address order) of a region.
-    pub(crate) fn retiring_span(&self, slot: u32, index: usize) -> Option<(usize, Span)> {
+    /// Hands out the dealloc actions of a region its caller retired, or rolls back (the
+    /// actions registered so far); they are no longer recorded afterwards.
+    pub(crate) fn take_deallocs(&mut self, slot: u32) -> Deallocs {
+        match self.region_mut(slot) {
+            Some(region) if region.has_deallocs => {
+                region.has_deallocs = false;
+                self.remove_deallocs(slot)
+            }
+            _ => Deallocs::new(),
+        }
+    }
+
+    /// The slab base and the first span of a region that starts at or after `from`.
+    pub(crate) fn next_span_of(&self, slot: u32, from: usize) -> Option<(usize, Span)> {
+        let i = self.next_span_index(slot, from)?;
         let region = self.region(slot)?;
-        region
-            .spans
-            .get(index)
-            .map(|span| (region.slab_base, *span))
+        Some((region.slab_base, self.spans.items()[i].span))
     }
 
     /// Quarantines the executable spans of a region, for hosts that cannot reuse them.
     pub(crate) fn quarantine_executable(&mut self, slot: u32) {
-        let mut index = 0;
-        while let Some((_, span)) = self.retiring_span(slot, index) {
-            if span.prot.contains(crate::Prot::EXEC) {
-                // Quarantining takes the span out of the region's list: stay at `index`.
-                self.quarantine_span(slot, span.range);
-            } else {
-                index += 1;
+        self.for_each_span_of(slot, |s, i| {
+            if s.spans.items()[i].span.prot.contains(Prot::EXEC) {
+                s.spans.items_mut()[i].owner = Owner::Quarantined;
             }
-        }
+            false
+        });
     }
 
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
     /// With `quarantine`, its pages stay recorded as quarantined instead of becoming free.
     pub(crate) fn forget(&mut self, slot: u32, quarantine: bool) {
-        // Work on the record in place: it is large, and moving it out would copy it.
-        let Some(region) = self
-            .slots
-            .items()
-            .get(slot as usize)
-            .and_then(Option::as_ref)
-        else {
+        let Some(region) = self.region(slot).copied() else {
             return;
         };
         if let Ok(i) = self.keys.items().binary_search_by_key(&region.key, |k| k.0) {
             self.keys.remove_at(i);
         }
-        for span in &region.spans {
-            match span_index(self.spans.items(), span.range) {
-                Ok(i) if quarantine => self.spans.items_mut()[i].owner = Owner::Quarantined,
-                Ok(i) => drop(self.spans.remove_at(i)),
-                Err(_) => {}
-            }
+        if region.has_deallocs {
+            self.remove_deallocs(slot);
         }
+        self.for_each_span_of(slot, |s, i| {
+            if quarantine {
+                s.spans.items_mut()[i].owner = Owner::Quarantined;
+                false
+            } else {
+                s.spans.remove_at(i);
+                true
+            }
+        });
         self.slots.items_mut()[slot as usize] = None;
-        // Cannot fail: at most one free slot per slot.
+        // Cannot fail: `claim` made room for every slot.
         let _ = self
             .free_slots
             .try_insert(self.free_slots.items().len(), slot);
-    }
-
-    /// Quarantines one span of a region before the region is forgotten (its pages could not
-    /// be reset, or executable pages may not be reused).
-    pub(crate) fn quarantine_span(&mut self, slot: u32, range: PageRange) {
-        if let Some(region) = self.region_mut(slot) {
-            region.spans.retain(|s| s.range != range);
-        }
-        self.mark_quarantined(range);
     }
 
     // ---- release ----
@@ -557,7 +608,7 @@ impl<S: Storage> State<S> {
         // Only quarantined pages can remain: release retired every region, and claims need a
         // live slab.
         let j = self.first_span_ending_after(start);
-        while j < self.spans.items().len() && self.spans.items()[j].range.start() < end {
+        while j < self.spans.items().len() && self.spans.items()[j].span.range.start() < end {
             self.spans.remove_at(j);
         }
     }
@@ -586,10 +637,10 @@ impl<S: Storage> State<S> {
         self.spans.items()
     }
 
-    /// The live and in-progress regions.
+    /// The region in `slot`, if any.
     #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn regions(&self) -> impl Iterator<Item = &Region> {
-        self.slots.items().iter().flatten()
+    pub(crate) fn region_in(&self, slot: u32) -> Option<&Region> {
+        self.region(slot)
     }
 
     /// The number of regions recorded, in any state.
@@ -607,23 +658,31 @@ impl<S: Storage> State<S> {
         let spans = self.spans.items();
         if spans
             .windows(2)
-            .any(|w| w[0].range.end() > w[1].range.start())
+            .any(|w| w[0].span.range.end() > w[1].span.range.start())
         {
             return Err("page spans unsorted or overlapping");
         }
-        for span in spans {
-            let Some(i) = self.slab_containing(span.range.start()) else {
+        for page_span in spans {
+            let range = page_span.span.range;
+            let Some(i) = self.slab_containing(range.start()) else {
                 return Err("page span outside every slab");
             };
-            if span.range.end() > slabs[i].range().1 {
+            if range.end() > slabs[i].range().1 {
                 return Err("page span crosses its slab's end");
             }
-            if let Owner::Region(slot) = span.owner {
+            if let Owner::Region(slot) = page_span.owner {
                 let Some(region) = self.region(slot) else {
                     return Err("span owned by an empty slot");
                 };
-                if !region.spans.iter().any(|s| s.range == span.range) {
-                    return Err("span not listed by its region");
+                if !region.hull.encloses(&range) {
+                    return Err("span outside its region's hull");
+                }
+                if region.slab_base != slabs[i].base {
+                    return Err("span in another slab than its region");
+                }
+                let finalize = page_span.span.lifetime == Lifetime::Finalize;
+                if finalize && region.state != RegionState::Initializing {
+                    return Err("finalize-lifetime span kept after initialize");
                 }
             }
         }
@@ -631,7 +690,8 @@ impl<S: Storage> State<S> {
         if keys.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("keys unsorted or duplicated");
         }
-        if keys.len() != self.regions().count() {
+        let regions = self.slots.items().iter().flatten().count();
+        if keys.len() != regions {
             return Err("key index and region slots disagree");
         }
         for &(key, slot) in keys {
@@ -644,14 +704,16 @@ impl<S: Storage> State<S> {
             if self.slab_index(region.slab_base).is_none() {
                 return Err("region in an unknown slab");
             }
-            for span in &region.spans {
-                let recorded = span_index(spans, span.range).ok().map(|i| spans[i]);
-                if !recorded
-                    .is_some_and(|s| s.range == span.range && s.owner == Owner::Region(slot))
-                {
-                    return Err("region span missing from the span table");
-                }
+            if region.has_deallocs != self.deallocs_index(slot).is_ok() {
+                return Err("dealloc-action table and region disagree");
             }
+        }
+        let deallocs = self.deallocs.items();
+        if deallocs.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("dealloc-action table unsorted or duplicated");
+        }
+        if deallocs.iter().any(|d| self.region(d.0).is_none()) {
+            return Err("dealloc actions of an empty slot");
         }
         for &slot in self.free_slots.items() {
             if self.region(slot).is_some() || slot as usize >= self.slots.items().len() {
@@ -660,9 +722,4 @@ impl<S: Storage> State<S> {
         }
         Ok(())
     }
-}
-
-/// Where the span starting at `range`'s start is, in the sorted span table.
-fn span_index(spans: &[PageSpan], range: PageRange) -> Result<usize, usize> {
-    spans.binary_search_by_key(&range.start(), |s| s.range.start())
 }

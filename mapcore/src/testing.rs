@@ -398,22 +398,23 @@ impl RecordingHost {
                     "map slabs {slabs:x?} but host reservations {held:x?}"
                 ));
             }
-            let mut expected: BTreeMap<usize, Option<Prot>> = BTreeMap::new();
-            for region in state.regions() {
-                for span in &region.spans {
-                    for page in (span.range.start()..span.range.end()).step_by(self.page_size) {
-                        expected.insert(page, Some(span.prot));
-                    }
-                }
-            }
+            // Per page of a region: the protection it should have, and whether its region is
+            // still being initialized or torn down (its pages may be mid-change).
+            let mut expected: BTreeMap<usize, (Prot, bool)> = BTreeMap::new();
             let mut quarantined = BTreeSet::new();
-            for span in state
-                .page_spans()
-                .iter()
-                .filter(|s| s.owner == Owner::Quarantined)
-            {
-                for page in (span.range.start()..span.range.end()).step_by(self.page_size) {
-                    quarantined.insert(page);
+            for page_span in state.page_spans() {
+                let span = page_span.span;
+                let pages = (span.range.start()..span.range.end()).step_by(self.page_size);
+                match page_span.owner {
+                    Owner::Region(slot) => {
+                        let in_progress = state
+                            .region_in(slot)
+                            .is_none_or(|r| r.state != crate::state::RegionState::Live);
+                        for page in pages {
+                            expected.insert(page, (span.prot, in_progress));
+                        }
+                    }
+                    Owner::Quarantined => quarantined.extend(pages),
                 }
             }
             let failed_slabs: Vec<(usize, usize)> = state
@@ -432,15 +433,10 @@ impl RecordingHost {
                     if !settled(page) {
                         continue;
                     }
-                    let want = expected
+                    let (want, in_progress) = expected
                         .get(&page)
                         .copied()
-                        .flatten()
-                        .unwrap_or(Prot::READ_WRITE);
-                    let in_progress = state.regions().any(|reg| {
-                        reg.state != crate::state::RegionState::Live
-                            && reg.spans.iter().any(|s| s.range.contains(page))
-                    });
+                        .unwrap_or((Prot::READ_WRITE, false));
                     if *prot != want && !in_progress {
                         return Err(std::format!("page {page:#x} is {prot}, expected {want}"));
                     }
