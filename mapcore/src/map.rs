@@ -20,7 +20,7 @@ use crate::lock::Lock;
 use crate::plan::{runs, Plan, Span};
 use crate::prot::{Lifetime, Prot};
 use crate::request::{Content, InitRequest};
-use crate::state::{Retired, State};
+use crate::state::{NextSpan, Retired, State};
 use crate::table::{Fixed, Storage};
 
 /// What deinitialize does with the contents of freed pages.
@@ -100,6 +100,17 @@ struct Retiring<E> {
     slot: u32,
     dealloc_failures: usize,
     error: Option<Error<E>>,
+}
+
+impl<E> Retiring<E> {
+    /// What went wrong, if anything: a host failure first, then failed dealloc actions.
+    fn into_error(self) -> Option<Error<E>> {
+        self.error.or_else(|| {
+            (self.dealloc_failures > 0).then_some(Error::DeallocFailed {
+                failed: self.dealloc_failures,
+            })
+        })
+    }
 }
 
 impl<H: Host, S: Storage> JitMap<H, S> {
@@ -237,13 +248,16 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 quarantined,
             });
         }
-        let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
-        if let Err((op, segment, error)) = self.reset_pages(&plan.spans, finalize_only) {
-            run_dealloc_actions(&deallocs);
-            return fail(op, segment, error);
+        if plan.has_finalize {
+            let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
+            if let Err((op, segment, error)) = self.reset_pages(&plan.spans, finalize_only) {
+                run_dealloc_actions(&deallocs);
+                return fail(op, segment, error);
+            }
         }
         let reuse_exec = self.host.capabilities().reuse_executable;
-        self.with_state(|s| s.commit(slot, &deallocs, reuse_exec));
+        let has_finalize = plan.has_finalize;
+        self.with_state(|s| s.commit(slot, &deallocs, has_finalize, reuse_exec));
         Ok(plan.key)
     }
 
@@ -333,11 +347,18 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// some of its dealloc actions failed; [`Error::Host`] with `quarantined` means its pages
     /// could not be reset and will not be reused.
     pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
-        let mut reported = None;
-        match self.deinitialize_multiple(&[key], |_, e| reported = Some(e)) {
-            Ok(()) => Ok(()),
-            Err(batch) => Err(reported.unwrap_or(batch)),
-        }
+        // A batch of one, without the batch's bookkeeping.
+        let retired = self.with_state(|s| s.retire(key, &[]))?;
+        let slot = retired.slot;
+        let mut entry = [Retiring {
+            index: 0,
+            slot,
+            dealloc_failures: self.run_deallocs(retired),
+            error: None,
+        }];
+        self.reset_and_forget(&mut entry);
+        let [entry] = entry;
+        entry.into_error().map_or(Ok(()), Err)
     }
 
     /// Deinitializes many regions, back to front; keeps going after errors, reports each
@@ -392,8 +413,22 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 }
             }
         }
-        // 2. Reset the pages in address order, merging every run of touching pages across the
-        // chunk's regions: a k-way merge over the regions' sorted spans, one span per step.
+        self.reset_and_forget(&mut chunk);
+        for entry in chunk {
+            let index = entry.index;
+            if let Some(error) = entry.into_error() {
+                report(index, error);
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Steps 2 and 3 of deinitialize: resets the pages of regions this thread retired, in
+    /// address order, merging every run of touching pages across them (a k-way merge over
+    /// the regions' sorted spans, one span per step), then forgets the regions. Failures are
+    /// recorded in the entries.
+    fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
         let reuse_exec = self.host.capabilities().reuse_executable;
         // Per entry: where its next span starts at the earliest.
         let mut cursors = [0usize; BATCH_CHUNK];
@@ -401,13 +436,28 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
         let mut run_slab = 0;
-        while let Some((entry, slab, span)) = self.with_state(|s| {
-            let next = chunk.iter().enumerate().filter_map(|(e, r)| {
-                s.next_span_of(r.slot, cursors[e])
-                    .map(|(slab, span)| (e, slab, span))
+        // Whether a span may be left after the one just fetched; saves a last, empty fetch.
+        let mut more = true;
+        while more {
+            let next = self.with_state(|s| {
+                let mut lowest: Option<(usize, NextSpan)> = None;
+                let mut left = 0;
+                for (e, r) in chunk.iter().enumerate() {
+                    let Some(next) = s.next_span_of(r.slot, cursors[e]) else {
+                        continue;
+                    };
+                    left += if next.last { 1 } else { 2 };
+                    let start = next.span.range.start();
+                    if lowest.is_none_or(|(_, l)| start < l.span.range.start()) {
+                        lowest = Some((e, next));
+                    }
+                }
+                lowest.map(|lowest| (lowest, left > 1))
             });
-            next.min_by_key(|(_, _, span)| span.range.start())
-        }) {
+            let Some(((entry, NextSpan { slab, span, .. }), others_left)) = next else {
+                break;
+            };
+            more = others_left;
             cursors[entry] = span.range.end();
             if !reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
@@ -423,36 +473,21 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             }
             run_slab = slab;
             if let Some(done) = run.replace((span.range, protect, 1 << entry)) {
-                self.finish_run(done, &mut chunk);
+                self.finish_run(done, chunk);
             }
         }
         if let Some(done) = run {
-            self.finish_run(done, &mut chunk);
+            self.finish_run(done, chunk);
         }
-        // 3. Forget the regions, then report.
+        // 3. Forget the regions.
         self.with_state(|s| {
-            for entry in &chunk {
+            for entry in chunk.iter() {
                 if !reuse_exec {
                     s.quarantine_executable(entry.slot);
                 }
                 s.forget(entry.slot, entry.error.is_some());
             }
         });
-        for entry in &mut chunk {
-            let error = entry
-                .error
-                .take()
-                .or(
-                    (entry.dealloc_failures > 0).then_some(Error::DeallocFailed {
-                        failed: entry.dealloc_failures,
-                    }),
-                );
-            if let Some(error) = error {
-                report(entry.index, error);
-                failed += 1;
-            }
-        }
-        failed
     }
 
     /// Runs the dealloc actions of a region this thread retired, newest first; returns how

@@ -40,15 +40,22 @@ pub(crate) struct Plan {
     pub(crate) key: usize,
     /// Index of the segment that gives the key.
     pub(crate) key_segment: usize,
+    /// Whether a span has the Finalize lifetime (and must be freed again by initialize).
+    pub(crate) has_finalize: bool,
+    /// From the first page of the lowest span to the end of the highest (empty if no
+    /// segment covers a page).
+    pub(crate) hull: PageRange,
 }
 
 impl Plan {
     /// An empty plan, for [`Plan::validate`] to fill.
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             spans: Spans::new(),
             key: 0,
             key_segment: 0,
+            has_finalize: false,
+            hull: PageRange::default(),
         }
     }
 
@@ -105,16 +112,15 @@ impl Plan {
         }
         self.key = key;
         self.key_segment = key_segment;
+        self.has_finalize = spans.iter().any(|s| s.lifetime == Lifetime::Finalize);
+        self.hull = match (spans.first(), spans.last()) {
+            // Cannot fail: spans are sorted, page-aligned and disjoint.
+            (Some(first), Some(last)) => {
+                PageRange::new(first.range.start(), last.range.end(), 1).unwrap_or(first.range)
+            }
+            _ => PageRange::default(),
+        };
         Ok(())
-    }
-
-    /// From the first page of the lowest span to the end of the highest (empty if no
-    /// segment covers a page).
-    pub(crate) fn hull(&self) -> PageRange {
-        let start = self.spans.first().map_or(0, |s| s.range.start());
-        let end = self.spans.last().map_or(0, |s| s.range.end());
-        // Cannot fail: spans are sorted, page-aligned and disjoint.
-        PageRange::new(start, end, 1).unwrap_or_default()
     }
 }
 

@@ -107,6 +107,16 @@ pub(crate) struct Retired {
     pub(crate) has_deallocs: bool,
 }
 
+/// One span of a region, as the deinitialize merge walks them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NextSpan {
+    /// The base of the region's slab.
+    pub(crate) slab: usize,
+    pub(crate) span: Span,
+    /// Whether it is certainly the region's last span.
+    pub(crate) last: bool,
+}
+
 /// All bookkeeping of one map.
 pub(crate) struct State<S: Storage> {
     /// Sorted by base.
@@ -378,7 +388,7 @@ impl<S: Storage> State<S> {
             slab_base: slab.base,
             seq: self.seq(),
             state: RegionState::Initializing,
-            hull: plan.hull(),
+            hull: plan.hull,
             has_deallocs: has_actions,
         };
         let slot = match self.free_slots.items().len() {
@@ -409,9 +419,15 @@ impl<S: Storage> State<S> {
     }
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
-    /// Finalize-lifetime pages (already reset by the caller), except executable ones when
-    /// the host cannot reuse them: those are quarantined.
-    pub(crate) fn commit(&mut self, slot: u32, deallocs: &[Action], reuse_exec: bool) {
+    /// Finalize-lifetime pages if it has any (`has_finalize`; already reset by the caller),
+    /// except executable ones when the host cannot reuse them: those are quarantined.
+    pub(crate) fn commit(
+        &mut self,
+        slot: u32,
+        deallocs: &[Action],
+        has_finalize: bool,
+        reuse_exec: bool,
+    ) {
         let Some(region) = self.region_mut(slot) else {
             return;
         };
@@ -424,6 +440,9 @@ impl<S: Storage> State<S> {
                 // Cannot fail: both hold at most MAX_ACTION_PAIRS actions.
                 let _ = self.deallocs.items_mut()[i].1.extend_from_slice(deallocs);
             }
+        }
+        if !has_finalize {
+            return;
         }
         self.for_each_span_of(slot, |s, i| {
             let span = s.spans.items()[i].span;
@@ -508,11 +527,16 @@ impl<S: Storage> State<S> {
         }
     }
 
-    /// The slab base and the first span of a region that starts at or after `from`.
-    pub(crate) fn next_span_of(&self, slot: u32, from: usize) -> Option<(usize, Span)> {
+    /// The first span of a region that starts at or after `from`.
+    pub(crate) fn next_span_of(&self, slot: u32, from: usize) -> Option<NextSpan> {
         let i = self.next_span_index(slot, from)?;
         let region = self.region(slot)?;
-        Some((region.slab_base, self.spans.items()[i].span))
+        let span = self.spans.items()[i].span;
+        Some(NextSpan {
+            slab: region.slab_base,
+            span,
+            last: span.range.end() >= region.hull.end(),
+        })
     }
 
     /// Quarantines the executable spans of a region, for hosts that cannot reuse them.
