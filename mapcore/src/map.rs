@@ -61,8 +61,8 @@ impl Default for Config {
     }
 }
 
-/// The default fixed storage: 8 slabs, 64 regions, 256 segments of live regions; about 80 KiB,
-/// most of it the regions' dealloc actions. Pick other capacities with [`Fixed`], or use
+/// The default fixed storage: 8 slabs, 64 regions, 256 segments of live regions; a map with
+/// it takes about 48 KiB, most of it room for the regions' dealloc actions. Pick other capacities with [`Fixed`], or use
 /// `Growable` (feature `alloc`).
 pub type DefaultStorage = Fixed<8, 64, 256>;
 
@@ -213,8 +213,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut plan = Plan::new();
         plan.validate(request, self.page_size, self.config.allow_write_exec)?;
         let has_deallocs = request.actions.iter().any(|pair| pair.dealloc.is_some());
-        let slot = self.with_state(|s| s.claim(&plan, request.segments, has_deallocs))?;
-        self.write_contents(request, &plan);
+        let claim = self.with_state(|s| s.claim(&plan, request.segments, has_deallocs))?;
+        let slot = claim.slot;
+        self.write_contents(request, &plan, claim.touched);
 
         let fail = |op, segment, error| {
             let quarantined = self.roll_back(slot, &plan.spans);
@@ -261,9 +262,10 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         Ok(plan.key)
     }
 
-    /// Copies each segment's content and, where reused pages may hold old bytes, zero-fills
-    /// the rest of its pages.
-    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan) {
+    /// Copies each segment's content and zero-fills the rest of its pages where they may
+    /// hold old bytes: pages in `touched` (claimed before), when freed pages are not
+    /// discarded.
+    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan, touched: PageRange) {
         let zero = self.zero_on_reuse();
         for span in &plan.spans {
             let seg = &request.segments[span.segment];
@@ -276,10 +278,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                     unsafe { self.host.write(seg.addr, bytes) };
                 }
             }
-            if zero {
-                let from = seg.addr + seg.content.len();
-                // SAFETY: as above; `from..span end` lies inside the span.
-                unsafe { self.host.fill_zero(from, span.range.end() - from) };
+            let from = (seg.addr + seg.content.len()).max(touched.start());
+            let to = span.range.end().min(touched.end());
+            if zero && from < to {
+                // SAFETY: as above; `from..to` lies inside the span.
+                unsafe { self.host.fill_zero(from, to - from) };
             }
         }
     }

@@ -38,6 +38,9 @@ pub(crate) struct Slab {
     /// Order of creation, for newest-first shutdown.
     pub(crate) seq: u64,
     pub(crate) state: SlabState,
+    /// Covers every page ever claimed in the slab; the pages outside it are fresh from the
+    /// host and read as zero.
+    pub(crate) touched: PageRange,
 }
 
 impl Slab {
@@ -105,6 +108,15 @@ pub(crate) struct Retired {
     pub(crate) slot: u32,
     /// Whether [`State::take_deallocs`] has actions to hand out.
     pub(crate) has_deallocs: bool,
+}
+
+/// A successful claim.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    /// The new region's slot.
+    pub(crate) slot: u32,
+    /// The pages of the slab that had been claimed before (and may hold old bytes).
+    pub(crate) touched: PageRange,
 }
 
 /// One span of a region, as the deinitialize merge walks them.
@@ -290,6 +302,7 @@ impl<S: Storage> State<S> {
             size,
             seq,
             state: SlabState::Live,
+            touched: PageRange::default(),
         };
         // Cannot fail: begin_reserve held the room.
         insert_sorted(&mut self.slabs, slab, |s| s.base)
@@ -300,13 +313,13 @@ impl<S: Storage> State<S> {
     // ---- initialize ----
 
     /// Checks `plan` against the tables and, if it fits, records a new `Initializing` region
-    /// that owns all its pages. Returns the region's slot.
+    /// that owns all its pages.
     pub(crate) fn claim<E>(
         &mut self,
         plan: &Plan,
         segments: &[crate::request::Segment<'_>],
         has_actions: bool,
-    ) -> Result<u32, Error<E>> {
+    ) -> Result<Claim, Error<E>> {
         // The slab is the one holding the first segment that covers pages (or the first
         // segment, if none does), so that an empty segment at a slab's end does not pick the
         // adjacent slab.
@@ -317,8 +330,8 @@ impl<S: Storage> State<S> {
             .items()
             .iter()
             .position(|s| s.admits(anchor, plan.spans.is_empty()));
-        let slab = match slab_index {
-            Some(i) => self.slabs.items()[i],
+        let (slab_index, slab) = match slab_index {
+            Some(i) => (i, self.slabs.items()[i]),
             None => return Err(Error::NotInSlab { segment: first }),
         };
         if slab.state != SlabState::Live {
@@ -383,6 +396,17 @@ impl<S: Storage> State<S> {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
         // Everything checked and the room held: from here on nothing fails.
+        if !plan.hull.is_empty() {
+            let touched = &mut self.slabs.items_mut()[slab_index].touched;
+            *touched = if touched.is_empty() {
+                plan.hull
+            } else {
+                let start = touched.start().min(plan.hull.start());
+                let end = touched.end().max(plan.hull.end());
+                // Cannot fail: both ranges are page-aligned.
+                PageRange::new(start, end, 1).unwrap_or(*touched)
+            };
+        }
         let region = Region {
             key: plan.key,
             slab_base: slab.base,
@@ -415,7 +439,10 @@ impl<S: Storage> State<S> {
             };
             let _ = insert_sorted(&mut self.spans, page_span, |s| s.span.range.start());
         }
-        Ok(slot)
+        Ok(Claim {
+            slot,
+            touched: slab.touched,
+        })
     }
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its

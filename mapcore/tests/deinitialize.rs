@@ -244,6 +244,51 @@ fn retain_policy_zero_fills_on_reuse<S: Storage>() {
     host.check_map(&map).unwrap();
 }
 
+/// Under the retain policy, pages never claimed before are fresh from the host and read as
+/// zero: initialize zero-fills only what earlier regions of the slab may have left behind.
+fn retain_policy_zero_fills_only_pages_claimed_before<S: Storage>() {
+    let host = Fixture::new(P);
+    let retain = Config {
+        discard: DiscardPolicy::Retain,
+        ..Config::DEFAULT
+    };
+    let map: Map<'_, S> = JitMap::with_config(&*host, retain);
+    let base = map.reserve(16 * P).unwrap();
+    let zero_fills = || {
+        host.log()
+            .iter()
+            .filter_map(|e| match e.call {
+                Call::FillZero { addr, len } => Some((addr, len)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // Fresh pages, short content: nothing to zero.
+    let short = pattern(8, 5);
+    let first = [Segment::new(Prot::READ, base + 2 * P, 2 * P, &short)];
+    host.clear_log();
+    assert_eq!(map.initialize(&req(&first, &[])), Ok(base + 2 * P));
+    assert_eq!(zero_fills(), []);
+    assert_segment(&host, &first[0], &short);
+    assert_eq!(map.deinitialize(base + 2 * P), Ok(()));
+    // Overlapping the old pages and fresh ones on both sides: only the old pages are zeroed.
+    let second = [Segment::new(Prot::READ, base + P, 4 * P, &[])];
+    host.clear_log();
+    assert_eq!(map.initialize(&req(&second, &[])), Ok(base + P));
+    assert_eq!(zero_fills(), [(base + 2 * P, 2 * P)]);
+    assert_segment(&host, &second[0], &[]);
+    host.check_map(&map).unwrap();
+    // A region elsewhere widens what counts as claimed before: everything in between too.
+    let far = [Segment::new(Prot::READ, base + 10 * P, P, &short)];
+    assert_eq!(map.initialize(&req(&far, &[])), Ok(base + 10 * P));
+    assert_eq!(map.deinitialize(base + 10 * P), Ok(()));
+    let between = [Segment::new(Prot::READ, base + 6 * P, 2 * P, &short)];
+    host.clear_log();
+    assert_eq!(map.initialize(&req(&between, &[])), Ok(base + 6 * P));
+    assert_eq!(zero_fills(), [(base + 6 * P + 8, 2 * P - 8)]);
+    host.check_map(&map).unwrap();
+}
+
 /// A host that cannot discard: deinitialize does not try, initialize zero-fills reused pages.
 fn host_without_discard_gets_zero_filled_pages<S: Storage>() {
     let host = Fixture::with_host(RecordingHost::with_capabilities(
@@ -263,9 +308,10 @@ fn host_without_discard_gets_zero_filled_pages<S: Storage>() {
     let reuse = [Segment::new(Prot::READ_EXEC, base, 6 * P, &[])];
     host.clear_log();
     assert_eq!(map.initialize(&req(&reuse, &[])), Ok(base));
+    // Only the pages claimed before: the page at `base` is fresh from the host.
     assert!(host.log().contains(&ok(Call::FillZero {
-        addr: base,
-        len: 6 * P
+        addr: base + P,
+        len: 5 * P
     })));
     assert_segment(&host, &reuse[0], &[]);
     host.check_map(&map).unwrap();
@@ -448,6 +494,7 @@ for_each_storage!(
     deinitialize_makes_minimal_host_calls,
     d9_pages_reused_after_deinitialize_read_zero,
     retain_policy_zero_fills_on_reuse,
+    retain_policy_zero_fills_only_pages_claimed_before,
     host_without_discard_gets_zero_filled_pages,
     host_without_exec_reuse_quarantines_executable_pages,
     failed_discard_during_deinitialize_zero_fills,
