@@ -346,9 +346,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// # Errors
     ///
     /// [`Error::UnknownKey`], [`Error::InteriorAddress`], [`Error::NotInAnySlab`] and
-    /// [`Error::Busy`] change nothing. [`Error::DeallocFailed`] means the region is gone but
-    /// some of its dealloc actions failed; [`Error::Host`] with `quarantined` means its pages
-    /// could not be reset and will not be reused.
+    /// [`Error::Busy`] (the region is still being initialized or already being torn down, or
+    /// its slab is being released, which tears it down) change nothing.
+    /// [`Error::DeallocFailed`] means the region is gone but some of its dealloc actions
+    /// failed; [`Error::Host`] with `quarantined` means its pages could not be reset and will
+    /// not be reused.
     pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
         // A batch of one, without the batch's bookkeeping.
         let retired = self.with_state(|s| s.retire(key, &[]))?;

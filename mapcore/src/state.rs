@@ -528,6 +528,15 @@ impl<S: Storage> State<S> {
                 Error::NotInAnySlab { addr: key }
             });
         };
+        // A slab being released retires its regions itself, and must not be unmapped while
+        // another thread still resets pages in it.
+        let slab_live = self
+            .region(slot)
+            .and_then(|r| self.slab_index(r.slab_base))
+            .is_some_and(|i| self.slabs.items()[i].state == SlabState::Live);
+        if !slab_live {
+            return Err(Error::Busy { addr: key });
+        }
         self.retire_slot(slot).ok_or(Error::Busy { addr: key })
     }
 

@@ -155,8 +155,16 @@ fn c8_actions_may_call_back_into_the_map() {
     MAP.host().check_map(&MAP).unwrap();
     assert_eq!((MAP.slab_count(), MAP.region_count()), (1, 0));
 
-    // Release runs remaining dealloc actions outside the lock as well.
+    // Release runs remaining dealloc actions outside the lock as well. A dealloc action that
+    // deinitializes a sibling region of the slab being released finds it busy: the release
+    // retires it itself (and no other thread may reset pages in a slab about to be unmapped).
+    let sibling = base + 4 * P;
     let results = with_watchdog(move || {
+        let sibling_segs = [Segment::new(Prot::READ_WRITE, sibling, P, &[])];
+        assert_eq!(
+            MAP.initialize(&InitRequest::new(&sibling_segs, &[])),
+            Ok(sibling)
+        );
         let segs = [Segment::new(Prot::READ, base + 6 * P, P, &[])];
         let pairs = [ActionPair {
             finalize: None,
@@ -165,7 +173,7 @@ fn c8_actions_may_call_back_into_the_map() {
                 base as u64 + 6 * P as u64,
             )),
         }];
-        NESTED.store(base + 6 * P, Ordering::SeqCst);
+        NESTED.store(sibling, Ordering::SeqCst);
         assert_eq!(
             MAP.initialize(&InitRequest::new(&segs, &pairs)),
             Ok(base + 6 * P)
@@ -178,7 +186,7 @@ fn c8_actions_may_call_back_into_the_map() {
     assert_eq!(
         results.1,
         [
-            ("deinitialize nested", Err(Error::Busy { addr: own })),
+            ("deinitialize nested", Err(Error::Busy { addr: sibling })),
             ("deinitialize own key again", Err(Error::Busy { addr: own })),
             (
                 "release own slab while retiring",
