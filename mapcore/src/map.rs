@@ -100,6 +100,8 @@ struct Retiring<E> {
     slot: u32,
     dealloc_failures: usize,
     error: Option<Error<E>>,
+    /// Its next span whose pages are still to be reset.
+    next: Option<NextSpan>,
 }
 
 impl<E> Retiring<E> {
@@ -354,13 +356,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
         // A batch of one, without the batch's bookkeeping.
         let retired = self.with_state(|s| s.retire(key, &[]))?;
-        let slot = retired.slot;
-        let mut entry = [Retiring {
-            index: 0,
-            slot,
-            dealloc_failures: self.run_deallocs(retired),
-            error: None,
-        }];
+        let mut entry = [self.start_retiring(0, retired)];
         self.reset_and_forget(&mut entry);
         let [entry] = entry;
         entry.into_error().map_or(Ok(()), Err)
@@ -402,15 +398,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             let retired_here: Vec<u32, BATCH_CHUNK> = chunk.iter().map(|e| e.slot).collect();
             match self.with_state(|s| s.retire(keys[index], &retired_here)) {
                 Ok(retired) => {
-                    let slot = retired.slot;
-                    let dealloc_failures = self.run_deallocs(retired);
                     // Cannot fail: at most BATCH_CHUNK entries.
-                    let _ = chunk.push(Retiring {
-                        index,
-                        slot,
-                        dealloc_failures,
-                        error: None,
-                    });
+                    let _ = chunk.push(self.start_retiring(index, retired));
                 }
                 Err(error) => {
                     report(index, error);
@@ -435,35 +424,25 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// recorded in the entries.
     fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
         let reuse_exec = self.host.capabilities().reuse_executable;
-        // Per entry: where its next span starts at the earliest.
-        let mut cursors = [0usize; BATCH_CHUNK];
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
         let mut run_slab = 0;
-        // Whether a span may be left after the one just fetched; saves a last, empty fetch.
-        let mut more = true;
-        while more {
-            let next = self.with_state(|s| {
-                let mut lowest: Option<(usize, NextSpan)> = None;
-                let mut left = 0;
-                for (e, r) in chunk.iter().enumerate() {
-                    let Some(next) = s.next_span_of(r.slot, cursors[e]) else {
-                        continue;
-                    };
-                    left += if next.last { 1 } else { 2 };
-                    let start = next.span.range.start();
-                    if lowest.is_none_or(|(_, l)| start < l.span.range.start()) {
-                        lowest = Some((e, next));
-                    }
-                }
-                lowest.map(|lowest| (lowest, left > 1))
-            });
-            let Some(((entry, NextSpan { slab, span, .. }), others_left)) = next else {
+        // Each entry holds its next span (the first one came with `retire`): take the lowest,
+        // and fetch the one after it unless it was certainly the last.
+        let lowest = |chunk: &[Retiring<H::Error>]| {
+            let pending = chunk.iter().enumerate();
+            let starts = pending.filter_map(|(e, r)| r.next.map(|n| (e, n.span.range.start())));
+            starts.min_by_key(|&(_, start)| start).map(|(e, _)| e)
+        };
+        while let Some(entry) = lowest(chunk) {
+            let Some(NextSpan { slab, span, last }) = chunk[entry].next.take() else {
                 break;
             };
-            more = others_left;
-            cursors[entry] = span.range.end();
+            if !last {
+                let slot = chunk[entry].slot;
+                chunk[entry].next = self.with_state(|s| s.next_span_of(slot, span.range.end()));
+            }
             if !reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
             }
@@ -495,9 +474,21 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         });
     }
 
+    /// Step 1 of deinitialize, after `retire`: runs the region's dealloc actions, newest
+    /// first, and returns its entry for steps 2 and 3.
+    fn start_retiring(&self, index: usize, retired: Retired) -> Retiring<H::Error> {
+        Retiring {
+            index,
+            slot: retired.slot,
+            dealloc_failures: self.run_deallocs(&retired),
+            error: None,
+            next: retired.first_span,
+        }
+    }
+
     /// Runs the dealloc actions of a region this thread retired, newest first; returns how
     /// many failed.
-    fn run_deallocs(&self, retired: Retired) -> usize {
+    fn run_deallocs(&self, retired: &Retired) -> usize {
         if !retired.has_deallocs {
             return 0;
         }
@@ -538,9 +529,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let size = self.with_state(|s| s.begin_release(base))?;
         let mut dealloc_failures = 0;
         while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
-            let slot = retired.slot;
-            dealloc_failures += self.run_deallocs(retired);
-            self.with_state(|s| s.forget(slot, false));
+            dealloc_failures += self.run_deallocs(&retired);
+            self.with_state(|s| s.forget(retired.slot, false));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no

@@ -108,6 +108,8 @@ pub(crate) struct Retired {
     pub(crate) slot: u32,
     /// Whether [`State::take_deallocs`] has actions to hand out.
     pub(crate) has_deallocs: bool,
+    /// Its lowest span, where resetting its pages starts.
+    pub(crate) first_span: Option<NextSpan>,
 }
 
 /// A successful claim.
@@ -545,9 +547,11 @@ impl<S: Storage> State<S> {
             .region_mut(slot)
             .filter(|r| r.state == RegionState::Live)?;
         region.state = RegionState::Retiring;
+        let has_deallocs = region.has_deallocs;
         Some(Retired {
             slot,
-            has_deallocs: region.has_deallocs,
+            has_deallocs,
+            first_span: self.next_span_of(slot, 0),
         })
     }
 
