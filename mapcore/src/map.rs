@@ -17,7 +17,7 @@ use crate::addr::PageRange;
 use crate::error::Error;
 use crate::host::{Host, HostOp};
 use crate::lock::Lock;
-use crate::plan::{runs, Plan, Span};
+use crate::plan::{runs, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
 use crate::request::{Content, InitRequest};
 use crate::state::{NextSpan, Retired, State};
@@ -212,15 +212,20 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// zeroed), nothing is recorded. If the rollback itself failed, the error says
     /// `quarantined` and the pages are never handed out again.
     pub fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, Error<H::Error>> {
-        let mut plan = Plan::new();
-        plan.validate(request, self.page_size, self.config.allow_write_exec)?;
+        let mut spans = Spans::new();
+        let plan = Plan::validate(
+            request,
+            self.page_size,
+            self.config.allow_write_exec,
+            &mut spans,
+        )?;
         let has_deallocs = request.actions.iter().any(|pair| pair.dealloc.is_some());
         let claim = self.with_state(|s| s.claim(&plan, request.segments, has_deallocs))?;
         let slot = claim.slot;
         self.write_contents(request, &plan, claim.touched);
 
         let fail = |op, segment, error| {
-            let quarantined = self.roll_back(slot, &plan.spans);
+            let quarantined = self.roll_back(slot, plan.spans);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
@@ -228,13 +233,13 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 quarantined,
             })
         };
-        for run in runs(&plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
+        for run in runs(plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
             // SAFETY: the claimed pages lie inside one live slab and are read-write.
             if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
                 return fail(HostOp::FlushIcache, run.segment, error);
             }
         }
-        for run in runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
+        for run in runs(plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
@@ -243,7 +248,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         let mut deallocs = Deallocs::new();
         if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
-            let quarantined = self.roll_back(slot, &plan.spans);
+            let quarantined = self.roll_back(slot, plan.spans);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
                 error: failure.error,
@@ -253,7 +258,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         if plan.has_finalize {
             let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
-            if let Err((op, segment, error)) = self.reset_pages(&plan.spans, finalize_only) {
+            if let Err((op, segment, error)) = self.reset_pages(plan.spans, finalize_only) {
                 run_dealloc_actions(&deallocs);
                 return fail(op, segment, error);
             }
@@ -267,9 +272,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// Copies each segment's content and zero-fills the rest of its pages where they may
     /// hold old bytes: pages in `touched` (claimed before), when freed pages are not
     /// discarded.
-    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan, touched: PageRange) {
+    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan<'_>, touched: PageRange) {
         let zero = self.zero_on_reuse();
-        for span in &plan.spans {
+        for span in plan.spans {
             let seg = &request.segments[span.segment];
             if let Content::Bytes(bytes) = seg.content {
                 if !bytes.is_empty() {

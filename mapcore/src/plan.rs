@@ -33,9 +33,9 @@ pub(crate) struct Run {
 
 /// A validated initialize request.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'s> {
     /// The spans of the non-empty segments, sorted by address, sharing no page.
-    pub(crate) spans: Spans,
+    pub(crate) spans: &'s [Span],
     /// The lowest Standard segment address.
     pub(crate) key: usize,
     /// Index of the segment that gives the key.
@@ -47,33 +47,22 @@ pub(crate) struct Plan {
     pub(crate) hull: PageRange,
 }
 
-impl Plan {
-    /// An empty plan, for [`Plan::validate`] to fill.
-    pub(crate) fn new() -> Self {
-        Self {
-            spans: Spans::new(),
-            key: 0,
-            key_segment: 0,
-            has_finalize: false,
-            hull: PageRange::default(),
-        }
-    }
-
-    /// Checks everything about `request` that does not depend on the map's tables, and fills
-    /// in `self` (in place: a plan is large, and moving it would copy it).
+impl<'s> Plan<'s> {
+    /// Checks everything about `request` that does not depend on the map's tables. The spans
+    /// go to `spans`, which the caller provides: the list is large, and moving it would copy
+    /// it.
     pub(crate) fn validate<E>(
-        &mut self,
         request: &InitRequest<'_>,
         page_size: usize,
         allow_write_exec: bool,
-    ) -> Result<(), Error<E>> {
+        spans: &'s mut Spans,
+    ) -> Result<Self, Error<E>> {
         if request.segments.len() > MAX_SEGMENTS {
             return Err(Error::CapacityExceeded(Limit::Segments));
         }
         if request.actions.len() > MAX_ACTION_PAIRS {
             return Err(Error::CapacityExceeded(Limit::ActionPairs));
         }
-        let spans = &mut self.spans;
         spans.clear();
         let mut key: Option<(usize, usize)> = None;
         for (segment, seg) in request.segments.iter().enumerate() {
@@ -110,17 +99,21 @@ impl Plan {
                 });
             }
         }
-        self.key = key;
-        self.key_segment = key_segment;
-        self.has_finalize = spans.iter().any(|s| s.lifetime == Lifetime::Finalize);
-        self.hull = match (spans.first(), spans.last()) {
+        let has_finalize = spans.iter().any(|s| s.lifetime == Lifetime::Finalize);
+        let hull = match (spans.first(), spans.last()) {
             // Cannot fail: spans are sorted, page-aligned and disjoint.
             (Some(first), Some(last)) => {
                 PageRange::new(first.range.start(), last.range.end(), 1).unwrap_or(first.range)
             }
             _ => PageRange::default(),
         };
-        Ok(())
+        Ok(Self {
+            spans,
+            key,
+            key_segment,
+            has_finalize,
+            hull,
+        })
     }
 }
 
@@ -144,6 +137,7 @@ pub(crate) struct Runs<'a, F> {
 impl<F: Fn(&Span) -> bool> Iterator for Runs<'_, F> {
     type Item = Run;
 
+    #[inline]
     fn next(&mut self) -> Option<Run> {
         let start = self.spans.iter().position(|s| (self.keep)(s))?;
         let first = &self.spans[start];
@@ -179,10 +173,8 @@ mod tests {
 
     const P: usize = 0x1000;
 
-    fn validate(segments: &[Segment<'_>]) -> Result<Plan, Error<()>> {
-        let mut plan = Plan::new();
-        plan.validate(&InitRequest::new(segments, &[]), P, false)?;
-        Ok(plan)
+    fn validate<'s>(segments: &[Segment<'_>], spans: &'s mut Spans) -> Result<Plan<'s>, Error<()>> {
+        Plan::validate(&InitRequest::new(segments, &[]), P, false, spans)
     }
 
     #[test]
@@ -192,7 +184,8 @@ mod tests {
             Segment::with_lifetime(Prot::READ, Lifetime::Finalize, 0x1000, P, &[]),
             Segment::new(Prot::READ_EXEC, 0x3000, P + 1, &[]),
         ];
-        let plan = validate(&segs).unwrap();
+        let mut spans = Spans::new();
+        let plan = validate(&segs, &mut spans).unwrap();
         assert_eq!(plan.key, 0x3000);
         assert_eq!(plan.key_segment, 2);
         let starts: [usize; 3] = core::array::from_fn(|i| plan.spans[i].range.start());
@@ -204,33 +197,54 @@ mod tests {
     fn rejects_in_request_order_with_segment_index() {
         let content = [0u8; 3];
         assert_eq!(
-            validate(&[
-                Segment::new(Prot::READ, 0x1000, 1, &[]),
-                Segment::new(Prot::READ, 0x2001, 1, &[])
-            ])
+            validate(
+                &[
+                    Segment::new(Prot::READ, 0x1000, 1, &[]),
+                    Segment::new(Prot::READ, 0x2001, 1, &[])
+                ],
+                &mut Spans::new()
+            )
             .unwrap_err(),
             Error::Misaligned { segment: 1 }
         );
         assert_eq!(
-            validate(&[Segment::new(Prot::READ, 0x1000, 2, &content)]).unwrap_err(),
+            validate(
+                &[Segment::new(Prot::READ, 0x1000, 2, &content)],
+                &mut Spans::new()
+            )
+            .unwrap_err(),
             Error::ContentTooLong { segment: 0 }
         );
         assert_eq!(
-            validate(&[Segment::new(Prot::READ, usize::MAX & !0xfff, 2, &[])]).unwrap_err(),
+            validate(
+                &[Segment::new(Prot::READ, usize::MAX & !0xfff, 2, &[])],
+                &mut Spans::new()
+            )
+            .unwrap_err(),
             Error::Overflow { segment: 0 }
         );
         assert_eq!(
-            validate(&[Segment::new(Prot::ALL, 0x1000, 1, &[])]).unwrap_err(),
+            validate(
+                &[Segment::new(Prot::ALL, 0x1000, 1, &[])],
+                &mut Spans::new()
+            )
+            .unwrap_err(),
             Error::WriteExecute { segment: 0 }
         );
-        assert_eq!(validate(&[]).unwrap_err(), Error::NoStandardSegment);
         assert_eq!(
-            validate(&[
-                Segment::new(Prot::READ, 0x1000, 1, &[]),
-                Segment::new(Prot::READ, 0x1000, 0, &[]),
-                Segment::new(Prot::READ, 0x2000, 1, &[]),
-                Segment::new(Prot::READ, 0x1000, 1, &[])
-            ])
+            validate(&[], &mut Spans::new()).unwrap_err(),
+            Error::NoStandardSegment
+        );
+        assert_eq!(
+            validate(
+                &[
+                    Segment::new(Prot::READ, 0x1000, 1, &[]),
+                    Segment::new(Prot::READ, 0x1000, 0, &[]),
+                    Segment::new(Prot::READ, 0x2000, 1, &[]),
+                    Segment::new(Prot::READ, 0x1000, 1, &[])
+                ],
+                &mut Spans::new()
+            )
             .unwrap_err(),
             Error::SharedPage { segment: 3 }
         );
@@ -245,7 +259,8 @@ mod tests {
             Segment::new(Prot::READ_WRITE, 0x4000, P, &[]),
             Segment::new(Prot::READ, 0x6000, P, &[]),
         ];
-        let plan = validate(&segs).unwrap();
+        let mut spans = Spans::new();
+        let plan = validate(&segs, &mut spans).unwrap();
         let protect: Vec<Run, 16> =
             runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE).collect();
         let got: [(usize, usize, Prot); 3] = core::array::from_fn(|i| {

@@ -318,7 +318,7 @@ impl<S: Storage> State<S> {
     /// that owns all its pages.
     pub(crate) fn claim<E>(
         &mut self,
-        plan: &Plan,
+        plan: &Plan<'_>,
         segments: &[crate::request::Segment<'_>],
         has_actions: bool,
     ) -> Result<Claim, Error<E>> {
@@ -357,7 +357,7 @@ impl<S: Storage> State<S> {
                 });
             }
         }
-        for span in &plan.spans {
+        for span in plan.spans {
             let i = self.first_span_ending_after(span.range.start());
             if self
                 .spans
@@ -434,7 +434,7 @@ impl<S: Storage> State<S> {
             // Filled by `commit`; held now so that commit cannot run out of room.
             let _ = insert_sorted(&mut self.deallocs, (slot, Deallocs::new()), |d| d.0);
         }
-        for span in &plan.spans {
+        for span in plan.spans {
             let page_span = PageSpan {
                 span: *span,
                 owner: Owner::Region(slot),
