@@ -262,7 +262,7 @@ mod tests {
         let mut spans = Spans::new();
         let plan = validate(&segs, &mut spans).unwrap();
         let protect: Vec<Run, 16> =
-            runs(&plan.spans, true, |s| s.prot != Prot::READ_WRITE).collect();
+            runs(plan.spans, true, |s| s.prot != Prot::READ_WRITE).collect();
         let got: [(usize, usize, Prot); 3] = core::array::from_fn(|i| {
             (
                 protect[i].range.start(),
@@ -279,7 +279,7 @@ mod tests {
             ]
         );
         assert_eq!(protect.len(), 3);
-        let all: Vec<Run, 16> = runs(&plan.spans, false, |_| true).collect();
+        let all: Vec<Run, 16> = runs(plan.spans, false, |_| true).collect();
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].range.start(), all[0].range.end()), (0x1000, 0x5000));
     }
