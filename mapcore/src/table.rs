@@ -55,7 +55,8 @@ impl<T> Table<T> for alloc::vec::Vec<T> {
     }
 
     fn try_insert(&mut self, index: usize, item: T) -> Result<(), T> {
-        if self.try_reserve(1).is_err() {
+        // Room is usually held already (`make_room`); only a full vector may allocate.
+        if self.len() == self.capacity() && self.try_reserve(1).is_err() {
             return Err(item);
         }
         self.insert(index, item);
