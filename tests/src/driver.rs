@@ -6,9 +6,20 @@
 //! - that writes and zero-fills touch only pages the operation owns, and that content is
 //!   written before any protect;
 //! - the action log (each action once, in the right order);
-//! - every page's protection, the host's reservations, zero reads of freed pages (when
-//!   discarding), the content of a new region;
+//! - the protection of every page the operation could have changed, every byte of each such
+//!   page that must read zero, the host's reservations after a reserve or release, every byte
+//!   of a new region;
 //! - [`RecordingHost::check_map`] and the map's counts.
+//!
+//! "Could have changed" ([`Sweep::Changed`]) is exact, not a sample: the recording host
+//! changes a protection only in a logged `protect`, memory only in a logged write, zero-fill,
+//! discard or release (or a poke of the driver), a reservation only in a logged reserve or
+//! release; the model changes a page's state only through the pages it reports as touched.
+//! So if every page agreed before the operation, checking the pages in those ranges checks
+//! every page. The teardown checks everything anyway ([`Sweep::Full`]: every page of every
+//! slab, every byte of every free page, every region's content) before `shutdown`, and
+//! `MAPCORE_CHECK=full` does so after every operation (`MAPCORE_CHECK=both`: both, failing
+//! if the full sweep finds something the incremental one missed).
 //!
 //! Teardown: `shutdown` (compared like any operation), then no reservation may remain, no
 //! region, and every dealloc action ever registered must have run exactly once.
@@ -269,14 +280,71 @@ fn trace() -> bool {
     *TRACE.get_or_init(|| std::env::var_os("MAPCORE_TRACE").is_some())
 }
 
+/// How much of the host a check after an operation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// What the operation could have changed (see the module docs): the pages the model
+    /// touched or let it write, the pages of every logged protect, discard, write and
+    /// zero-fill, the pages the driver wrote in place; the reservations after a reserve or
+    /// release call.
+    Changed,
+    /// Everything: every page of every slab, every byte of every page that must read zero,
+    /// the reservations.
+    Full,
+}
+
+/// What the driver checks after each operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// [`Sweep::Changed`] after each operation, [`Sweep::Full`] before the teardown (the
+    /// default).
+    Incremental,
+    /// [`Sweep::Full`] after each operation.
+    Full,
+    /// Both after each operation; fails if the full sweep finds a disagreement that the
+    /// incremental one did not (a hole in [`Sweep::Changed`]).
+    Both,
+}
+
+impl Checks {
+    /// From `MAPCORE_CHECK` (`full`, `both`; anything else or unset: incremental).
+    #[must_use]
+    pub fn from_env() -> Self {
+        static CHECKS: std::sync::OnceLock<Checks> = std::sync::OnceLock::new();
+        *CHECKS.get_or_init(|| match std::env::var("MAPCORE_CHECK").as_deref() {
+            Ok("full") => Self::Full,
+            Ok("both") => Self::Both,
+            _ => Self::Incremental,
+        })
+    }
+}
+
 /// Replays an input's operations with [`fuzz_quirks`]; panics on any disagreement.
+///
+/// `#[inline]`, like [`run`] and [`run_checked`]: the map is instantiated (`JitMap<&RecordingHost,
+/// _>`) in the crate that calls these, the fuzz target, and so instrumented for coverage with
+/// it, while the model and the checks stay compiled here (see `fuzz/README.md`).
+#[inline]
 pub fn run_core(setup: &Setup, ops: &[Op]) {
     run(setup, ops, fuzz_quirks(), None);
 }
 
 /// Replays operations on the recording host with the given quirks, counting outcomes into
-/// `tally`; panics on any disagreement.
+/// `tally`; panics on any disagreement. Checks as `MAPCORE_CHECK` says ([`Checks::from_env`]).
+#[inline]
 pub fn run(setup: &Setup, ops: &[Op], quirks: Quirks, tally: Option<&mut Tally>) {
+    run_checked(setup, ops, quirks, tally, Checks::from_env());
+}
+
+/// [`run`] with the given [`Checks`].
+#[inline]
+pub fn run_checked(
+    setup: &Setup,
+    ops: &[Op],
+    quirks: Quirks,
+    tally: Option<&mut Tally>,
+    checks: Checks,
+) {
     let page = setup.page_size();
     let capabilities = Capabilities {
         discard: setup.host_discards(),
@@ -287,19 +355,182 @@ pub fn run(setup: &Setup, ops: &[Op], quirks: Quirks, tally: Option<&mut Tally>)
     if setup.growable() {
         let (config, model) = configs(setup, page, capabilities, (None, None, None));
         let map: JitMap<&RecordingHost, Growable> = JitMap::with_config(&host, config);
-        drive(map, probe, Model::new(model, quirks), ops, tally);
+        let subject = Box::new(recording_subject(map));
+        drive_checked(
+            subject,
+            &probe,
+            Model::new(model, quirks),
+            ops,
+            tally,
+            checks,
+        );
     } else {
         let (config, model) = configs(setup, page, capabilities, (Some(4), Some(6), Some(12)));
         let map: JitMap<&RecordingHost, SmallStorage> = JitMap::with_config(&host, config);
-        drive(map, probe, Model::new(model, quirks), ops, tally);
+        let subject = Box::new(recording_subject(map));
+        drive_checked(
+            subject,
+            &probe,
+            Model::new(model, quirks),
+            ops,
+            tally,
+            checks,
+        );
+    }
+}
+
+/// The map under test as the driver sees it: every result in the model's terms (host errors
+/// as errno values), its counts, and its own consistency check. [`Mapped`] implements it for
+/// any [`JitMap`]; the driver itself is not generic, so that it is compiled once, here.
+pub trait Subject {
+    /// `reserve`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn reserve(&self, size: usize) -> Result<usize, MErr>;
+    /// `initialize`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, MErr>;
+    /// `deinitialize`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn deinitialize(&self, key: usize) -> Result<(), MErr>;
+    /// `deinitialize_multiple`, each failing entry to `report`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn deinitialize_multiple(
+        &self,
+        keys: &[usize],
+        report: &mut dyn FnMut(usize, MErr),
+    ) -> Result<(), MErr>;
+    /// `release`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn release(&self, base: usize) -> Result<(), MErr>;
+    /// `release_multiple`, each failing entry to `report`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn release_multiple(
+        &self,
+        bases: &[usize],
+        report: &mut dyn FnMut(usize, MErr),
+    ) -> Result<(), MErr>;
+    /// `shutdown`.
+    ///
+    /// # Errors
+    ///
+    /// The map's error.
+    fn shutdown(&self) -> Result<(), MErr>;
+    /// `(slab_count, region_count)`.
+    fn counts(&self) -> (usize, usize);
+    /// The map's consistency with itself and its host.
+    ///
+    /// # Errors
+    ///
+    /// What is inconsistent.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// A [`JitMap`] as a [`Subject`]: `errno` reads a host error, `check` is the consistency check
+/// ([`RecordingHost::check_map`], or [`JitMap::check_invariants`]).
+pub struct Mapped<H: Host, S: Storage> {
+    /// The map.
+    pub map: JitMap<H, S>,
+    /// The errno value of a host error.
+    pub errno: fn(&H::Error) -> i32,
+    /// The consistency check.
+    pub check: fn(&JitMap<H, S>) -> Result<(), String>,
+}
+
+impl<H: Host, S: Storage> std::fmt::Debug for Mapped<H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped").finish_non_exhaustive()
+    }
+}
+
+impl<H: Host, S: Storage> Subject for Mapped<H, S> {
+    fn reserve(&self, size: usize) -> Result<usize, MErr> {
+        self.map.reserve(size).map_err(|e| to_model(e, self.errno))
+    }
+
+    fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, MErr> {
+        self.map
+            .initialize(request)
+            .map_err(|e| to_model(e, self.errno))
+    }
+
+    fn deinitialize(&self, key: usize) -> Result<(), MErr> {
+        self.map
+            .deinitialize(key)
+            .map_err(|e| to_model(e, self.errno))
+    }
+
+    fn deinitialize_multiple(
+        &self,
+        keys: &[usize],
+        report: &mut dyn FnMut(usize, MErr),
+    ) -> Result<(), MErr> {
+        self.map
+            .deinitialize_multiple(keys, |i, e| report(i, to_model(e, self.errno)))
+            .map_err(|e| to_model(e, self.errno))
+    }
+
+    fn release(&self, base: usize) -> Result<(), MErr> {
+        self.map.release(base).map_err(|e| to_model(e, self.errno))
+    }
+
+    fn release_multiple(
+        &self,
+        bases: &[usize],
+        report: &mut dyn FnMut(usize, MErr),
+    ) -> Result<(), MErr> {
+        self.map
+            .release_multiple(bases, |i, e| report(i, to_model(e, self.errno)))
+            .map_err(|e| to_model(e, self.errno))
+    }
+
+    fn shutdown(&self) -> Result<(), MErr> {
+        self.map.shutdown().map_err(|e| to_model(e, self.errno))
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (self.map.slab_count(), self.map.region_count())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        (self.check)(&self.map)
+    }
+}
+
+/// A map over the recording host as a [`Subject`], checked with
+/// [`RecordingHost::check_map`] after every operation.
+pub fn recording_subject<S: Storage>(map: JitMap<&RecordingHost, S>) -> Mapped<&RecordingHost, S> {
+    Mapped {
+        map,
+        errno: |e| e.errno,
+        check: |map| {
+            map.host()
+                .check_map(map)
+                .map_err(|e| format!("check_map: {e}"))
+        },
     }
 }
 
 /// What the driver needs from a host beyond the map's API: fault injection, a way to write
 /// in place and read back, and the host-specific checks.
-pub trait Probe<H: Host> {
-    /// The errno value of a host error.
-    fn errno(&self, e: &H::Error) -> i32;
+pub trait Probe {
     /// Whether the host injects faults; the model is told no fault otherwise.
     fn injects_faults(&self) -> bool;
     /// Arms the faults for the next operation and clears the call log.
@@ -312,29 +543,61 @@ pub trait Probe<H: Host> {
     fn poke(&self, addr: usize, bytes: &[u8]);
     /// Reads `len` bytes at `addr`, whatever the protection.
     fn read(&self, addr: usize, len: usize) -> Vec<u8>;
-    /// Checks the host after an operation against the model: calls, writes, protections,
-    /// reservations, freed pages, the map's own consistency.
+    /// Checks the host after an operation against the model (after [`Model::end`]): calls,
+    /// writes, protections, reservations, pages that must read zero, over what `sweep` says.
+    /// `pokes` are the `(addr, len)` ranges the driver wrote in place before the operation.
     ///
     /// # Errors
     ///
     /// What disagrees.
-    fn check<S: Storage>(
-        &self,
-        map: &JitMap<H, S>,
-        model: &Model,
-        released: &[(usize, usize)],
-    ) -> Result<(), String>;
+    fn check(&self, model: &Model, sweep: Sweep, pokes: &[(usize, usize)]) -> Result<(), String>;
 }
 
 /// The recording host as a [`Probe`].
 #[derive(Debug, Clone, Copy)]
 pub struct Recording<'h>(pub &'h RecordingHost);
 
-impl Probe<&RecordingHost> for Recording<'_> {
-    fn errno(&self, e: &FakeError) -> i32 {
-        e.errno
-    }
+/// The fallible call `call` as the model writes it, `None` for writes and zero-fills.
+fn expected_form(call: Call) -> Option<ExpCall> {
+    Some(match call {
+        Call::Reserve { size, base } => ExpCall::Reserve { size, base },
+        Call::Release { base, size } => ExpCall::Release { base, size },
+        Call::Protect { range, prot } => ExpCall::Protect {
+            start: range.start(),
+            end: range.end(),
+            prot,
+        },
+        Call::Discard { range } => ExpCall::Discard {
+            start: range.start(),
+            end: range.end(),
+        },
+        Call::FlushIcache { range } => ExpCall::Flush {
+            start: range.start(),
+            end: range.end(),
+        },
+        Call::Write { .. } | Call::FillZero { .. } => return None,
+    })
+}
 
+/// Whether every byte of `bytes` is zero (compared a block at a time: one `memcmp` per 4 KiB,
+/// not one instrumented comparison per byte).
+#[must_use]
+pub fn all_zero(bytes: &[u8]) -> bool {
+    static ZERO: [u8; 4096] = [0; 4096];
+    bytes.chunks(ZERO.len()).all(|c| c == &ZERO[..c.len()])
+}
+
+/// The index of the first byte where `a` and `b` differ (`a.len()` if none).
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len())
+}
+
+/// Adds the pages of `[start, end)` to `pages`.
+fn add_pages(pages: &mut Vec<usize>, page: usize, start: usize, end: usize) {
+    pages.extend((start & !(page - 1)..end).step_by(page));
+}
+
+impl Probe for Recording<'_> {
     fn injects_faults(&self) -> bool {
         true
     }
@@ -366,41 +629,26 @@ impl Probe<&RecordingHost> for Recording<'_> {
         self.0.read(addr, len)
     }
 
-    fn check<S: Storage>(
-        &self,
-        map: &JitMap<&RecordingHost, S>,
-        model: &Model,
-        _released: &[(usize, usize)],
-    ) -> Result<(), String> {
+    fn check(&self, model: &Model, sweep: Sweep, pokes: &[(usize, usize)]) -> Result<(), String> {
         let host = self.0;
         let page = model.cfg.page_size;
         let log: Vec<Event> = host.log();
-        // Fallible calls.
-        let calls: Vec<CallM> = log
-            .iter()
-            .filter_map(|e| {
-                let call = match e.call {
-                    Call::Reserve { size, base } => ExpCall::Reserve { size, base },
-                    Call::Release { base, size } => ExpCall::Release { base, size },
-                    Call::Protect { range, prot } => ExpCall::Protect {
-                        start: range.start(),
-                        end: range.end(),
-                        prot,
-                    },
-                    Call::Discard { range } => ExpCall::Discard {
-                        start: range.start(),
-                        end: range.end(),
-                    },
-                    Call::FlushIcache { range } => ExpCall::Flush {
-                        start: range.start(),
-                        end: range.end(),
-                    },
-                    Call::Write { .. } | Call::FillZero { .. } => return None,
-                };
-                Some(CallM { call, ok: e.ok })
-            })
-            .collect();
-        if calls != model.calls {
+        // Fallible calls, compared in place; the lists are only built to report a mismatch.
+        let mut want = model.calls.iter();
+        let mut same = true;
+        let mut reservations_changed = false;
+        for e in &log {
+            if let Some(call) = expected_form(e.call) {
+                reservations_changed |=
+                    matches!(call, ExpCall::Reserve { .. } | ExpCall::Release { .. });
+                same &= want.next() == Some(&CallM { call, ok: e.ok });
+            }
+        }
+        if !same || want.next().is_some() {
+            let calls: Vec<CallM> = log
+                .iter()
+                .filter_map(|e| expected_form(e.call).map(|call| CallM { call, ok: e.ok }))
+                .collect();
             return Err(format!(
                 "host calls\n    {calls:x?}\n  model predicts\n    {:x?}",
                 model.calls
@@ -419,7 +667,7 @@ impl Probe<&RecordingHost> for Recording<'_> {
             if len > 0 {
                 let inside = (addr & !(page - 1)..addr + len)
                     .step_by(page)
-                    .all(|p| model.writable.contains(&p));
+                    .all(|p| model.may_write(p));
                 if !inside {
                     return Err(format!(
                         "{:x?} touches pages the operation does not own",
@@ -439,15 +687,71 @@ impl Probe<&RecordingHost> for Recording<'_> {
                 return Err(format!("{:x?} of pages known to be zero", e.call));
             }
         }
-        // Reservations and protections.
-        let held = host.reservations();
-        let want: Vec<(usize, usize)> = model.slabs().iter().map(|(b, s)| (*b, s.size)).collect();
-        if held != want {
-            return Err(format!(
-                "host reservations {held:x?}, model slabs {want:x?}"
-            ));
+        // Reservations.
+        if reservations_changed || sweep == Sweep::Full {
+            let held = host.reservations();
+            let same = held.len() == model.slabs().len()
+                && held
+                    .iter()
+                    .zip(model.slabs())
+                    .all(|(h, (b, s))| *h == (*b, s.size));
+            if !same {
+                let want: Vec<(usize, usize)> =
+                    model.slabs().iter().map(|(b, s)| (*b, s.size)).collect();
+                return Err(format!(
+                    "host reservations {held:x?}, model slabs {want:x?}"
+                ));
+            }
         }
-        for (&addr, state) in model.pages() {
+        // The pages to look at: every page, or those the operation could have changed.
+        let mut pages: Vec<usize> = Vec::new();
+        match sweep {
+            Sweep::Full => pages.extend(model.pages().keys()),
+            Sweep::Changed => {
+                pages.extend(&model.touched);
+                pages.extend(&model.writable);
+                for e in &log {
+                    match e.call {
+                        Call::Protect { range, .. } | Call::Discard { range } => {
+                            add_pages(&mut pages, page, range.start(), range.end());
+                        }
+                        Call::Write { addr, len } | Call::FillZero { addr, len } => {
+                            add_pages(&mut pages, page, addr, addr + len);
+                        }
+                        _ => {}
+                    }
+                }
+                for &(addr, len) in pokes {
+                    add_pages(&mut pages, page, addr, addr + len);
+                }
+                pages.sort_unstable();
+                pages.dedup();
+            }
+        }
+        // Protections, and whole pages reading zero where they must: a page that is free and
+        // not stale (fresh from reserve, or freed while discarding). Contiguous such pages are
+        // read together, up to 4 KiB at a time (small reads keep the allocator's, and under
+        // ASan its quarantine's, memory warm).
+        let mut zero_run: Option<(usize, usize)> = None;
+        let check_zero = |run: Option<(usize, usize)>| -> Result<(), String> {
+            let Some((start, end)) = run else {
+                return Ok(());
+            };
+            let bytes = host.read(start, end - start);
+            if all_zero(&bytes) {
+                return Ok(());
+            }
+            let at = start + bytes.iter().position(|b| *b != 0).unwrap_or(0);
+            Err(format!(
+                "free page {:#x} holds stale bytes (at {at:#x})",
+                at & !(page - 1)
+            ))
+        };
+        for &addr in &pages {
+            let Some(&state) = model.pages().get(&addr) else {
+                // Not in a slab of the model (a released one: see the reservations).
+                continue;
+            };
             if let Some(prot) = state.expected_prot() {
                 let got = host.prot_at(addr);
                 if got != Some(prot) {
@@ -456,29 +760,37 @@ impl Probe<&RecordingHost> for Recording<'_> {
                     ));
                 }
             }
-        }
-        // Freed pages read zero when the map discards. Content always starts at a page start
-        // and its bytes are never zero, so a page holding old content has a non-zero first
-        // byte; the last byte catches a page that was never reset. `check_map` scans the rest.
-        for &addr in &model.touched {
-            if model.page_state(addr) == Some(PageState::Free { stale: false })
-                && (host.read(addr, 1)[0] != 0 || host.read(addr + page - 1, 1)[0] != 0)
-            {
-                return Err(format!("free page {addr:#x} holds stale bytes"));
+            if state == (PageState::Free { stale: false }) {
+                match &mut zero_run {
+                    Some((start, end)) if *end == addr && *end - *start < 4096 => *end += page,
+                    run => check_zero(run.replace((addr, addr + page)))?,
+                }
             }
         }
-        host.check_map(map).map_err(|e| format!("check_map: {e}"))
+        check_zero(zero_run)
     }
 }
 
 /// Runs `ops` on `map` and `model` through `probe`, then tears down; panics on any
-/// disagreement.
-pub fn drive<H: Host, S: Storage, P: Probe<H>>(
-    map: JitMap<H, S>,
-    probe: P,
+/// disagreement. Checks as `MAPCORE_CHECK` says ([`Checks::from_env`]).
+pub fn drive(
+    map: Box<dyn Subject + '_>,
+    probe: &dyn Probe,
     model: Model,
     ops: &[Op],
     tally: Option<&mut Tally>,
+) {
+    drive_checked(map, probe, model, ops, tally, Checks::from_env());
+}
+
+/// [`drive`] with the given [`Checks`].
+pub fn drive_checked(
+    map: Box<dyn Subject + '_>,
+    probe: &dyn Probe,
+    model: Model,
+    ops: &[Op],
+    tally: Option<&mut Tally>,
+    checks: Checks,
 ) {
     let _ = take_log();
     let mut driver = Driver {
@@ -486,9 +798,11 @@ pub fn drive<H: Host, S: Storage, P: Probe<H>>(
         probe,
         model,
         tags: Tags::default(),
-        ran: BTreeMap::new(),
+        ran: Vec::new(),
         tally,
         step: 0,
+        checks,
+        pokes: Vec::new(),
     };
     for op in ops.iter().take(MAX_OPS) {
         let concrete = resolve(op, &driver.model, &mut driver.tags);
@@ -502,18 +816,21 @@ pub fn drive<H: Host, S: Storage, P: Probe<H>>(
     driver.teardown();
 }
 
-struct Driver<'t, H: Host, S: Storage, P: Probe<H>> {
-    map: JitMap<H, S>,
-    probe: P,
+struct Driver<'a, 't> {
+    map: Box<dyn Subject + 'a>,
+    probe: &'a dyn Probe,
     model: Model,
     tags: Tags,
-    /// How often each action tag ran, over the whole run.
-    ran: BTreeMap<u32, usize>,
+    /// How often each action tag ran, over the whole run, indexed by tag.
+    ran: Vec<u8>,
     tally: Option<&'t mut Tally>,
     step: usize,
+    checks: Checks,
+    /// The ranges written in place before the current operation, `(addr, len)`.
+    pokes: Vec<(usize, usize)>,
 }
 
-impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
+impl Driver<'_, '_> {
     fn count(&mut self, op: &str, result: &Result<(), MErr>) {
         if let Some(t) = self.tally.as_deref_mut() {
             let name = match result {
@@ -543,21 +860,14 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
             }
         }
         let _ = take_log();
-        let slabs_before: Vec<(usize, usize)> = self
-            .model
-            .slabs()
-            .iter()
-            .map(|(b, s)| (*b, s.size))
-            .collect();
+        self.pokes.clear();
         self.probe.arm(faults);
         self.model.begin(faults);
         let mut reports: Vec<(usize, MErr)> = Vec::new();
         let mut new_key = None;
-        let probe = &self.probe;
-        let errno = |e: &H::Error| probe.errno(e);
         let (actual, predicted): (Result<(), MErr>, Result<(), MErr>) = match op {
             Concrete::Reserve(size) => {
-                let actual = self.map.reserve(*size).map_err(|e| to_model(e, errno));
+                let actual = self.map.reserve(*size);
                 let guess = self.probe.predict_base(&self.model, *size);
                 let taken = *actual.as_ref().unwrap_or(&0);
                 let predicted = self.model.reserve(*size, |_| guess.unwrap_or(taken));
@@ -569,13 +879,11 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
                 for &(addr, len, seed) in &pokes {
                     let bytes: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
                     self.probe.poke(addr, &bytes);
+                    self.pokes.push((addr, len));
                 }
                 let bufs = contents(req);
                 let (segments, pairs) = build_request(req, &bufs);
-                let actual = self
-                    .map
-                    .initialize(&InitRequest::new(&segments, &pairs))
-                    .map_err(|e| to_model(e, errno));
+                let actual = self.map.initialize(&InitRequest::new(&segments, &pairs));
                 let predicted = self.model.initialize(req);
                 let accepted = match (&actual, &predicted) {
                     (Err(a), Err(_)) => self.model.alternatives.contains(a),
@@ -585,9 +893,10 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
                     self.same(op, &actual, &predicted);
                 }
                 if let Err(e) = &predicted {
-                    // (Only needed where free pages must read zero.)
-                    if is_validation(e) && self.model.cfg.discarding() {
-                        // The caller cleans up what it wrote in place for a rejected request.
+                    // The caller cleans up what it wrote in place for a rejected request: the
+                    // pages are free again, and read zero if they did before (discarded, or
+                    // fresh from reserve under any policy).
+                    if is_validation(e) {
                         for &(addr, len, _) in &pokes {
                             self.probe.poke(addr, &vec![0; len]);
                         }
@@ -604,44 +913,39 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
                 )
             }
             Concrete::Deinitialize(key) => {
-                let actual = self.map.deinitialize(*key).map_err(|e| to_model(e, errno));
+                let actual = self.map.deinitialize(*key);
                 (actual, self.model.deinitialize(*key))
             }
             Concrete::DeinitializeMultiple(keys) => {
                 let actual = self
                     .map
-                    .deinitialize_multiple(keys, |i, e| reports.push((i, to_model(e, errno))))
-                    .map_err(|e| to_model(e, errno));
+                    .deinitialize_multiple(keys, &mut |i, e| reports.push((i, e)));
                 (actual, self.model.deinitialize_multiple(keys))
             }
             Concrete::Release(base) => {
-                let actual = self.map.release(*base).map_err(|e| to_model(e, errno));
+                let actual = self.map.release(*base);
                 (actual, self.model.release(*base))
             }
             Concrete::ReleaseMultiple(bases) => {
                 let actual = self
                     .map
-                    .release_multiple(bases, |i, e| reports.push((i, to_model(e, errno))))
-                    .map_err(|e| to_model(e, errno));
+                    .release_multiple(bases, &mut |i, e| reports.push((i, e)));
                 (actual, self.model.release_multiple(bases))
             }
             Concrete::Shutdown => {
-                let actual = self.map.shutdown().map_err(|e| to_model(e, errno));
+                let actual = self.map.shutdown();
                 (actual, self.model.shutdown())
             }
         };
         self.probe.disarm();
+        self.model.end();
         if trace() {
             eprintln!("  -> {actual:x?} (model {predicted:x?}) reports {reports:x?}");
         }
         self.same(op, &actual, &predicted);
         self.count(op.name(), &actual);
         self.check_reports(op, reports);
-        let released: Vec<(usize, usize)> = slabs_before
-            .into_iter()
-            .filter(|(b, _)| !self.model.slabs().contains_key(b))
-            .collect();
-        self.check_after(op, new_key, &released);
+        self.check_after(op, new_key);
     }
 
     fn fail(&self, op: &Concrete, what: &str) -> ! {
@@ -663,6 +967,11 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
     }
 
     fn check_reports(&mut self, op: &Concrete, mut reports: Vec<(usize, MErr)>) {
+        if reports.is_empty()
+            && (self.model.reports.is_empty() || matches!(op, Concrete::Deinitialize(_)))
+        {
+            return;
+        }
         let mut expected = self.model.reports.clone();
         if matches!(op, Concrete::Deinitialize(_)) {
             // The single form consumed its report.
@@ -687,7 +996,29 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
         }
     }
 
-    fn check_after(&mut self, op: &Concrete, new_key: Option<usize>, released: &[(usize, usize)]) {
+    /// The host checks of `self.checks` after an operation.
+    fn check_host(&self, op: &Concrete) {
+        let check = |sweep| {
+            self.probe
+                .check(&self.model, sweep, &self.pokes)
+                .and_then(|()| self.map.check())
+        };
+        let result = match self.checks {
+            Checks::Incremental => check(Sweep::Changed),
+            Checks::Full => check(Sweep::Full),
+            Checks::Both => match (check(Sweep::Changed), check(Sweep::Full)) {
+                (Ok(()), Err(e)) => Err(format!(
+                    "the incremental check missed what the full sweep found: {e}"
+                )),
+                (changed, _) => changed,
+            },
+        };
+        if let Err(e) = result {
+            self.fail(op, &e);
+        }
+    }
+
+    fn check_after(&mut self, op: &Concrete, new_key: Option<usize>) {
         // Actions.
         let actions = take_log();
         if actions != self.model.actions {
@@ -699,19 +1030,21 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
                 ),
             );
         }
-        for tag in actions {
-            *self.ran.entry(tag).or_default() += 1;
-            if self.ran[&tag] > 1 {
+        for &tag in &actions {
+            let i = tag as usize;
+            if self.ran.len() <= i {
+                self.ran.resize(i + 1, 0);
+            }
+            self.ran[i] = self.ran[i].saturating_add(1);
+            if self.ran[i] > 1 {
                 self.fail(op, &format!("action {tag} ran twice"));
             }
         }
-        if let Err(e) = self.probe.check(&self.map, &self.model, released) {
-            self.fail(op, &e);
-        }
+        self.check_host(op);
         if let Some(key) = new_key {
             self.check_content(op, key);
         }
-        let counts = (self.map.slab_count(), self.map.region_count());
+        let counts = self.map.counts();
         let want = (self.model.slabs().len(), self.model.regions().len());
         if counts != want {
             self.fail(
@@ -721,52 +1054,62 @@ impl<H: Host, S: Storage, P: Probe<H>> Driver<'_, H, S, P> {
         }
     }
 
+    /// Every byte of every Standard segment of region `key`: its content, then zeros to the
+    /// end of its last page.
     fn check_content(&self, op: &Concrete, key: usize) {
         let Some(region) = self.model.regions().get(&key) else {
             return;
         };
         for f in &region.fills {
-            // The edges of the content and of the segment, and a sample between them (byte by
-            // byte reads of the recording host dominate the run time otherwise).
-            let total = f.end - f.addr;
-            let edges = [0, f.len.wrapping_sub(1), f.len, f.len + 1, total - 1];
-            let offsets = edges
-                .into_iter()
-                .chain((0..total).step_by(97))
-                .filter(|&i| i < total);
-            for i in offsets {
-                let b = self.probe.read(f.addr + i, 1)[0];
-                let want = if i < f.len { pattern(f.seed, i) } else { 0 };
-                if b != want {
-                    self.fail(
-                        op,
-                        &format!(
-                            "region {key:#x}: byte {:#x} is {b:#x}, expected {want:#x}",
-                            f.addr + i
-                        ),
-                    );
-                }
-            }
+            let bytes = self.probe.read(f.addr, f.end - f.addr);
+            let (content, rest) = bytes.split_at(f.len.min(bytes.len()));
+            let want: Vec<u8> = (0..content.len()).map(|i| pattern(f.seed, i)).collect();
+            let at = if content != want.as_slice() {
+                first_difference(content, &want)
+            } else if !all_zero(rest) {
+                content.len() + rest.iter().position(|b| *b != 0).unwrap_or(0)
+            } else {
+                continue;
+            };
+            let expected = want.get(at).copied().unwrap_or(0);
+            self.fail(
+                op,
+                &format!(
+                    "region {key:#x}: byte {:#x} is {:#x}, expected {expected:#x}",
+                    f.addr + at,
+                    bytes[at]
+                ),
+            );
         }
     }
 
     fn teardown(mut self) {
         let keys: Vec<usize> = self.model.regions().keys().copied().collect();
-        for key in keys {
+        for &key in &keys {
             self.check_content(&Concrete::Shutdown, key);
         }
+        // Everything, once, whatever the per-operation checks were.
+        if let Err(e) = self
+            .probe
+            .check(&self.model, Sweep::Full, &self.pokes)
+            .and_then(|()| self.map.check())
+        {
+            self.fail(&Concrete::Shutdown, &format!("before shutdown: {e}"));
+        }
         self.step(&Concrete::Shutdown, &FaultPlan::default());
-        if !self.model.slabs().is_empty() || self.map.slab_count() != 0 {
+        let (slabs, regions) = self.map.counts();
+        if !self.model.slabs().is_empty() || slabs != 0 {
             self.fail(&Concrete::Shutdown, "slabs remain after shutdown");
         }
-        if self.map.region_count() != 0 || !self.model.regions().is_empty() {
+        if regions != 0 || !self.model.regions().is_empty() {
             self.fail(&Concrete::Shutdown, "regions remain after shutdown");
         }
-        for tag in &self.model.registered {
-            if self.ran.get(tag) != Some(&1) {
+        for &tag in &self.model.registered {
+            let ran = self.ran.get(tag as usize).copied().unwrap_or(0);
+            if ran != 1 {
                 self.fail(
                     &Concrete::Shutdown,
-                    &format!("dealloc action {tag} ran {:?} times", self.ran.get(tag)),
+                    &format!("dealloc action {tag} ran {ran} times"),
                 );
             }
         }

@@ -10,3 +10,9 @@ pub mod input;
 pub mod model;
 #[cfg(target_os = "linux")]
 pub mod std_host;
+
+/// The crates a fuzz build compiles without coverage instrumentation (`MAPCORE_FUZZ_UNCOVERED`,
+/// set by `fuzz/.cargo/config.toml` for `fuzz/coverage-filter.sh`), `None` in other builds.
+/// Read at compile time so that cargo rebuilds this crate when it changes: cargo does not
+/// rebuild when only the rustc wrapper changes.
+pub const FUZZ_UNCOVERED: Option<&str> = option_env!("MAPCORE_FUZZ_UNCOVERED");

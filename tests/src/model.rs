@@ -453,10 +453,14 @@ pub struct Model {
     /// Other results the current operation may return instead of the predicted one
     /// (unspecified choices, see [`Model::initialize`]).
     pub alternatives: Vec<MErr>,
-    /// Pages whose state the current operation changed.
-    pub touched: BTreeSet<usize>,
-    /// Pages the current operation may write to or zero.
-    pub writable: BTreeSet<usize>,
+    /// Pages whose state the current operation changed, sorted and deduplicated by
+    /// [`Model::end`] (in operation order, possibly repeated, before it).
+    pub touched: Vec<usize>,
+    /// Pages the current operation may write to or zero; sorted and deduplicated by
+    /// [`Model::end`].
+    pub writable: Vec<usize>,
+    /// Slabs the current operation released (unmapped), `(base, size)`.
+    pub released: Vec<(usize, usize)>,
     /// Every dealloc action registered by a successful initialize, ever.
     pub registered: Vec<u32>,
     /// Every key an initialize returned, ever, in order.
@@ -482,8 +486,9 @@ impl Model {
             actions: Vec::new(),
             reports: Vec::new(),
             alternatives: Vec::new(),
-            touched: BTreeSet::new(),
-            writable: BTreeSet::new(),
+            touched: Vec::new(),
+            writable: Vec::new(),
+            released: Vec::new(),
             registered: Vec::new(),
             key_history: Vec::new(),
             slab_history: Vec::new(),
@@ -499,6 +504,23 @@ impl Model {
         self.alternatives.clear();
         self.touched.clear();
         self.writable.clear();
+        self.released.clear();
+    }
+
+    /// Ends an operation: sorts and deduplicates [`Model::touched`] and [`Model::writable`]
+    /// (the buffers are reused from operation to operation, so this allocates nothing once
+    /// they have grown).
+    pub fn end(&mut self) {
+        for v in [&mut self.touched, &mut self.writable] {
+            v.sort_unstable();
+            v.dedup();
+        }
+    }
+
+    /// Whether the current operation may write to the page at `page` (after [`Model::end`]).
+    #[must_use]
+    pub fn may_write(&self, page: usize) -> bool {
+        self.writable.binary_search(&page).is_ok()
     }
 
     // ---- inspection ----
@@ -550,7 +572,7 @@ impl Model {
 
     fn set_page(&mut self, page: usize, state: PageState) {
         self.pages.insert(page, state);
-        self.touched.insert(page);
+        self.touched.push(page);
     }
 
     fn run_deallocs(&mut self, deallocs: &[ActSpec]) -> usize {
@@ -1130,7 +1152,7 @@ impl Model {
             if let Some(region) = self.regions.remove(&key) {
                 for &(s, e, prot) in &region.spans {
                     for p in (s..e).step_by(page) {
-                        self.pages.insert(p, PageState::Retiring { key, prot });
+                        self.set_page(p, PageState::Retiring { key, prot });
                     }
                 }
                 let failures = self.run_deallocs(&region.deallocs);
@@ -1316,8 +1338,10 @@ impl Model {
         self.slabs.remove(&base);
         for p in (base..base + slab.size).step_by(page) {
             self.pages.remove(&p);
-            self.touched.remove(&p);
         }
+        self.touched
+            .retain(|p| !(base..base + slab.size).contains(p));
+        self.released.push((base, slab.size));
         self.qentries.retain(|q| q.0 != base);
         if dealloc_failures > 0 {
             return Err(Error::DeallocFailed {

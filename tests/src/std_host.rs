@@ -13,9 +13,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use mapcore::{Capabilities, Growable, Host, JitMap, Prot, Storage};
-use mapcore_std::{LibcHost, OsError};
+use mapcore_std::LibcHost;
 
-use crate::driver::{configs, drive, fuzz_quirks, Probe, SmallStorage, Tally};
+use crate::driver::{configs, drive, fuzz_quirks, Mapped, Probe, SmallStorage, Sweep, Tally};
 use crate::input::{Op, Setup};
 use crate::model::{FaultPlan, Model, PageState, Quirks};
 
@@ -85,11 +85,20 @@ fn mappings() -> Vec<(usize, usize, Prot)> {
         .collect()
 }
 
-impl Probe<LibcHost> for Libc {
-    fn errno(&self, e: &OsError) -> i32 {
-        e.raw_os_error()
+/// A map over the libc host as a [`Subject`](crate::driver::Subject), checked with
+/// [`JitMap::check_invariants`] after every operation.
+pub fn libc_subject<S: Storage>(map: JitMap<LibcHost, S>) -> Mapped<LibcHost, S> {
+    Mapped {
+        map,
+        errno: |e| e.raw_os_error(),
+        check: |map| {
+            map.check_invariants()
+                .map_err(|e| format!("check_invariants: {e}"))
+        },
     }
+}
 
+impl Probe for Libc {
     fn injects_faults(&self) -> bool {
         false
     }
@@ -116,12 +125,8 @@ impl Probe<LibcHost> for Libc {
         out
     }
 
-    fn check<S: Storage>(
-        &self,
-        map: &JitMap<LibcHost, S>,
-        model: &Model,
-        released: &[(usize, usize)],
-    ) -> Result<(), String> {
+    fn check(&self, model: &Model, _sweep: Sweep, _pokes: &[(usize, usize)]) -> Result<(), String> {
+        // /proc/self/maps is read whole anyway: every page's protection, whatever `sweep`.
         let maps = mappings();
         let vma = |addr: usize| maps.iter().find(|m| m.0 <= addr && addr < m.1);
         for (&addr, state) in model.pages() {
@@ -134,13 +139,15 @@ impl Probe<LibcHost> for Libc {
                 ));
             }
         }
-        for &(base, size) in released.iter().filter(|_| self.check_released) {
+        for &(base, size) in model.released.iter().filter(|_| self.check_released) {
             if let Some(m) = maps.iter().find(|m| m.0 < base + size && base < m.1) {
                 return Err(format!(
                     "released slab {base:#x}+{size:#x} is still mapped: {m:x?}"
                 ));
             }
         }
+        // Residency only for the pages this operation freed: a free page the driver wrote
+        // in place and zeroed again (a rejected request) is resident without the map's fault.
         if model.cfg.discarding() {
             for &addr in &model.touched {
                 if model.page_state(addr) == Some(PageState::Free { stale: false })
@@ -152,20 +159,21 @@ impl Probe<LibcHost> for Libc {
                 }
             }
         }
-        map.check_invariants()
-            .map_err(|e| format!("check_invariants: {e}"))
+        Ok(())
     }
 }
 
 /// Replays operations on mapcore-std's libc host with [`fuzz_quirks`]; panics on any
 /// disagreement. Faults in the input are ignored; the setup's page size and capability flags
 /// are the real host's.
+#[inline]
 pub fn run_std(setup: &Setup, ops: &[Op]) {
     run_std_with(setup, ops, fuzz_quirks(), None, true);
 }
 
 /// [`run_std`] with the given quirks and outcome tally; `check_released` as in [`Libc`]
 /// (false in a multi-threaded test harness).
+#[inline]
 pub fn run_std_with(
     setup: &Setup,
     ops: &[Op],
@@ -183,10 +191,22 @@ pub fn run_std_with(
     if setup.growable() {
         let (config, model) = configs(setup, page, capabilities, (None, None, None));
         let map: JitMap<LibcHost, Growable> = JitMap::with_config(host, config);
-        drive(map, probe, Model::new(model, quirks), ops, tally);
+        drive(
+            Box::new(libc_subject(map)),
+            &probe,
+            Model::new(model, quirks),
+            ops,
+            tally,
+        );
     } else {
         let (config, model) = configs(setup, page, capabilities, (Some(4), Some(6), Some(12)));
         let map: JitMap<LibcHost, SmallStorage> = JitMap::with_config(host, config);
-        drive(map, probe, Model::new(model, quirks), ops, tally);
+        drive(
+            Box::new(libc_subject(map)),
+            &probe,
+            Model::new(model, quirks),
+            ops,
+            tally,
+        );
     }
 }

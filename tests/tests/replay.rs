@@ -2,7 +2,9 @@
 //! `fuzz/corpus/core_ops/` and `fuzz/corpus/batch_ops/` runs through the same driver as the
 //! fuzz targets (decoded as libfuzzer-sys does: inputs shorter than the size hint are skipped,
 //! the rest decoded with `arbitrary_take_rest`), plus a smoke test over seeded random buffers,
-//! plus the outcome tally (`op:variant` pairs reached by the corpus, and the ones missing).
+//! plus the outcome tally (`op:variant` pairs reached by the corpus, and the ones missing),
+//! plus the recording-host inputs once more with the full sweep after every operation next to
+//! the incremental check the fuzz targets use (`Checks::Both`).
 //!
 //! `cargo test -p mapcore-tests --test replay -- --nocapture` prints the figures.
 
@@ -11,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use mapcore_tests::driver::{run, Tally};
+use mapcore_tests::driver::{run, run_checked, Checks, Tally};
 use mapcore_tests::input::{BatchInput, CoreInput};
 use mapcore_tests::model::Quirks;
 use mapcore_tests::std_host::run_std_with;
@@ -79,6 +81,20 @@ fn replay(target: Target, bytes: &[u8], quirks: Quirks, tally: Option<&mut Tally
     }
 }
 
+/// Runs one recording-host input (core or batch) with the given checks; returns whether it
+/// decoded.
+fn replay_checked(target: Target, bytes: &[u8], checks: Checks) -> bool {
+    match target {
+        Target::Core => decode::<CoreInput>(bytes)
+            .map(|i| run_checked(&i.setup, &i.ops, Quirks::KNOWN, None, checks))
+            .is_some(),
+        Target::Batch => decode::<BatchInput>(bytes)
+            .map(|i| run_checked(&i.setup, &i.ops(), Quirks::KNOWN, None, checks))
+            .is_some(),
+        Target::Std => false,
+    }
+}
+
 fn replay_dir(dir: &Path, quirks: Quirks, mut tally: Option<&mut Tally>) -> (usize, usize) {
     let (mut ran, mut skipped) = (0, 0);
     for path in files(dir) {
@@ -123,6 +139,31 @@ fn corpus_replays() {
         println!("corpus/{target}: {ran} replayed, {skipped} too short to decode");
         assert!(ran > 0, "corpus/{target} is empty");
     }
+}
+
+/// The fuzz targets check, after each operation, only what the operation could have changed
+/// (`Sweep::Changed` in the driver). Here every recording-host corpus and regression input runs
+/// with that check and a full sweep of every page after every operation (`Checks::Both`): the
+/// full sweep must never find what the incremental check missed.
+#[test]
+fn incremental_check_agrees_with_full_sweep() {
+    let mut ran = 0;
+    for dir in ["corpus", "regressions"] {
+        for target in ["core_ops", "batch_ops"] {
+            for path in files(&fuzz_dir().join(dir).join(target)) {
+                let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let result = std::panic::catch_unwind(|| {
+                    replay_checked(target_of(&path), &bytes, Checks::Both)
+                });
+                match result {
+                    Ok(decoded) => ran += usize::from(decoded),
+                    Err(_) => panic!("{} fails (see the panic above)", path.display()),
+                }
+            }
+        }
+    }
+    println!("incremental and full checks: {ran} inputs agree");
+    assert!(ran > 0);
 }
 
 /// xorshift64*: deterministic, no extra crate.
@@ -316,9 +357,11 @@ mod scenarios {
         Action, ActionError, ActionPair, Capabilities, Config, Error, InitRequest, JitMap,
         Lifetime, Prot, Segment,
     };
-    use mapcore_tests::driver::{configs, drive, run, Recording};
+    use mapcore_tests::driver::{
+        configs, drive, drive_checked, recording_subject, run, Checks, Probe, Recording, Sweep,
+    };
     use mapcore_tests::input::{AddrSpec, Fault, InitSpec, Op, PairSpec, SegSpec, Setup, SizeSpec};
-    use mapcore_tests::model::{Model, Quirks};
+    use mapcore_tests::model::{FaultPlan, Model, Quirks};
 
     fn seg(place: u8, page: i8, size: u8, group: u8, content: u8) -> SegSpec {
         SegSpec {
@@ -675,8 +718,8 @@ mod scenarios {
                 },
             );
             drive(
-                map,
-                Recording(&host),
+                Box::new(recording_subject(map)),
+                &Recording(&host),
                 Model::new(model, Quirks::KNOWN),
                 &ops,
                 None,
@@ -688,13 +731,118 @@ mod scenarios {
         );
     }
 
+    /// The recording host, but the first check after a region exists writes a byte into the
+    /// last page of the first slab, behind the host's log: fresh, not touched by the
+    /// operation, so outside what the incremental check looks at by construction.
+    struct Rogue<'h> {
+        inner: Recording<'h>,
+        done: std::cell::Cell<bool>,
+    }
+
+    impl Probe for Rogue<'_> {
+        fn injects_faults(&self) -> bool {
+            self.inner.injects_faults()
+        }
+
+        fn arm(&self, faults: &FaultPlan) {
+            self.inner.arm(faults);
+        }
+
+        fn disarm(&self) {
+            self.inner.disarm();
+        }
+
+        fn predict_base(&self, model: &Model, size: usize) -> Option<usize> {
+            self.inner.predict_base(model, size)
+        }
+
+        fn poke(&self, addr: usize, bytes: &[u8]) {
+            self.inner.poke(addr, bytes);
+        }
+
+        fn read(&self, addr: usize, len: usize) -> Vec<u8> {
+            self.inner.read(addr, len)
+        }
+
+        fn check(
+            &self,
+            model: &Model,
+            sweep: Sweep,
+            pokes: &[(usize, usize)],
+        ) -> Result<(), String> {
+            if !model.regions().is_empty() && !self.done.replace(true) {
+                if let Some((base, slab)) = model.slabs().iter().next() {
+                    self.inner.poke(base + slab.size - 1, &[0x5a]);
+                }
+            }
+            self.inner.check(model, sweep, pokes)
+        }
+    }
+
+    /// Runs reserve, initialize, deinitialize under the retain policy (where `check_map` does
+    /// not scan free pages, but fresh ones must still read zero) with [`Rogue`] and `checks`;
+    /// returns the panic message.
+    fn rogue_run(checks: Checks) -> String {
+        let ops = vec![
+            reserve(8),
+            init(vec![seg(0, 0, 1, 1, 1)], vec![]),
+            Op::Deinitialize {
+                key: live_key(0),
+                fault: Fault::None,
+            },
+        ];
+        let setup = Setup { flags: 1, ..SETUP };
+        let caught = std::panic::catch_unwind(|| {
+            let host = RecordingHost::new(64);
+            let (config, model) = configs(&setup, 64, Capabilities::FULL, (None, None, None));
+            let map: JitMap<&RecordingHost> = JitMap::with_config(&host, config);
+            let probe = Rogue {
+                inner: Recording(&host),
+                done: std::cell::Cell::new(false),
+            };
+            drive_checked(
+                Box::new(recording_subject(map)),
+                &probe,
+                Model::new(model, Quirks::KNOWN),
+                &ops,
+                None,
+                checks,
+            );
+        });
+        match caught {
+            Ok(()) => panic!("a byte written behind the host's log went unnoticed"),
+            Err(payload) => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The incremental check cannot see memory changed outside the host's logged calls (no
+    /// host does that; the driver's own pokes are accounted for). `Checks::Both` would notice
+    /// if it ever happened, and the default checks still catch it in the sweep before the
+    /// teardown.
+    #[test]
+    fn a_change_outside_the_log_is_caught_by_the_full_sweep() {
+        let both = rogue_run(Checks::Both);
+        assert!(
+            both.contains("the incremental check missed") && both.contains("stale bytes"),
+            "{both}"
+        );
+        let default = rogue_run(Checks::Incremental);
+        assert!(
+            default.contains("before shutdown") && default.contains("stale bytes"),
+            "{default}"
+        );
+    }
+
     /// The std oracle sees residency: freed pages kept resident are caught.
     #[cfg(target_os = "linux")]
     #[test]
     fn the_std_oracle_catches_resident_freed_pages() {
         use mapcore::Host;
         use mapcore_std::LibcHost;
-        use mapcore_tests::std_host::Libc;
+        use mapcore_tests::std_host::{libc_subject, Libc};
         let ops = vec![
             reserve(8),
             init(vec![seg(0, 0, 2, 1, 1)], vec![]),
@@ -714,8 +862,8 @@ mod scenarios {
             };
             let map: JitMap<LibcHost> = JitMap::with_config(host, retain);
             drive(
-                map,
-                Libc::new(page),
+                Box::new(libc_subject(map)),
+                &Libc::new(page),
                 Model::new(model, Quirks::KNOWN),
                 &ops,
                 None,
