@@ -16,6 +16,7 @@ use crate::addr::PageRange;
 use crate::error::{Error, Limit};
 use crate::plan::{Plan, Span};
 use crate::prot::{Lifetime, Prot};
+use crate::request::MAX_SEGMENTS;
 use crate::table::{insert_sorted, Storage, Table};
 
 /// The life of a slab.
@@ -357,6 +358,9 @@ impl<S: Storage> State<S> {
                 });
             }
         }
+        // Where each span goes in the span table, found while checking that its pages are
+        // free (one search per span, not two).
+        let mut places: heapless::Vec<usize, MAX_SEGMENTS> = heapless::Vec::new();
         for span in plan.spans {
             let i = self.first_span_ending_after(span.range.start());
             if self
@@ -369,16 +373,17 @@ impl<S: Storage> State<S> {
                     segment: span.segment,
                 });
             }
+            // Cannot fail: at most one span per segment.
+            let _ = places.push(i);
         }
-        if self
-            .keys
-            .items()
-            .binary_search_by_key(&plan.key, |k| k.0)
-            .is_ok()
-        {
-            return Err(Error::KeyInUse { key: plan.key });
-        }
-        if self.span_containing(plan.key).is_some() {
+        let key_place = match self.keys.items().binary_search_by_key(&plan.key, |k| k.0) {
+            Ok(_) => return Err(Error::KeyInUse { key: plan.key }),
+            Err(place) => place,
+        };
+        // A key segment that covers pages was checked above; an empty one may sit in used
+        // pages.
+        let key_is_empty = segments[plan.key_segment].size == 0;
+        if key_is_empty && self.span_containing(plan.key).is_some() {
             return Err(Error::Overlap {
                 segment: plan.key_segment,
             });
@@ -429,17 +434,18 @@ impl<S: Storage> State<S> {
                 slot
             }
         };
-        let _ = insert_sorted(&mut self.keys, (plan.key, slot), |k| k.0);
+        let _ = self.keys.try_insert(key_place, (plan.key, slot));
         if has_actions {
             // Filled by `commit`; held now so that commit cannot run out of room.
             let _ = insert_sorted(&mut self.deallocs, (slot, Deallocs::new()), |d| d.0);
         }
-        for span in plan.spans {
+        // Each span lands after the ones inserted before it, all lower.
+        for (k, (span, place)) in plan.spans.iter().zip(&places).enumerate() {
             let page_span = PageSpan {
                 span: *span,
                 owner: Owner::Region(slot),
             };
-            let _ = insert_sorted(&mut self.spans, page_span, |s| s.span.range.start());
+            let _ = self.spans.try_insert(place + k, page_span);
         }
         Ok(Claim {
             slot,
