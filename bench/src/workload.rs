@@ -20,6 +20,8 @@ const CHURN_LIVE: usize = 64;
 const CHURN_SIZES: (usize, usize) = (16, 16 * 1024);
 /// The churn's random seed, the same for every contender.
 const CHURN_SEED: u64 = 0x6d61_7063_6f72_6521;
+/// Other regions live in the slab while the crowded workload cycles one more.
+const CROWD: usize = 4095;
 /// Regions live at once in the RSS workload.
 pub(crate) const RSS_REGIONS: usize = 1000;
 /// Size of the W1b and W2 blob, and of the rodata.
@@ -36,12 +38,15 @@ pub(crate) enum Workload {
     Batch(usize),
     /// Free a random half of 64 live regions of random size (16 B-16 KiB) and refill it.
     Churn,
+    /// The 4 KiB cycle with 4,095 other regions live in the same slab: table lookups are
+    /// O(log n), so it should cost about what the plain cycle costs.
+    Crowded,
     /// RSS with 1000 live 4 KiB regions, after deinitializing them, after releasing.
     Rss,
 }
 
 /// Every workload, in report order.
-pub(crate) const ALL: [Workload; 8] = [
+pub(crate) const ALL: [Workload; 9] = [
     Workload::Cycle(64),
     Workload::Cycle(4096),
     Workload::Cycle(65536),
@@ -49,6 +54,7 @@ pub(crate) const ALL: [Workload; 8] = [
     Workload::Batch(16),
     Workload::Batch(256),
     Workload::Churn,
+    Workload::Crowded,
     Workload::Rss,
 ];
 
@@ -63,6 +69,7 @@ impl Workload {
             Self::CycleRodata => "w1b".into(),
             Self::Batch(k) => format!("w2-{k}"),
             Self::Churn => "w3".into(),
+            Self::Crowded => "w1-crowded".into(),
             Self::Rss => "w4".into(),
         }
     }
@@ -74,6 +81,7 @@ impl Workload {
             Self::CycleRodata => "W1b code+rodata+actions".into(),
             Self::Batch(k) => format!("W2 batch {k}"),
             Self::Churn => "W3 churn".into(),
+            Self::Crowded => format!("W1 4 KiB, {CROWD} others live"),
             Self::Rss => "W4 RSS".into(),
         }
     }
@@ -110,6 +118,10 @@ impl Workload {
             Self::Churn => Layout {
                 slots: CHURN_LIVE,
                 slot_bytes: page_ceil(CHURN_SIZES.1),
+            },
+            Self::Crowded => Layout {
+                slots: CROWD + 1,
+                slot_bytes: page,
             },
             Self::Rss => Layout {
                 slots: RSS_REGIONS,
@@ -181,7 +193,7 @@ impl Bench {
         let blob = match workload {
             Workload::Cycle(n) => padded(n),
             Workload::CycleRodata => padded(RODATA),
-            Workload::Batch(_) | Workload::Rss => padded(page_size()),
+            Workload::Batch(_) | Workload::Crowded | Workload::Rss => padded(page_size()),
             Workload::Churn => padded(CHURN_SIZES.1),
         };
         let rodata = (0..RODATA).map(|i| i as u8 ^ 0x5a).collect();
@@ -202,6 +214,13 @@ impl Bench {
                 bench.live.push(token);
             }
         }
+        if workload == Workload::Crowded {
+            for _ in 0..CROWD {
+                let token = contender.init(&bench.blob);
+                call(&token);
+                bench.live.push(token);
+            }
+        }
         bench
     }
 
@@ -211,7 +230,7 @@ impl Bench {
         let rounds = ops.div_ceil(unit).max(1);
         for _ in 0..rounds {
             match self.workload {
-                Workload::Cycle(_) => {
+                Workload::Cycle(_) | Workload::Crowded => {
                     let token = contender.init(&self.blob);
                     call(&token);
                     contender.deinit(black_box(token));
