@@ -15,81 +15,23 @@
 #![cfg(target_os = "linux")]
 #![expect(
     unsafe_code,
-    reason = "a counting global allocator, raw access to JIT pages, and libc I/O that does not allocate"
+    reason = "raw access to JIT pages, and libc I/O that does not allocate"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::ptr;
 use std::time::{Duration, Instant};
 
+use mapcore::testing::{count_allocations, CountingAllocator};
 use mapcore_std::{
     page_size, Error, HostError, HostErrorKind, HostOp, InitRequest, LibcHost, Prot, Segment,
     StdError, StdJitMap,
 };
 
-// ---- counting allocator --------------------------------------------------------------------
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting the current thread's allocations (attempts, including
-/// reallocations and failed ones) while armed.
-struct Counting;
-
-impl Counting {
-    fn note() {
-        if ARMED.try_with(Cell::get).unwrap_or(false) {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        }
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; counting touches only
-// const-initialized thread-local `Cell`s, which neither allocate nor unwind.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::note();
-        // SAFETY: the caller's promises for `alloc` are forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::note();
-        // SAFETY: the caller's promises for `alloc_zeroed` are forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::note();
-        // SAFETY: the caller's promises for `realloc` are forwarded unchanged; `ptr` came from
-        // `System` through this allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's promises for `dealloc` are forwarded unchanged; `ptr` came from
-        // `System` through this allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result with the number of allocations it made on this thread.
-fn counting<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCATIONS.set(0);
-    ARMED.set(true);
-    let result = f();
-    ARMED.set(false);
-    (result, ALLOCATIONS.get())
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 // ---- output that needs no heap -------------------------------------------------------------
 
@@ -408,7 +350,7 @@ fn child() {
     let mut f = Figures::default();
     let page = page_size();
     // The counter sees allocations at all, so that a zero below means something.
-    let (probe, allocs) = counting(|| std::hint::black_box(Vec::<u8>::with_capacity(1)));
+    let (probe, allocs) = count_allocations(|| std::hint::black_box(Vec::<u8>::with_capacity(1)));
     drop(probe);
     checks.check(
         allocs == 1,
@@ -457,7 +399,8 @@ fn child() {
         }
         let addr = base + (2 * keys.len() + 1) * page;
         let segments = [Segment::new(Prot::READ, addr, page, &[])];
-        let (result, allocs) = counting(|| map.initialize(&InitRequest::new(&segments, &[])));
+        let (result, allocs) =
+            count_allocations(|| map.initialize(&InitRequest::new(&segments, &[])));
         match result {
             Ok(key) if key == addr => keys.push(key), // within capacity: no allocation
             Ok(key) => checks.fatal(format_args!("region at {addr:#x} got key {key:#x}")),
@@ -517,7 +460,7 @@ fn child() {
 
     // 2. The same request with content: written, then discarded by the rollback.
     let segments = [Segment::new(Prot::READ, addr, page, &content)];
-    let (retry, allocs) = counting(|| map.initialize(&InitRequest::new(&segments, &[])));
+    let (retry, allocs) = count_allocations(|| map.initialize(&InitRequest::new(&segments, &[])));
     f.allocs_retry = allocs;
     checks.check(
         is_enomem_protect(&retry),
@@ -540,14 +483,14 @@ fn child() {
     let freed = 3.min(keys.len());
     let (mut batch_failures, first) = (0usize, keys.len() - freed);
     let (result, allocs) =
-        counting(|| map.deinitialize_multiple(&keys[first..], |_, _| batch_failures += 1));
+        count_allocations(|| map.deinitialize_multiple(&keys[first..], |_, _| batch_failures += 1));
     f.allocs_deinitialize = allocs;
     checks.check(
         result.is_ok() && batch_failures == 0,
         format_args!("deinitialize of {freed} regions at the limit: {result:?}"),
     );
     keys.truncate(first);
-    let (result, allocs) = counting(|| map.initialize(&InitRequest::new(&segments, &[])));
+    let (result, allocs) = count_allocations(|| map.initialize(&InitRequest::new(&segments, &[])));
     f.allocs_initialize = allocs;
     match result {
         Ok(key) if key == addr => keys.push(key),

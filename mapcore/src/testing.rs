@@ -16,6 +16,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::vec;
 use std::vec::Vec;
 
+mod counting_alloc;
+
+pub use counting_alloc::{count_allocations, without_counting, CountingAllocator};
+
 use crate::addr::PageRange;
 use crate::host::{Capabilities, Host, HostError, HostErrorKind, HostOp};
 use crate::map::{DiscardPolicy, JitMap};

@@ -6,11 +6,11 @@
 //! host wrapper disarms it during host calls (the recording host itself allocates for its log
 //! and its simulated memory), and the actions used here allocate nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mapcore::testing::{FakeError, RecordingHost};
+use mapcore::testing::{
+    count_allocations, without_counting, CountingAllocator, FakeError, RecordingHost,
+};
 use mapcore::{
     Action, ActionError, ActionPair, Capabilities, DefaultStorage, Error, Host, HostOp,
     InitRequest, JitMap, Limit, PageRange, Prot, Segment,
@@ -19,55 +19,8 @@ use mapcore::{
 const P: usize = 4096;
 const ENOMEM: FakeError = FakeError::ENOMEM;
 
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting the current thread's allocations while armed.
-struct Counting;
-
-#[expect(
-    unsafe_code,
-    reason = "a counting global allocator is the only way to observe allocations"
-)]
-// SAFETY: forwards every call to the system allocator unchanged; counting touches only a
-// const-initialized thread-local `Cell`, which neither allocates nor unwinds.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.try_with(Cell::get).unwrap_or(false) {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: the caller's promises for `alloc` are forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's promises for `dealloc` are forwarded unchanged; `ptr` came from
-        // `System` through `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result with the number of allocations it made on this thread.
-fn counting<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCATIONS.set(0);
-    ARMED.set(true);
-    let result = f();
-    ARMED.set(false);
-    (result, ALLOCATIONS.get())
-}
-
-/// Runs `f` unarmed (for the recording host's own bookkeeping).
-fn unarmed<R>(f: impl FnOnce() -> R) -> R {
-    let was = ARMED.replace(false);
-    let result = f();
-    ARMED.set(was);
-    result
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// A host that forwards to a recording host with the allocation counter disarmed.
 #[derive(Debug)]
@@ -90,37 +43,37 @@ unsafe impl Host for Quiet<'_> {
     }
 
     fn reserve(&self, size: usize) -> Result<usize, FakeError> {
-        unarmed(|| self.0.reserve(size))
+        without_counting(|| self.0.reserve(size))
     }
 
     unsafe fn release(&self, base: usize, size: usize) -> Result<(), FakeError> {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.release(base, size) })
+        without_counting(|| unsafe { self.0.release(base, size) })
     }
 
     unsafe fn protect(&self, range: PageRange, prot: Prot) -> Result<(), FakeError> {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.protect(range, prot) })
+        without_counting(|| unsafe { self.0.protect(range, prot) })
     }
 
     unsafe fn discard(&self, range: PageRange) -> Result<(), FakeError> {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.discard(range) })
+        without_counting(|| unsafe { self.0.discard(range) })
     }
 
     unsafe fn write(&self, addr: usize, bytes: &[u8]) {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.write(addr, bytes) });
+        without_counting(|| unsafe { self.0.write(addr, bytes) });
     }
 
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.fill_zero(addr, len) });
+        without_counting(|| unsafe { self.0.fill_zero(addr, len) });
     }
 
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
         // SAFETY: the map's promises for this call are forwarded unchanged.
-        unarmed(|| unsafe { self.0.flush_icache(range) })
+        without_counting(|| unsafe { self.0.flush_icache(range) })
     }
 }
 
@@ -139,14 +92,14 @@ fn fail(_: &[u8]) -> Result<(), ActionError> {
 /// Asserts that `f` allocated nothing and returns its result.
 #[track_caller]
 fn no_alloc<R>(what: &str, f: impl FnOnce() -> R) -> R {
-    let (result, allocations) = counting(f);
+    let (result, allocations) = count_allocations(f);
     assert_eq!(allocations, 0, "{what} allocated");
     result
 }
 
 #[test]
 fn counting_allocator_sees_allocations() {
-    let (v, n) = counting(|| vec![1u8; 3]);
+    let (v, n) = count_allocations(|| vec![1u8; 3]);
     assert_eq!((v.len(), n), (3, 1));
 }
 
