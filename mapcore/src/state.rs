@@ -109,7 +109,7 @@ pub(crate) struct Retired {
     pub(crate) slot: u32,
     /// Whether [`State::take_deallocs`] has actions to hand out.
     pub(crate) has_deallocs: bool,
-    /// Its lowest span, where resetting its pages starts.
+    /// Its lowest span, where resetting its pages starts (set by `retire`, for deinitialize).
     pub(crate) first_span: Option<NextSpan>,
 }
 
@@ -545,7 +545,10 @@ impl<S: Storage> State<S> {
         if !slab_live {
             return Err(Error::Busy { addr: key });
         }
-        self.retire_slot(slot).ok_or(Error::Busy { addr: key })
+        let mut retired = self.retire_slot(slot).ok_or(Error::Busy { addr: key })?;
+        // Deinitialize resets the region's pages, starting here; release unmaps them instead.
+        retired.first_span = self.next_span_of(slot, 0);
+        Ok(retired)
     }
 
     fn retire_slot(&mut self, slot: u32) -> Option<Retired> {
@@ -553,11 +556,10 @@ impl<S: Storage> State<S> {
             .region_mut(slot)
             .filter(|r| r.state == RegionState::Live)?;
         region.state = RegionState::Retiring;
-        let has_deallocs = region.has_deallocs;
         Some(Retired {
             slot,
-            has_deallocs,
-            first_span: self.next_span_of(slot, 0),
+            has_deallocs: region.has_deallocs,
+            first_span: None,
         })
     }
 
