@@ -90,6 +90,23 @@ impl PageRange {
     }
 }
 
+impl PageRange {
+    /// The smallest range covering both (an empty range adds nothing).
+    #[must_use]
+    pub(crate) fn cover(&self, other: &Self) -> Self {
+        if self.is_empty() {
+            return *other;
+        }
+        if other.is_empty() {
+            return *self;
+        }
+        Self {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+}
+
 /// Rounds `value` up to a multiple of `align` (a power of two), or `None` on overflow.
 #[must_use]
 pub const fn align_up(value: usize, align: usize) -> Option<usize> {

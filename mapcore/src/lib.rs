@@ -39,16 +39,21 @@ extern crate alloc;
 
 mod action;
 mod addr;
+mod arena;
 mod error;
 mod host;
 mod lock;
 mod map;
 mod plan;
 mod prot;
+mod regions;
 mod request;
+mod slabs;
+mod spans;
 pub mod sps;
 mod state;
 mod table;
+mod tree;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

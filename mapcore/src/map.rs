@@ -19,6 +19,7 @@ use crate::host::{Host, HostOp};
 use crate::lock::Lock;
 use crate::plan::{runs, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
+use crate::regions::RegionId;
 use crate::request::{Content, InitRequest};
 use crate::state::{NextSpan, Retired, State};
 use crate::table::{Fixed, Storage};
@@ -97,7 +98,7 @@ impl<H: Host + fmt::Debug, S: Storage> fmt::Debug for JitMap<H, S> {
 #[derive(Debug)]
 struct Retiring<E> {
     index: usize,
-    slot: u32,
+    region: RegionId,
     dealloc_failures: usize,
     error: Option<Error<E>>,
     /// Its next span whose pages are still to be reset.
@@ -220,12 +221,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             &mut spans,
         )?;
         let has_deallocs = request.actions.iter().any(|pair| pair.dealloc.is_some());
-        let claim = self.with_state(|s| s.claim(&plan, request.segments, has_deallocs))?;
-        let slot = claim.slot;
+        let claim = self.with_state(|s| {
+            let placement = s.place(&plan, request.segments, has_deallocs)?;
+            Ok::<_, Error<H::Error>>(s.claim(placement))
+        })?;
+        let region = claim.region;
         self.write_contents(request, &plan, claim.touched);
 
         let fail = |op, segment, error| {
-            let quarantined = self.roll_back(slot, plan.spans);
+            let quarantined = self.roll_back(region, plan.spans);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
@@ -248,7 +252,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         let mut deallocs = Deallocs::new();
         if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
-            let quarantined = self.roll_back(slot, plan.spans);
+            let quarantined = self.roll_back(region, plan.spans);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
                 error: failure.error,
@@ -265,7 +269,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         let reuse_exec = self.host.capabilities().reuse_executable;
         let has_finalize = plan.has_finalize;
-        self.with_state(|s| s.commit(slot, &deallocs, has_finalize, reuse_exec));
+        self.with_state(|s| s.commit(region, &deallocs, has_finalize, reuse_exec));
         Ok(plan.key)
     }
 
@@ -335,14 +339,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
 
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
     /// Returns whether some pages had to be quarantined.
-    fn roll_back(&self, slot: u32, spans: &[Span]) -> bool {
+    fn roll_back(&self, region: RegionId, spans: &[Span]) -> bool {
         let quarantined = self.reset_pages(spans, |_| true).is_err();
         let reuse_exec = self.host.capabilities().reuse_executable;
         self.with_state(|s| {
             if !reuse_exec {
-                s.quarantine_executable(slot);
+                s.quarantine_executable(region);
             }
-            s.forget(slot, quarantined);
+            s.forget(region, quarantined);
         });
         quarantined
     }
@@ -400,11 +404,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut chunk: Vec<Retiring<H::Error>, BATCH_CHUNK> = Vec::new();
         // 1. Back to front: take each region out of service and run its dealloc actions.
         for index in (start..end).rev() {
-            let retired_here: Vec<u32, BATCH_CHUNK> = chunk.iter().map(|e| e.slot).collect();
+            let retired_here: Vec<RegionId, BATCH_CHUNK> = chunk.iter().map(|e| e.region).collect();
             match self.with_state(|s| s.retire(keys[index], &retired_here)) {
                 Ok(retired) => {
-                    // Cannot fail: at most BATCH_CHUNK entries.
-                    let _ = chunk.push(self.start_retiring(index, retired));
+                    let pushed = chunk.push(self.start_retiring(index, retired));
+                    debug_assert!(pushed.is_ok(), "at most BATCH_CHUNK entries");
                 }
                 Err(error) => {
                     report(index, error);
@@ -445,8 +449,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 break;
             };
             if !last {
-                let slot = chunk[entry].slot;
-                chunk[entry].next = self.with_state(|s| s.next_span_of(slot, span.range.end()));
+                let region = chunk[entry].region;
+                chunk[entry].next = self.with_state(|s| s.next_span_of(region, span.range.end()));
             }
             if !reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
@@ -472,9 +476,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.with_state(|s| {
             for entry in chunk.iter() {
                 if !reuse_exec {
-                    s.quarantine_executable(entry.slot);
+                    s.quarantine_executable(entry.region);
                 }
-                s.forget(entry.slot, entry.error.is_some());
+                s.forget(entry.region, entry.error.is_some());
             }
         });
     }
@@ -484,7 +488,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     fn start_retiring(&self, index: usize, retired: Retired) -> Retiring<H::Error> {
         Retiring {
             index,
-            slot: retired.slot,
+            region: retired.region,
             dealloc_failures: self.run_deallocs(&retired),
             error: None,
             next: retired.first_span,
@@ -497,7 +501,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         if !retired.has_deallocs {
             return 0;
         }
-        let deallocs: Deallocs = self.with_state(|s| s.take_deallocs(retired.slot));
+        let deallocs: Deallocs = self.with_state(|s| s.take_deallocs(retired.region));
         run_dealloc_actions(&deallocs)
     }
 
@@ -535,7 +539,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut dealloc_failures = 0;
         while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
             dealloc_failures += self.run_deallocs(&retired);
-            self.with_state(|s| s.forget(retired.slot, false));
+            self.with_state(|s| s.forget(retired.region, false));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no
@@ -599,7 +603,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
 
     /// The number of slabs recorded.
     pub fn slab_count(&self) -> usize {
-        self.with_state(|s| s.slabs().len())
+        self.with_state(|s| s.slab_count())
     }
 
     /// The number of regions recorded (live or in progress).

@@ -1,23 +1,22 @@
 //! Table storage: fixed-capacity (`heapless`, no heap) or growable (`alloc`), one interface.
 //!
-//! The map keeps its tables sorted and searches them by binary search, so both storages give
-//! the same semantics and O(log n) lookups; they differ only in when a table is full.
+//! The map's tables are arenas and trees whose entries never move: they only ever append to
+//! their storage and reuse freed entries, so both storages give the same semantics and the
+//! same O(log n) operations; they differ only in when a table is full.
 
-/// A list the map can keep sorted. Implemented for `heapless::Vec` and, with the `alloc`
-/// feature, for `alloc::vec::Vec`.
+/// The storage of one table: a list that only grows at its end. Implemented for
+/// `heapless::Vec` and, with the `alloc` feature, for `alloc::vec::Vec`.
 pub trait Table<T>: Default {
     /// The items.
     fn items(&self) -> &[T];
     /// The items, mutably.
     fn items_mut(&mut self) -> &mut [T];
-    /// Inserts at `index` (at most the length), or hands the item back if the table is full.
+    /// Appends `item`, or hands it back if the table is full.
     ///
     /// # Errors
     ///
     /// The table is full; the item is returned.
-    fn try_insert(&mut self, index: usize, item: T) -> Result<(), T>;
-    /// Removes and returns the item at `index` (less than the length).
-    fn remove_at(&mut self, index: usize) -> T;
+    fn try_push(&mut self, item: T) -> Result<(), T>;
     /// Whether `extra` more items fit; a growable table reserves room for them.
     fn make_room(&mut self, extra: usize) -> bool;
 }
@@ -31,12 +30,8 @@ impl<T, const N: usize> Table<T> for heapless::Vec<T, N> {
         self
     }
 
-    fn try_insert(&mut self, index: usize, item: T) -> Result<(), T> {
-        self.insert(index, item)
-    }
-
-    fn remove_at(&mut self, index: usize) -> T {
-        self.remove(index)
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item)
     }
 
     fn make_room(&mut self, extra: usize) -> bool {
@@ -54,23 +49,13 @@ impl<T> Table<T> for alloc::vec::Vec<T> {
         self
     }
 
-    fn try_insert(&mut self, index: usize, item: T) -> Result<(), T> {
+    fn try_push(&mut self, item: T) -> Result<(), T> {
         // Room is usually held already (`make_room`); only a full vector may allocate.
         if self.len() == self.capacity() && self.try_reserve(1).is_err() {
             return Err(item);
         }
-        self.insert(index, item);
+        self.push(item);
         Ok(())
-    }
-
-    fn remove_at(&mut self, index: usize) -> T {
-        // The last item (the common case: a free slot, the newest span) needs no shifting.
-        if index + 1 == self.len() {
-            if let Some(item) = self.pop() {
-                return item;
-            }
-        }
-        self.remove(index)
     }
 
     fn make_room(&mut self, extra: usize) -> bool {
@@ -113,17 +98,6 @@ impl Storage for Growable {
     type Spans<T> = alloc::vec::Vec<T>;
 }
 
-/// Inserts `item` into `table`, kept sorted by `key`; items with equal keys are not expected.
-pub(crate) fn insert_sorted<T, K: Ord>(
-    table: &mut impl Table<T>,
-    item: T,
-    key: impl Fn(&T) -> K,
-) -> Result<usize, T> {
-    let k = key(&item);
-    let index = table.items().partition_point(|x| key(x) < k);
-    table.try_insert(index, item).map(|()| index)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,22 +106,22 @@ mod tests {
     fn fixed_table_hands_item_back_when_full() {
         let mut t = heapless::Vec::<u32, 2>::new();
         assert!(t.make_room(2));
-        assert_eq!(insert_sorted(&mut t, 5, |x| *x), Ok(0));
-        assert_eq!(insert_sorted(&mut t, 3, |x| *x), Ok(0));
+        assert_eq!(t.try_push(5), Ok(()));
+        assert_eq!(t.try_push(3), Ok(()));
         assert!(!t.make_room(1));
-        assert_eq!(insert_sorted(&mut t, 4, |x| *x), Err(4));
-        assert_eq!(t.items(), [3, 5]);
-        assert_eq!(t.remove_at(0), 3);
-        assert!(t.make_room(1));
+        assert_eq!(t.try_push(4), Err(4));
+        assert_eq!(t.items(), [5, 3]);
     }
 
     #[cfg(feature = "alloc")]
     #[test]
-    fn growable_table_keeps_order() {
+    fn growable_table_makes_room() {
         let mut t = alloc::vec::Vec::<u32>::new();
-        for v in [9, 1, 5, 3] {
-            insert_sorted(&mut t, v, |x| *x).unwrap();
+        assert!(t.make_room(4));
+        assert!(t.capacity() >= 4);
+        for v in [9, 1] {
+            t.try_push(v).unwrap();
         }
-        assert_eq!(t, [1, 3, 5, 9]);
+        assert_eq!(t, [9, 1]);
     }
 }

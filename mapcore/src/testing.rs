@@ -24,7 +24,9 @@ use crate::addr::PageRange;
 use crate::host::{Capabilities, Host, HostError, HostErrorKind, HostOp};
 use crate::map::{DiscardPolicy, JitMap};
 use crate::prot::Prot;
-use crate::state::Owner;
+use crate::regions::RegionState;
+use crate::slabs::SlabState;
+use crate::spans::Owner;
 use crate::table::Storage;
 
 /// The error a [`RecordingHost`] returns for an injected failure: an errno value.
@@ -390,8 +392,7 @@ impl RecordingHost {
             map.config().discard == DiscardPolicy::Discard && self.capabilities.discard;
         map.with_state(|state| {
             let inner = self.inner();
-            let slabs: Vec<(usize, usize)> =
-                state.slabs().iter().map(|s| (s.base, s.size)).collect();
+            let slabs: Vec<(usize, usize)> = state.slabs().map(|s| (s.base, s.size)).collect();
             let held: Vec<(usize, usize)> = inner
                 .reservations
                 .iter()
@@ -410,10 +411,10 @@ impl RecordingHost {
                 let span = page_span.span;
                 let pages = (span.range.start()..span.range.end()).step_by(self.page_size);
                 match page_span.owner {
-                    Owner::Region(slot) => {
+                    Owner::Region(id) => {
                         let in_progress = state
-                            .region_in(slot)
-                            .is_none_or(|r| r.state != crate::state::RegionState::Live);
+                            .region(id)
+                            .is_none_or(|r| r.state != RegionState::Live);
                         for page in pages {
                             expected.insert(page, (span.prot, in_progress));
                         }
@@ -423,8 +424,7 @@ impl RecordingHost {
             }
             let failed_slabs: Vec<(usize, usize)> = state
                 .slabs()
-                .iter()
-                .filter(|s| s.state != crate::state::SlabState::Live)
+                .filter(|s| s.state != SlabState::Live)
                 .map(|s| (s.base, s.base + s.size))
                 .collect();
             let settled = |page: usize| {

@@ -1,0 +1,204 @@
+//! The slab table: every reserved slab, found by id, by address and by age in O(log n).
+
+use crate::addr::PageRange;
+use crate::arena::{define_id, Arena, Entry};
+use crate::regions::RegionId;
+use crate::table::Storage;
+use crate::tree::{Node, Tree};
+
+define_id!(
+    /// A slab's place in the slab table; stays the same while the slab lives.
+    SlabId
+);
+
+/// The life of a slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlabState {
+    /// Regions may be initialized in it.
+    Live,
+    /// A release is running.
+    Releasing,
+    /// A release deinitialized everything but the host could not unmap; only a retried
+    /// release is accepted.
+    ReleaseFailed,
+}
+
+/// One reserved slab.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slab {
+    pub(crate) base: usize,
+    pub(crate) size: usize,
+    /// Order of creation, for newest-first shutdown.
+    pub(crate) seq: u64,
+    pub(crate) state: SlabState,
+    /// Covers every page ever claimed in the slab; the pages outside it are fresh from the
+    /// host and read as zero.
+    pub(crate) touched: PageRange,
+    /// The newest region in the slab: the head of its regions' list, newest first.
+    pub(crate) newest_region: Option<RegionId>,
+}
+
+impl Slab {
+    /// One past the slab's last byte.
+    pub(crate) fn end(&self) -> usize {
+        self.base + self.size
+    }
+
+    /// Whether a segment at `addr` with no pages (`empty`) or some could belong to this slab:
+    /// non-empty segments start strictly before the end, empty ones may sit exactly at the
+    /// end.
+    pub(crate) fn admits(&self, addr: usize, empty: bool) -> bool {
+        self.base <= addr && (addr < self.end() || (empty && addr == self.end()))
+    }
+}
+
+/// The slabs, indexed by base and by age.
+pub(crate) struct Slabs<S: Storage> {
+    records: Arena<Slab, SlabId, S::Slabs<Entry<Slab>>>,
+    by_base: Tree<usize, SlabId, S::Slabs<Node<usize, SlabId>>>,
+    by_age: Tree<u64, SlabId, S::Slabs<Node<u64, SlabId>>>,
+    /// Reservations between [`Slabs::hold`] and [`Slabs::insert`], each holding room for one
+    /// slab.
+    held: usize,
+}
+
+impl<S: Storage> Default for Slabs<S> {
+    fn default() -> Self {
+        Self {
+            records: Arena::default(),
+            by_base: Tree::default(),
+            by_age: Tree::default(),
+            held: 0,
+        }
+    }
+}
+
+impl<S: Storage> Slabs<S> {
+    /// The number of slabs.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Holds room for one more slab; `false` if the table is full.
+    pub(crate) fn hold(&mut self) -> bool {
+        let n = self.held + 1;
+        let room =
+            self.records.make_room(n) && self.by_base.make_room(n) && self.by_age.make_room(n);
+        if room {
+            self.held = n;
+        }
+        room
+    }
+
+    /// Gives back room held by [`Slabs::hold`].
+    pub(crate) fn unhold(&mut self) {
+        debug_assert!(self.held > 0, "no room held");
+        self.held = self.held.saturating_sub(1);
+    }
+
+    /// Whether `[base, end)` overlaps a recorded slab.
+    pub(crate) fn clashes(&self, base: usize, end: usize) -> bool {
+        let below = self.by_base.below(&base, true);
+        let above = self.by_base.above(&base, false);
+        below.is_some_and(|(_, id)| self.records.get(id).is_some_and(|s| s.end() > base))
+            || above.is_some_and(|(start, _)| start < end)
+    }
+
+    /// Records `slab` in room held by [`Slabs::hold`] (which it uses up). The caller checked
+    /// that it does not clash with another slab. `None` only if no room was held.
+    pub(crate) fn insert(&mut self, slab: Slab) -> Option<SlabId> {
+        debug_assert!(self.held > 0 && !self.clashes(slab.base, slab.end()));
+        self.held = self.held.saturating_sub(1);
+        let id = self.records.insert(slab).ok()?;
+        let by_base = self.by_base.insert(slab.base, id);
+        let by_age = self.by_age.insert(slab.seq, id);
+        debug_assert!(by_base.is_ok() && by_age.is_ok(), "room was held");
+        Some(id)
+    }
+
+    /// Forgets a slab.
+    pub(crate) fn remove(&mut self, id: SlabId) -> Option<Slab> {
+        let slab = self.records.remove(id)?;
+        self.by_base.remove(&slab.base);
+        self.by_age.remove(&slab.seq);
+        Some(slab)
+    }
+
+    /// The slab `id`.
+    pub(crate) fn get(&self, id: SlabId) -> Option<&Slab> {
+        self.records.get(id)
+    }
+
+    /// The slab `id`, mutably.
+    pub(crate) fn get_mut(&mut self, id: SlabId) -> Option<&mut Slab> {
+        self.records.get_mut(id)
+    }
+
+    /// The slab based exactly at `base`.
+    pub(crate) fn with_base(&self, base: usize) -> Option<SlabId> {
+        self.by_base.get(&base)
+    }
+
+    /// The slab whose range contains `addr`.
+    pub(crate) fn containing(&self, addr: usize) -> Option<SlabId> {
+        self.admitting(addr, false)
+    }
+
+    /// The lowest slab that [admits](Slab::admits) a segment at `addr`: with `empty`, a
+    /// slab ending exactly at `addr` comes before one starting there.
+    pub(crate) fn admitting(&self, addr: usize, empty: bool) -> Option<SlabId> {
+        let admits = |(_, id): (usize, SlabId)| {
+            self.records
+                .get(id)
+                .is_some_and(|s| s.admits(addr, empty))
+                .then_some(id)
+        };
+        let ending_here = if empty {
+            self.by_base.below(&addr, false).and_then(admits)
+        } else {
+            None
+        };
+        ending_here.or_else(|| self.by_base.below(&addr, true).and_then(admits))
+    }
+
+    /// The newest slab created before `seq`.
+    pub(crate) fn newest_before(&self, seq: u64) -> Option<&Slab> {
+        let (_, id) = self.by_age.below(&seq, false)?;
+        self.records.get(id)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    /// Every slab, in address order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SlabId, &Slab)> {
+        self.by_base
+            .iter()
+            .filter_map(|(_, id)| self.records.get(id).map(|s| (id, s)))
+    }
+
+    /// Checks the indexes against the records; returns what is broken.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        self.by_base.check()?;
+        self.by_age.check()?;
+        if !self.records.free_list_is_sound() {
+            return Err("slab free list is wrong");
+        }
+        let n = self.records.len();
+        if self.by_base.len() != n || self.by_age.len() != n {
+            return Err("slab indexes and records disagree");
+        }
+        for (id, slab) in self.records.iter() {
+            if self.by_base.get(&slab.base) != Some(id) || self.by_age.get(&slab.seq) != Some(id) {
+                return Err("slab index points at the wrong slab");
+            }
+        }
+        let mut end = 0;
+        for (_, slab) in self.iter() {
+            if slab.base < end {
+                return Err("slabs overlap");
+            }
+            end = slab.end();
+        }
+        Ok(())
+    }
+}
