@@ -46,7 +46,6 @@ mod map;
 mod plan;
 mod prot;
 mod request;
-pub mod sps;
 mod state;
 mod table;
 
