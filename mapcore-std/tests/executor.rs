@@ -2,7 +2,7 @@
 //! a child process on pipes (`filedescs=0,1`, its stdin and stdout), exactly as llvm-jitlink
 //! drives it, and gets well-formed, malformed and hostile input.
 //!
-//! The SPS bytes are built and read here by hand, independently of `mapcore::sps`, so that a
+//! The SPS bytes are built and read here by hand, independently of `mapcore-sps`, so that a
 //! codec bug cannot cancel itself out.
 #![cfg(target_os = "linux")]
 

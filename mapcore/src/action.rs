@@ -9,7 +9,13 @@ use core::fmt;
 
 use heapless::Vec;
 
-/// Most argument bytes one action carries.
+/// Most argument bytes one action carries: the map's own choice of inline capacity.
+///
+/// An [`Action`] keeps its arguments inline, so that actions need no heap and a region's
+/// dealloc actions fit a fixed table. 48 bytes are six 64-bit words: an address range or a
+/// pointer and a length with room to spare, and with the function pointer and the length an
+/// action fills one 64-byte cache line on 64-bit targets. Larger argument blocks are passed by
+/// address. A wire format that carries action arguments checks its own limit against this one.
 pub const MAX_ACTION_ARGS: usize = 48;
 
 /// Most action pairs in one initialize request, and so most dealloc actions per region.

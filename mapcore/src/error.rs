@@ -18,8 +18,6 @@ pub enum Limit {
     Segments,
     /// Action pairs per initialize request ([`MAX_ACTION_PAIRS`](crate::MAX_ACTION_PAIRS)).
     ActionPairs,
-    /// Argument bytes per action ([`MAX_ACTION_ARGS`](crate::MAX_ACTION_ARGS)).
-    ActionArgs,
 }
 
 /// Everything that can go wrong in the map.

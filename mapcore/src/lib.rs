@@ -50,7 +50,6 @@ mod regions;
 mod request;
 mod slabs;
 mod spans;
-pub mod sps;
 mod state;
 mod table;
 mod tree;

@@ -1,4 +1,4 @@
-//! Page protections, segment lifetimes and the one-byte allocation group.
+//! Page protections, segment lifetimes and the allocation group that pairs them.
 
 use core::fmt;
 use core::ops::{BitAnd, BitOr};
@@ -99,9 +99,8 @@ pub enum Lifetime {
 
 /// Protection plus lifetime: the allocation group of a segment.
 ///
-/// Its wire form is one byte, bit-identical to LLVM's `RemoteAllocGroup` and orc-rt's
-/// `AllocGroup`: read = 1, write = 2, exec = 4, finalize lifetime = 8. Groups order by that byte,
-/// so every Standard group sorts before every Finalize group.
+/// Groups order by lifetime, then by protection bits, so every Standard group sorts before
+/// every Finalize group (the order of orc-rt's `AllocGroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct AllocGroup {
     /// Final page protection.
@@ -125,33 +124,6 @@ impl AllocGroup {
     pub const fn with_lifetime(prot: Prot, lifetime: Lifetime) -> Self {
         Self { prot, lifetime }
     }
-
-    /// The one-byte wire encoding.
-    #[must_use]
-    pub const fn to_byte(self) -> u8 {
-        let lifetime = match self.lifetime {
-            Lifetime::Standard => 0,
-            Lifetime::Finalize => 8,
-        };
-        self.prot.bits() | lifetime
-    }
-
-    /// Decodes the one-byte wire encoding; `None` if any bit above the finalize bit is set.
-    #[must_use]
-    pub const fn from_byte(byte: u8) -> Option<Self> {
-        if byte & !0xf != 0 {
-            return None;
-        }
-        let lifetime = if byte & 8 != 0 {
-            Lifetime::Finalize
-        } else {
-            Lifetime::Standard
-        };
-        Some(Self {
-            prot: Prot(byte & 7),
-            lifetime,
-        })
-    }
 }
 
 impl PartialOrd for AllocGroup {
@@ -162,7 +134,7 @@ impl PartialOrd for AllocGroup {
 
 impl Ord for AllocGroup {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.to_byte().cmp(&other.to_byte())
+        (self.lifetime, self.prot).cmp(&(other.lifetime, other.prot))
     }
 }
 
@@ -202,28 +174,20 @@ mod tests {
         );
     }
 
-    // T35: ordering and the one-byte wire format.
+    // T35: ordering (the one-byte wire format is tested with its decoder, in mapcore-sps).
     #[test]
-    fn t35_alloc_group_ordering_and_wire_format() {
+    fn t35_alloc_group_ordering() {
         assert!(AllocGroup::new(Prot::READ) < AllocGroup::new(Prot::WRITE));
         assert!(
             AllocGroup::new(Prot::EXEC) < AllocGroup::with_lifetime(Prot::READ, Lifetime::Finalize)
         );
-        for byte in 0u8..16 {
-            let group = AllocGroup::from_byte(byte).unwrap();
-            assert_eq!(group.to_byte(), byte);
-            assert_eq!(group.prot.contains(Prot::READ), byte & 1 != 0);
-            assert_eq!(group.prot.contains(Prot::WRITE), byte & 2 != 0);
-            assert_eq!(group.prot.contains(Prot::EXEC), byte & 4 != 0);
-            assert_eq!(group.lifetime == Lifetime::Finalize, byte & 8 != 0);
-        }
-        for byte in 16u8..=255 {
-            assert_eq!(
-                AllocGroup::from_byte(byte),
-                None,
-                "byte {byte:#x} must be rejected"
-            );
-        }
+        assert!(
+            AllocGroup::with_lifetime(Prot::NONE, Lifetime::Finalize)
+                < AllocGroup::with_lifetime(Prot::READ, Lifetime::Finalize)
+        );
+        assert!(
+            AllocGroup::new(Prot::ALL) < AllocGroup::with_lifetime(Prot::NONE, Lifetime::Finalize)
+        );
     }
 
     #[test]

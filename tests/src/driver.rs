@@ -56,7 +56,6 @@ pub fn variant<E>(e: &Error<E>) -> &'static str {
             mapcore::Limit::Spans => "CapacityExceeded(Spans)",
             mapcore::Limit::Segments => "CapacityExceeded(Segments)",
             mapcore::Limit::ActionPairs => "CapacityExceeded(ActionPairs)",
-            mapcore::Limit::ActionArgs => "CapacityExceeded(ActionArgs)",
         },
         Error::NoStandardSegment => "NoStandardSegment",
         Error::Misaligned { .. } => "Misaligned",

@@ -281,10 +281,6 @@ const UNREACHABLE: &[(&str, &str)] = &[
         "release:Busy",
         "needs a concurrent release or a region in progress (concurrency.rs)",
     ),
-    (
-        "initialize:CapacityExceeded(ActionArgs)",
-        "argument length is checked by Action::new, never by the map",
-    ),
 ];
 
 #[test]

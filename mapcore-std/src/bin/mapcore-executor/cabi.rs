@@ -25,7 +25,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::mem::size_of;
 use std::ptr;
 
-use mapcore::sps::Reader;
+use mapcore_sps::Reader;
 
 use crate::code_addr;
 

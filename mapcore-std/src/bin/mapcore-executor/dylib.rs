@@ -18,7 +18,7 @@
 
 use std::ffi::{c_void, CStr, CString};
 
-use mapcore::sps::{from_bytes, Seq};
+use mapcore_sps::{from_bytes, Seq};
 
 use crate::dispatch::{Anchor, Services};
 use crate::reply::{self, Failure};

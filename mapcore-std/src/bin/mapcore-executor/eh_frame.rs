@@ -24,7 +24,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
-use mapcore::sps::from_bytes;
+use mapcore_sps::from_bytes;
 
 use crate::cabi::{self, CWrapperFunctionBuffer};
 use crate::mem_access;

@@ -22,7 +22,7 @@
 use std::ffi::c_void;
 use std::io;
 
-use mapcore::sps::{from_bytes, Decode, Encode, Seq};
+use mapcore_sps::{from_bytes, Decode, Encode, Seq};
 
 use crate::dispatch::Services;
 use crate::reply::{self, Failure};
@@ -139,7 +139,7 @@ pub(crate) struct Pointer(u64);
 
 impl Decode<'_> for Pointer {
     const MIN_LEN: usize = 8;
-    fn decode(reader: &mut mapcore::sps::Reader<'_>) -> Result<Self, mapcore::sps::DecodeError> {
+    fn decode(reader: &mut mapcore_sps::Reader<'_>) -> Result<Self, mapcore_sps::DecodeError> {
         reader.addr().map(Self)
     }
 }
@@ -147,8 +147,8 @@ impl Decode<'_> for Pointer {
 impl Encode for Pointer {
     fn encode(
         &self,
-        writer: &mut mapcore::sps::Writer<'_>,
-    ) -> Result<(), mapcore::sps::BufferTooSmall> {
+        writer: &mut mapcore_sps::Writer<'_>,
+    ) -> Result<(), mapcore_sps::BufferTooSmall> {
         writer.addr(self.0)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! LLVM 22's `__llvm_orc_SimpleExecutorMemoryManager_*_wrapper` and orc-rt's
 //! `orc_rt_ci_sps_SimpleNativeMemoryMap_*` share these handlers; the wire shapes are identical
-//! (see `mapcore::sps`). Every error reply carries the map's own error text.
+//! (see `mapcore_sps`). Every error reply carries the map's own error text.
 //!
 //! Alloc actions arrive as a function address plus SPS arguments. The map stores each as
 //! [`trampoline`] with `address ++ arguments`; the trampoline runs our own action (EH-frame
@@ -11,8 +11,8 @@
 
 use std::cell::RefCell;
 
-use mapcore::sps::{split_wire_action, AddrListArgs, InitializeArgs, ReserveArgs};
 use mapcore::ActionError;
+use mapcore_sps::{split_wire_action, AddrListArgs, InitializeArgs, ReserveArgs};
 use mapcore_std::{LibcHost, StdError, StdJitMap};
 
 use crate::cabi;

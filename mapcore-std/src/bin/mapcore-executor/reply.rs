@@ -1,11 +1,11 @@
 //! Reply payloads: SPS into a growable buffer, and how a failed call is answered.
 //!
-//! mapcore's [`Writer`] writes into a caller's slice; [`encode`] gives it a `Vec` and retries
+//! mapcore-sps's [`Writer`] writes into a caller's slice; [`encode`] gives it a `Vec` and retries
 //! with a larger one when the reply does not fit, so a handler never sizes its reply by hand.
 
 use std::fmt;
 
-use mapcore::sps::{BufferTooSmall, DecodeError, Writer};
+use mapcore_sps::{BufferTooSmall, Writer};
 
 /// Largest reply we build: beyond this a write is reported as a failure, not an abort.
 const MAX_REPLY: usize = 1 << 31;
@@ -73,7 +73,7 @@ impl Failure {
     }
 
     /// Undecodable arguments of `wrapper`.
-    pub(crate) fn decode(wrapper: &str, error: DecodeError) -> Self {
+    pub(crate) fn decode(wrapper: &str, error: impl fmt::Display) -> Self {
         Self::protocol(format_args!(
             "{wrapper}: cannot decode the arguments: {error}"
         ))

@@ -19,7 +19,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 
-use mapcore::sps::{from_bytes, Seq};
+use mapcore_sps::{from_bytes, Seq};
 
 use crate::code_addr;
 use crate::dispatch::Services;

@@ -4,7 +4,7 @@
 //! The session ends at EOF (LLVM 22 never sends Hangup), at a Hangup, or when the stream is
 //! broken, in which case the executor says why in a Hangup of its own when it still can.
 
-use mapcore::sps::Opcode;
+use mapcore_sps::Opcode;
 
 use crate::dispatch::{self, Services};
 use crate::log;
@@ -60,7 +60,7 @@ pub(crate) fn serve(transport: &mut Transport, services: &mut Services) -> End {
                 }
             }
             Opcode::Hangup => {
-                let mut reader = mapcore::sps::Reader::new(&message.payload);
+                let mut reader = mapcore_sps::Reader::new(&message.payload);
                 if let Ok(Err(reason)) = reader.error() {
                     log::diag(format_args!(
                         "controller hung up: {}",

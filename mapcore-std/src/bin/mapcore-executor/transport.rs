@@ -16,7 +16,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use mapcore::sps::{Header, Opcode, HEADER_LEN};
+use mapcore_sps::{Header, Opcode, HEADER_LEN};
 
 use crate::log;
 
@@ -39,7 +39,7 @@ pub(crate) enum StreamError {
     /// EOF inside a message, after `got` of `expected` bytes.
     Truncated { got: usize, expected: usize },
     /// The header does not decode.
-    Header(mapcore::sps::DecodeError),
+    Header(mapcore_sps::DecodeError),
     /// The size field exceeds [`MAX_PAYLOAD`].
     TooLarge { size: u64 },
 }

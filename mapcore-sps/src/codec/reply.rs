@@ -1,6 +1,6 @@
-//! Reply shapes: SPS `Expected<T>` and `Error`, which every wrapper returns.
+//! Reply shapes: SPS `Expected<T>` and `Error`, how a wrapper that can fail answers.
 //!
-//! Always answer with one of these: an empty reply (C++'s "out-of-band error") does not survive
+//! A failure is always one of these: an empty reply (C++'s "out-of-band error") does not survive
 //! the wire, and the controller then fails with "could not deserialize".
 
 use core::fmt;
@@ -77,42 +77,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Encodes the reply of reserve or initialize, an `Expected<ExecutorAddr>`, at the start of
-/// `out`, and returns its length: 9 bytes for a value, 9 plus the message for an error.
-///
-/// # Errors
-///
-/// [`BufferTooSmall`] if `out` cannot hold the reply.
-pub fn encode_expected_addr(
-    out: &mut [u8],
-    result: Result<u64, &dyn fmt::Display>,
-) -> Result<usize, BufferTooSmall> {
-    let mut writer = Writer::new(out);
-    writer.expected(result.as_ref().map_err(|message| *message))?;
-    Ok(writer.finish())
-}
-
-/// Encodes the reply of deinitialize or release, an SPS `Error`, at the start of `out`, and
-/// returns its length: 1 byte for success, 9 plus the message for an error.
-///
-/// # Errors
-///
-/// [`BufferTooSmall`] if `out` cannot hold the reply.
-pub fn encode_error(
-    out: &mut [u8],
-    result: Result<(), &dyn fmt::Display>,
-) -> Result<usize, BufferTooSmall> {
-    let mut writer = Writer::new(out);
-    writer.error(result)?;
-    Ok(writer.finish())
-}
-
 #[cfg(test)]
 mod tests {
     extern crate std;
     use std::vec::Vec;
 
     use super::*;
+
+    /// `Expected<ExecutorAddr>`, the reply of reserve and initialize, at the start of `out`.
+    fn encode_expected_addr(
+        out: &mut [u8],
+        result: Result<u64, &dyn fmt::Display>,
+    ) -> Result<usize, BufferTooSmall> {
+        let mut writer = Writer::new(out);
+        writer.expected(result.as_ref().map_err(|message| *message))?;
+        Ok(writer.finish())
+    }
+
+    /// `Error`, the reply of deinitialize and release, at the start of `out`.
+    fn encode_error(
+        out: &mut [u8],
+        result: Result<(), &dyn fmt::Display>,
+    ) -> Result<usize, BufferTooSmall> {
+        let mut writer = Writer::new(out);
+        writer.error(result)?;
+        Ok(writer.finish())
+    }
 
     fn golden_string(tag: u8, message: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::from([tag]);

@@ -6,7 +6,6 @@ use core::marker::PhantomData;
 use core::slice::ChunksExact;
 
 use super::decode::Decode;
-use super::error::BufferTooSmall;
 use super::reader::Reader;
 
 /// A validated `Sequence<T>` still in its buffer; iterating it decodes the elements in order.
@@ -83,8 +82,8 @@ impl<'a, T: Decode<'a> + fmt::Debug> fmt::Debug for Seq<'a, T> {
 
 /// A validated `Sequence<ExecutorAddr>` still in its buffer; every address fits `usize`.
 ///
-/// Addresses have a fixed size, so the sequence can be indexed and walked from either end
-/// (batch calls are processed back to front).
+/// Addresses have a fixed size, so the sequence can be walked from either end (batch calls
+/// are processed back to front).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct AddrSeq<'a> {
     // A multiple of 8 bytes, each group a little-endian u64 that fits usize.
@@ -109,35 +108,12 @@ impl<'a> AddrSeq<'a> {
         self.bytes.is_empty()
     }
 
-    /// The address at `index`, or `None` past the end.
-    #[must_use]
-    pub fn get(&self, index: usize) -> Option<usize> {
-        let start = index.checked_mul(8)?;
-        self.bytes
-            .get(start..start.checked_add(8)?)
-            .and_then(to_usize)
-    }
-
     /// The addresses in order.
     #[must_use]
     pub fn iter(&self) -> AddrIter<'a> {
         AddrIter {
             chunks: self.bytes.chunks_exact(8),
         }
-    }
-
-    /// Copies the addresses into `out` (for the map's slice-taking batch calls) and returns the
-    /// filled prefix.
-    ///
-    /// # Errors
-    ///
-    /// [`BufferTooSmall`] if `out` is shorter than [`len`](Self::len); `out` is unchanged.
-    pub fn copy_to<'o>(&self, out: &'o mut [usize]) -> Result<&'o mut [usize], BufferTooSmall> {
-        let out = out.get_mut(..self.len()).ok_or(BufferTooSmall)?;
-        for (slot, addr) in out.iter_mut().zip(self.iter()) {
-            *slot = addr;
-        }
-        Ok(out)
     }
 }
 
@@ -216,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn addr_seq_iterates_both_ways_and_indexes() {
+    fn addr_seq_iterates_both_ways() {
         let bytes = seq_bytes(&[0x1000, 0x2000, 0x3000]);
         let addrs = from_bytes::<AddrSeq<'_>>(&bytes).unwrap();
         assert_eq!(addrs.len(), 3);
@@ -226,20 +202,7 @@ mod tests {
             [0x3000, 0x2000, 0x1000]
         );
         assert_eq!(addrs.iter().len(), 3);
-        assert_eq!(
-            (addrs.get(1), addrs.get(3), addrs.get(usize::MAX)),
-            (Some(0x2000), None, None)
-        );
         assert_eq!(format!("{addrs:?}"), "[0x1000, 0x2000, 0x3000]");
-    }
-
-    #[test]
-    fn addr_seq_copies_into_a_slice() {
-        let bytes = seq_bytes(&[7, 8]);
-        let addrs = from_bytes::<AddrSeq<'_>>(&bytes).unwrap();
-        let mut out = [0usize; 4];
-        assert_eq!(addrs.copy_to(&mut out), Ok(&mut [7, 8][..]));
-        assert_eq!(addrs.copy_to(&mut [0; 1]), Err(BufferTooSmall));
     }
 
     #[test]

@@ -1,55 +1,21 @@
-//! Arguments of the memory-manager wrappers, decoded into mapcore's request types.
-//!
-//! LLVM 22's `__llvm_orc_SimpleExecutorMemoryManager_{reserve,initialize,deinitialize,release}_wrapper`
-//! and orc-rt's `orc_rt_ci_sps_SimpleNativeMemoryMap_{reserve,initialize,deinitializeMultiple,releaseMultiple}`
-//! take the same bytes:
-//!
-//! | Wrapper | Arguments | Reply |
-//! |---|---|---|
-//! | reserve | `(Addr instance, u64 size)` | `Expected<Addr>` |
-//! | initialize | `(Addr instance, FinalizeRequest)` | `Expected<Addr>` |
-//! | deinitialize, release | `(Addr instance, Seq<Addr>)` | `Error` |
-//!
-//! A `FinalizeRequest` is `(Seq<(u8 group, Addr addr, u64 size, Seq<char> content)>,
-//! Seq<((Addr fn, Seq<char> args), (Addr fn, Seq<char> args))>)`, finalize then dealloc action
-//! in each pair, `fn == 0` meaning "no action".
-//!
-//! A wire action names a foreign function by address, while a mapcore [`Action`] is a Rust
-//! `fn(&[u8])` plus at most [`MAX_ACTION_ARGS`] bytes. Decoding therefore stores every wire
-//! action as the caller's *trampoline* with arguments `fn address (8 bytes, little-endian) ++
-//! wire args`; the trampoline splits them with [`split_wire_action`] and makes the call.
+//! The argument shapes of the memory-manager wrappers, decoded into mapcore's request types
+//! (the table is in the parent module).
 
 use heapless::Vec;
+use mapcore::{
+    ActionFn, ActionPair, Content, InitRequest, Segment, MAX_ACTION_PAIRS, MAX_SEGMENTS,
+};
 
-use super::decode::{from_bytes, Decode};
-use super::error::DecodeError;
-use super::reader::Reader;
-use super::seq::AddrSeq;
-use crate::action::{Action, ActionFn, ActionPair, MAX_ACTION_ARGS, MAX_ACTION_PAIRS};
-use crate::error::Limit;
-use crate::prot::AllocGroup;
-use crate::request::{Content, InitRequest, Segment, MAX_SEGMENTS};
-
-/// Bytes a wire action's function address takes at the front of its [`Action`] arguments.
-const FN_LEN: usize = 8;
-
-/// Most argument bytes a wire action may carry: [`MAX_ACTION_ARGS`] minus the 8-byte function
-/// address stored in front of them. An EH-frame action's `ExecutorAddrRange` takes 16.
-pub const MAX_WIRE_ACTION_ARGS: usize = MAX_ACTION_ARGS - FN_LEN;
+use super::action::wire_action;
+use super::error::RequestDecodeError;
+use super::group::decode_group;
+use crate::codec::{from_bytes, AddrSeq, Decode, DecodeError, Reader};
 
 /// Fewest bytes of one wire segment: group, address, size and an empty content count.
 const SEGMENT_MIN_LEN: usize = 1 + 8 + 8 + 8;
 
 /// Fewest bytes of one wire action pair: two (fn, empty args) tuples.
 const PAIR_MIN_LEN: usize = 2 * (8 + 8);
-
-/// Splits the arguments of a decoded wire action into the foreign function's address and the
-/// wire argument bytes; for the trampoline. `None` if `args` is shorter than 8 bytes.
-#[must_use]
-pub fn split_wire_action(args: &[u8]) -> Option<(u64, &[u8])> {
-    let (addr, rest) = args.split_first_chunk::<FN_LEN>()?;
-    Some((u64::from_le_bytes(*addr), rest))
-}
 
 /// Arguments of reserve: `(Addr instance, u64 size)`.
 ///
@@ -119,70 +85,79 @@ impl<'a> Decode<'a> for AddrListArgs<'a> {
     }
 }
 
-/// A decoded `FinalizeRequest` in fixed-capacity storage: segment contents are borrowed from
-/// the argument buffer, wire actions are stored for a trampoline (see the module docs).
+/// Arguments of initialize: `(Addr instance, FinalizeRequest)`, in fixed-capacity storage.
+/// Segment contents are borrowed from the argument buffer; each non-null wire action is stored
+/// for a trampoline (see [`split_wire_action`](super::split_wire_action)).
 ///
-/// Only the encoding is checked here; the map validates the request itself (alignment,
-/// containment, content not longer than size, W^X, at least one Standard segment).
-#[derive(Debug, Clone, Default)]
-pub struct FinalizeRequest<'a> {
+/// Only the encoding and mapcore's per-request capacities are checked here; the map validates
+/// the request itself (alignment, containment, content not longer than size, W^X, at least one
+/// Standard segment).
+#[derive(Debug, Clone)]
+pub struct InitializeArgs<'a> {
+    /// The wrapper instance token, as advertised in the Setup message.
+    pub instance: u64,
     /// The segments, in wire order, with `Content::Bytes` borrowed from the buffer.
     pub segments: Vec<Segment<'a>, MAX_SEGMENTS>,
     /// The action pairs, in wire order.
     pub actions: Vec<ActionPair, MAX_ACTION_PAIRS>,
 }
 
-impl<'a> FinalizeRequest<'a> {
-    /// Reads a `FinalizeRequest` at the reader's position; each non-null wire action becomes an
-    /// [`Action`] calling `trampoline` with `fn address (8 bytes LE) ++ wire args`.
+impl<'a> InitializeArgs<'a> {
+    /// Decodes a whole initialize argument buffer; each non-null wire action becomes an
+    /// [`Action`](mapcore::Action) calling `trampoline` with `fn address (8 bytes LE) ++ wire
+    /// args`.
     ///
     /// # Errors
     ///
-    /// - [`DecodeError::Truncated`] or [`DecodeError::CountTooLarge`] for input that ends early;
-    /// - [`DecodeError::UnknownGroup`] for a group byte with bits above the finalize bit;
-    /// - [`DecodeError::ValueTooLarge`] for an address or size that does not fit `usize`;
-    /// - [`DecodeError::NullActionWithArgs`] for `fn == 0` with argument bytes;
-    /// - [`DecodeError::CapacityExceeded`] with [`Limit::Segments`] (more than
-    ///   [`MAX_SEGMENTS`]), [`Limit::ActionPairs`] (more than [`MAX_ACTION_PAIRS`]) or
-    ///   [`Limit::ActionArgs`] (more than [`MAX_WIRE_ACTION_ARGS`] argument bytes).
-    pub fn decode_from(reader: &mut Reader<'a>, trampoline: ActionFn) -> Result<Self, DecodeError> {
-        let mut request = Self::default();
-
-        let at = reader.offset();
-        let count = reader.count(SEGMENT_MIN_LEN)?;
-        let too_many = DecodeError::CapacityExceeded {
-            limit: Limit::Segments,
-            offset: at,
+    /// - [`RequestDecodeError::Decode`] for input that is not the SPS shape: it ends early
+    ///   ([`DecodeError::Truncated`], [`DecodeError::CountTooLarge`]), has an address or size
+    ///   that does not fit `usize` ([`DecodeError::ValueTooLarge`]) or bytes after the request
+    ///   ([`DecodeError::TrailingBytes`]);
+    /// - [`RequestDecodeError::UnknownGroup`] for a group byte with bits above the finalize bit;
+    /// - [`RequestDecodeError::NullActionWithArgs`] for `fn == 0` with argument bytes;
+    /// - [`RequestDecodeError::TooManySegments`] (more than [`MAX_SEGMENTS`]),
+    ///   [`RequestDecodeError::TooManyActionPairs`] (more than [`MAX_ACTION_PAIRS`]) or
+    ///   [`RequestDecodeError::ActionArgsTooLong`] (more than
+    ///   [`MAX_WIRE_ACTION_ARGS`](super::MAX_WIRE_ACTION_ARGS) argument bytes).
+    pub fn decode(args: &'a [u8], trampoline: ActionFn) -> Result<Self, RequestDecodeError> {
+        let mut reader = Reader::new(args);
+        let instance = reader.addr()?;
+        let mut request = Self {
+            instance,
+            segments: Vec::new(),
+            actions: Vec::new(),
         };
+
+        let offset = reader.offset();
+        let count = reader.count(SEGMENT_MIN_LEN)?;
+        let too_many = RequestDecodeError::TooManySegments { offset };
         if count > MAX_SEGMENTS {
             return Err(too_many);
         }
         for _ in 0..count {
-            let segment = read_segment(reader)?;
+            let segment = read_segment(&mut reader)?;
             request.segments.push(segment).map_err(|_| too_many)?;
         }
 
-        let at = reader.offset();
+        let offset = reader.offset();
         let count = reader.count(PAIR_MIN_LEN)?;
-        let too_many = DecodeError::CapacityExceeded {
-            limit: Limit::ActionPairs,
-            offset: at,
-        };
+        let too_many = RequestDecodeError::TooManyActionPairs { offset };
         if count > MAX_ACTION_PAIRS {
             return Err(too_many);
         }
         for _ in 0..count {
-            let finalize = read_action(reader, trampoline)?;
-            let dealloc = read_action(reader, trampoline)?;
+            let finalize = read_action(&mut reader, trampoline)?;
+            let dealloc = read_action(&mut reader, trampoline)?;
             request
                 .actions
                 .push(ActionPair { finalize, dealloc })
                 .map_err(|_| too_many)?;
         }
+        reader.finish()?;
         Ok(request)
     }
 
-    /// The request to pass to [`JitMap::initialize`](crate::JitMap::initialize).
+    /// The request to pass to [`JitMap::initialize`](mapcore::JitMap::initialize).
     #[must_use]
     pub fn init_request(&self) -> InitRequest<'_> {
         InitRequest::new(&self.segments, &self.actions)
@@ -190,10 +165,9 @@ impl<'a> FinalizeRequest<'a> {
 }
 
 /// `(u8 group, Addr addr, u64 size, Seq<char> content)`.
-fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, DecodeError> {
-    let at = reader.offset();
-    let group =
-        AllocGroup::from_byte(reader.u8()?).ok_or(DecodeError::UnknownGroup { offset: at })?;
+fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, RequestDecodeError> {
+    let offset = reader.offset();
+    let group = decode_group(reader.u8()?).ok_or(RequestDecodeError::UnknownGroup { offset })?;
     let addr = reader.usize()?;
     let size = reader.usize()?;
     let content = Content::Bytes(reader.char_seq()?);
@@ -209,60 +183,20 @@ fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, DecodeError>
 fn read_action(
     reader: &mut Reader<'_>,
     trampoline: ActionFn,
-) -> Result<Option<Action>, DecodeError> {
+) -> Result<Option<mapcore::Action>, RequestDecodeError> {
     let func = reader.addr()?;
-    let at = reader.offset();
+    let offset = reader.offset();
     let args = reader.char_seq()?;
     if func == 0 {
         return if args.is_empty() {
             Ok(None)
         } else {
-            Err(DecodeError::NullActionWithArgs { offset: at })
+            Err(RequestDecodeError::NullActionWithArgs { offset })
         };
     }
-    let too_long = DecodeError::CapacityExceeded {
-        limit: Limit::ActionArgs,
-        offset: at,
-    };
-    let mut stored = Vec::<u8, MAX_ACTION_ARGS>::new();
-    stored
-        .extend_from_slice(&func.to_le_bytes())
-        .map_err(|_| too_long)?;
-    stored.extend_from_slice(args).map_err(|_| too_long)?;
-    Action::new(trampoline, &stored)
+    wire_action(trampoline, func, args)
         .map(Some)
-        .map_err(|_| too_long)
-}
-
-/// Arguments of initialize: `(Addr instance, FinalizeRequest)`.
-#[derive(Debug, Clone)]
-pub struct InitializeArgs<'a> {
-    /// The wrapper instance token, as advertised in the Setup message.
-    pub instance: u64,
-    /// The decoded request.
-    pub request: FinalizeRequest<'a>,
-}
-
-impl<'a> InitializeArgs<'a> {
-    /// Decodes a whole initialize argument buffer; see [`FinalizeRequest::decode_from`] for how
-    /// actions are stored.
-    ///
-    /// # Errors
-    ///
-    /// As [`FinalizeRequest::decode_from`], and [`DecodeError::TrailingBytes`].
-    pub fn decode(args: &'a [u8], trampoline: ActionFn) -> Result<Self, DecodeError> {
-        let mut reader = Reader::new(args);
-        let instance = reader.addr()?;
-        let request = FinalizeRequest::decode_from(&mut reader, trampoline)?;
-        reader.finish()?;
-        Ok(Self { instance, request })
-    }
-
-    /// The request to pass to [`JitMap::initialize`](crate::JitMap::initialize).
-    #[must_use]
-    pub fn init_request(&self) -> InitRequest<'_> {
-        self.request.init_request()
-    }
+        .ok_or(RequestDecodeError::ActionArgsTooLong { offset })
 }
 
 #[cfg(test)]
@@ -272,9 +206,10 @@ mod tests {
     extern crate std;
     use std::vec::Vec as StdVec;
 
+    use mapcore::{ActionError, AllocGroup, Lifetime, Prot, MAX_ACTION_ARGS};
+
+    use super::super::{split_wire_action, MAX_WIRE_ACTION_ARGS};
     use super::*;
-    use crate::action::ActionError;
-    use crate::prot::{Lifetime, Prot};
 
     const INSTANCE: u64 = 0x5601_0000_4242;
     // A slab base as seen in the traces, where it fits; a 32-bit executor's otherwise.
@@ -403,8 +338,7 @@ mod tests {
             args.addrs.iter().rev().collect::<StdVec<_>>(),
             [0x2000, 0x3000, 0x1000]
         );
-        let mut keys = [0usize; 8];
-        assert_eq!(args.addrs.copy_to(&mut keys).map(|k| k.len()), Ok(3));
+        assert_eq!(args.addrs.len(), 3);
     }
 
     #[test]
@@ -463,12 +397,9 @@ mod tests {
             .0;
         assert_eq!(bytes.len(), 264);
         let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
-        assert_eq!(args.request.segments.len(), 2);
-        assert_eq!(
-            args.request.segments[1].group,
-            AllocGroup::new(Prot::READ_EXEC)
-        );
-        assert_eq!(args.request.segments[1].content.len(), 0x1e);
+        assert_eq!(args.segments.len(), 2);
+        assert_eq!(args.segments[1].group, AllocGroup::new(Prot::READ_EXEC));
+        assert_eq!(args.segments[1].content.len(), 0x1e);
     }
 
     #[test]
@@ -479,7 +410,9 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(DecodeError::Truncated { .. } | DecodeError::CountTooLarge { .. })
+                    Err(RequestDecodeError::Decode(
+                        DecodeError::Truncated { .. } | DecodeError::CountTooLarge { .. }
+                    ))
                 ),
                 "prefix of {cut} bytes: {result:?}"
             );
@@ -488,9 +421,9 @@ mod tests {
         long.push(0);
         assert_eq!(
             InitializeArgs::decode(&long, trampoline).err(),
-            Some(DecodeError::TrailingBytes {
+            Some(RequestDecodeError::Decode(DecodeError::TrailingBytes {
                 offset: bytes.len()
-            })
+            }))
         );
     }
 
@@ -504,7 +437,7 @@ mod tests {
             .0;
         assert_eq!(
             InitializeArgs::decode(&bytes, trampoline).err(),
-            Some(DecodeError::UnknownGroup { offset: 16 })
+            Some(RequestDecodeError::UnknownGroup { offset: 16 })
         );
         // 0x08 alone is a valid group: no access, Finalize lifetime.
         let bytes = Golden::default()
@@ -515,7 +448,7 @@ mod tests {
             .0;
         let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
         assert_eq!(
-            args.request.segments[0].group,
+            args.segments[0].group,
             AllocGroup::with_lifetime(Prot::NONE, Lifetime::Finalize)
         );
     }
@@ -533,7 +466,7 @@ mod tests {
             .action(0, &[])
             .0;
         let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
-        let actions = &args.request.actions;
+        let actions = &args.actions;
         assert!(actions[0].finalize.is_none() && actions[0].dealloc.is_some());
         assert!(actions[1].finalize.is_some() && actions[1].dealloc.is_none());
 
@@ -546,7 +479,7 @@ mod tests {
             .0;
         assert_eq!(
             InitializeArgs::decode(&bytes, trampoline).err(),
-            Some(DecodeError::NullActionWithArgs { offset: 32 })
+            Some(RequestDecodeError::NullActionWithArgs { offset: 32 })
         );
     }
 
@@ -558,15 +491,10 @@ mod tests {
             g = g.segment(0x03, BASE + i * 0x1000, 0x1000, &[]);
         }
         let bytes = g.u64(0).0;
-        let err = InitializeArgs::decode(&bytes, trampoline).unwrap_err();
         assert_eq!(
-            err,
-            DecodeError::CapacityExceeded {
-                limit: Limit::Segments,
-                offset: 8
-            }
+            InitializeArgs::decode(&bytes, trampoline).err(),
+            Some(RequestDecodeError::TooManySegments { offset: 8 })
         );
-        assert_eq!(err.limit(), Some(Limit::Segments));
 
         let mut g = Golden::default()
             .u64(INSTANCE)
@@ -577,10 +505,7 @@ mod tests {
         }
         assert_eq!(
             InitializeArgs::decode(&g.0, trampoline).err(),
-            Some(DecodeError::CapacityExceeded {
-                limit: Limit::ActionPairs,
-                offset: 16
-            })
+            Some(RequestDecodeError::TooManyActionPairs { offset: 16 })
         );
 
         // Exactly MAX_WIRE_ACTION_ARGS bytes fit; one more does not.
@@ -592,7 +517,7 @@ mod tests {
             .action(0, &[])
             .0;
         let args = InitializeArgs::decode(&fits, trampoline).unwrap();
-        let action = args.request.actions[0].finalize.as_ref().unwrap();
+        let action = args.actions[0].finalize.as_ref().unwrap();
         assert_eq!(action.args().len(), MAX_ACTION_ARGS);
         let too_long = Golden::default()
             .u64(INSTANCE)
@@ -603,10 +528,7 @@ mod tests {
             .0;
         assert_eq!(
             InitializeArgs::decode(&too_long, trampoline).err(),
-            Some(DecodeError::CapacityExceeded {
-                limit: Limit::ActionArgs,
-                offset: 32
-            })
+            Some(RequestDecodeError::ActionArgsTooLong { offset: 32 })
         );
     }
 
@@ -616,12 +538,16 @@ mod tests {
             let segments = Golden::default().u64(INSTANCE).u64(count).0;
             assert_eq!(
                 InitializeArgs::decode(&segments, trampoline).err(),
-                Some(DecodeError::CountTooLarge { offset: 8 })
+                Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
+                    offset: 8
+                }))
             );
             let pairs = Golden::default().u64(INSTANCE).u64(0).u64(count).0;
             assert_eq!(
                 InitializeArgs::decode(&pairs, trampoline).err(),
-                Some(DecodeError::CountTooLarge { offset: 16 })
+                Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
+                    offset: 16
+                }))
             );
             let content = Golden::default()
                 .u64(INSTANCE)
@@ -633,7 +559,9 @@ mod tests {
                 .0;
             assert_eq!(
                 InitializeArgs::decode(&content, trampoline).err(),
-                Some(DecodeError::CountTooLarge { offset: 33 })
+                Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
+                    offset: 33
+                }))
             );
             let addrs = Golden::default().u64(INSTANCE).u64(count).u64(BASE).0;
             assert_eq!(
@@ -649,19 +577,6 @@ mod tests {
         let bytes = Golden::default().u64(INSTANCE).u64(0).u64(0).0;
         let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
         assert!(args.init_request().segments.is_empty() && args.init_request().actions.is_empty());
-    }
-
-    #[test]
-    fn split_wire_action_needs_eight_bytes() {
-        assert_eq!(split_wire_action(&[1, 0, 0, 0, 0, 0, 0]), None);
-        assert_eq!(
-            split_wire_action(&[1, 0, 0, 0, 0, 0, 0, 0]),
-            Some((1, &[][..]))
-        );
-        assert_eq!(
-            split_wire_action(&[2, 0, 0, 0, 0, 0, 0, 0, 9]),
-            Some((2, &[9][..]))
-        );
     }
 
     #[test]
@@ -694,8 +609,15 @@ mod tests {
             .0;
         if usize::BITS < 64 {
             let err = |offset| Some(DecodeError::ValueTooLarge { offset });
-            assert_eq!(InitializeArgs::decode(&segment, trampoline).err(), err(17));
-            assert_eq!(InitializeArgs::decode(&size, trampoline).err(), err(25));
+            let request_err = |offset| err(offset).map(RequestDecodeError::Decode);
+            assert_eq!(
+                InitializeArgs::decode(&segment, trampoline).err(),
+                request_err(17)
+            );
+            assert_eq!(
+                InitializeArgs::decode(&size, trampoline).err(),
+                request_err(25)
+            );
             assert_eq!(AddrListArgs::decode(&addrs).err(), err(24));
         } else {
             assert!(InitializeArgs::decode(&segment, trampoline).is_ok());

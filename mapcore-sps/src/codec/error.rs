@@ -2,8 +2,6 @@
 
 use core::fmt;
 
-use crate::error::Limit;
-
 /// Why an SPS buffer could not be decoded, and the byte offset of the value at fault.
 ///
 /// The offset is counted from the start of the buffer given to the [`Reader`](super::Reader)
@@ -52,24 +50,6 @@ pub enum DecodeError {
         /// Start of the size.
         offset: usize,
     },
-    /// A segment's group byte, at `offset`, has a bit above the finalize-lifetime bit.
-    UnknownGroup {
-        /// The group byte.
-        offset: usize,
-    },
-    /// An alloc action with function address 0 ("no action") carries arguments; `offset` is the
-    /// start of its argument sequence.
-    NullActionWithArgs {
-        /// Start of the argument sequence.
-        offset: usize,
-    },
-    /// The request is well formed but exceeds one of mapcore's fixed capacities.
-    CapacityExceeded {
-        /// Which capacity.
-        limit: Limit,
-        /// Start of the count or argument sequence that exceeds it.
-        offset: usize,
-    },
 }
 
 impl DecodeError {
@@ -84,20 +64,7 @@ impl DecodeError {
             | Self::InvalidUtf8 { offset }
             | Self::TrailingBytes { offset }
             | Self::UnknownOpcode { offset }
-            | Self::MessageTooSmall { offset }
-            | Self::UnknownGroup { offset }
-            | Self::NullActionWithArgs { offset }
-            | Self::CapacityExceeded { offset, .. } => offset,
-        }
-    }
-
-    /// The capacity exceeded, for [`CapacityExceeded`](Self::CapacityExceeded); this maps onto
-    /// [`Error::CapacityExceeded`](crate::Error::CapacityExceeded).
-    #[must_use]
-    pub const fn limit(self) -> Option<Limit> {
-        match self {
-            Self::CapacityExceeded { limit, .. } => Some(limit),
-            _ => None,
+            | Self::MessageTooSmall { offset } => offset,
         }
     }
 }
@@ -128,15 +95,6 @@ impl fmt::Display for DecodeError {
                     f,
                     "message size at byte {offset} is smaller than the header"
                 )
-            }
-            Self::UnknownGroup { .. } => {
-                write!(f, "unknown allocation group bits at byte {offset}")
-            }
-            Self::NullActionWithArgs { .. } => {
-                write!(f, "null alloc action has arguments at byte {offset}")
-            }
-            Self::CapacityExceeded { limit, .. } => {
-                write!(f, "capacity exceeded at byte {offset}: {limit:?}")
             }
         }
     }
@@ -174,12 +132,6 @@ mod tests {
             DecodeError::TrailingBytes { offset: 3 },
             DecodeError::UnknownOpcode { offset: 3 },
             DecodeError::MessageTooSmall { offset: 3 },
-            DecodeError::UnknownGroup { offset: 3 },
-            DecodeError::NullActionWithArgs { offset: 3 },
-            DecodeError::CapacityExceeded {
-                limit: Limit::Segments,
-                offset: 3,
-            },
         ];
         for e in samples {
             let text = e.to_string();
@@ -189,15 +141,5 @@ mod tests {
             assert_eq!(e.offset(), 3);
         }
         assert_eq!(BufferTooSmall.to_string(), "output buffer too small");
-    }
-
-    #[test]
-    fn limit_is_only_set_for_capacity_errors() {
-        let e = DecodeError::CapacityExceeded {
-            limit: Limit::ActionArgs,
-            offset: 0,
-        };
-        assert_eq!(e.limit(), Some(Limit::ActionArgs));
-        assert_eq!(DecodeError::Truncated { offset: 0 }.limit(), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The `Encode` trait: how a Rust value is written as SPS, and whole-buffer encoding.
+//! The `Encode` trait: how a Rust value is written as SPS.
 
 use super::error::BufferTooSmall;
 use super::writer::Writer;
@@ -17,17 +17,6 @@ pub trait Encode {
     /// [`BufferTooSmall`]; what was appended is unspecified unless the call goes through
     /// [`Writer::write`], which rewinds.
     fn encode(&self, writer: &mut Writer<'_>) -> Result<(), BufferTooSmall>;
-}
-
-/// Encodes `value` at the start of `out` and returns the number of bytes written.
-///
-/// # Errors
-///
-/// [`BufferTooSmall`] if `out` cannot hold the encoding.
-pub fn to_bytes<T: Encode + ?Sized>(out: &mut [u8], value: &T) -> Result<usize, BufferTooSmall> {
-    let mut writer = Writer::new(out);
-    writer.write(value)?;
-    Ok(writer.finish())
 }
 
 macro_rules! primitive {
@@ -108,6 +97,13 @@ mod tests {
     use super::super::decode::{from_bytes, Decode};
     use super::super::seq::Seq;
     use super::*;
+
+    /// Encodes `value` at the start of `out` and returns the number of bytes written.
+    fn to_bytes<T: Encode + ?Sized>(out: &mut [u8], value: &T) -> Result<usize, BufferTooSmall> {
+        let mut writer = Writer::new(out);
+        writer.write(value)?;
+        Ok(writer.finish())
+    }
 
     #[test]
     fn seq_of_u64_golden() {

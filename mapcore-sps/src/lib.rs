@@ -1,10 +1,19 @@
-//! SPS (simple packed serialization), the wire encoding of LLVM's ORC controller interface.
+//! The wire of LLVM's ORC controller interface, for executors that serve a [`mapcore`] map:
+//! SPS (Simple Packed Serialization), SimpleRemoteEPC framing, and the memory-map binding.
 //!
 //! Everything an executor needs to speak to an LLVM 22 controller (or an orc-rt one) without a
-//! heap: the 32-byte message header, a zero-copy [`Reader`] and a [`Writer`] into a caller's
-//! buffer, the `Expected`/`Error` reply shapes, and decoders for the arguments of the four
-//! memory-manager wrappers (`__llvm_orc_SimpleExecutorMemoryManager_*` and
-//! `orc_rt_ci_sps_SimpleNativeMemoryMap_*` share them byte for byte).
+//! heap, in two layers:
+//!
+//! - **The codec**, which knows nothing of memory maps: a zero-copy [`Reader`] and a [`Writer`]
+//!   into a caller's buffer, the [`Decode`] and [`Encode`] traits, lazily decoded sequences
+//!   ([`Seq`], [`AddrSeq`]), the `Expected`/`Error` reply shapes
+//!   ([`Writer::expected`], [`Reader::error`]), and the 32-byte message [`Header`].
+//! - **The memory-map binding**: the arguments of the four memory-manager wrappers decoded
+//!   into mapcore's request types ([`ReserveArgs`], [`InitializeArgs`], [`AddrListArgs`]), and
+//!   how a wire alloc action, a foreign function address plus argument bytes, is stored as a
+//!   mapcore [`Action`](mapcore::Action) ([`split_wire_action`]).
+//!   LLVM 22's `__llvm_orc_SimpleExecutorMemoryManager_*` and orc-rt's
+//!   `orc_rt_ci_sps_SimpleNativeMemoryMap_*` wrappers share these shapes byte for byte.
 //!
 //! # Encoding
 //!
@@ -14,6 +23,7 @@
 //! | other integers | `u16`...`i64` | fixed-width little-endian |
 //! | `ExecutorAddr`, `uint64_t` size | `u64`, or `usize` when it must fit | 8 |
 //! | `Sequence<T>` | [`Seq<T>`] / `[T]` | u64 count, then the elements |
+//! | `Sequence<ExecutorAddr>` | [`AddrSeq`] / `[u64]` | u64 count, then 8 bytes each |
 //! | `Sequence<char>` | `&[u8]` | u64 count, then the bytes |
 //! | `String` | `&str` (UTF-8 checked) / `str` | as `Sequence<char>` |
 //! | `Tuple<T...>` | `(T...)` | the fields in order, no padding |
@@ -21,44 +31,63 @@
 //! | `Error` | `Result<(), msg>` | bool "has error", then a string if true |
 //! | `Expected<T>` | `Result<T, msg>` | bool "has value", then `T` or a string |
 //!
+//! # Framing
+//!
+//! Every SimpleRemoteEPC message is a [`Header`] of four little-endian u64 fields, then the
+//! SPS payload:
+//!
+//! | Offset | Field | Meaning |
+//! |---|---|---|
+//! | 0 | size | header plus payload, in bytes (at least [`HEADER_LEN`]) |
+//! | 8 | opcode | [`Opcode`]: Setup 0, Hangup 1, Result 2, CallWrapper 3 |
+//! | 16 | seqno | the controller's for calls, echoed by results; 0 for setup |
+//! | 24 | tag | the wrapper's address for a call, 0 otherwise |
+//!
+//! # Memory-map wire shapes
+//!
+//! | Wrapper | Arguments | Reply |
+//! |---|---|---|
+//! | reserve | `(Addr instance, u64 size)` | `Expected<Addr>` |
+//! | initialize | `(Addr instance, FinalizeRequest)` | `Expected<Addr>` |
+//! | deinitialize, release | `(Addr instance, Seq<Addr>)` | `Error` |
+//!
+//! A `FinalizeRequest` is `(Seq<(u8 group, Addr addr, u64 size, Seq<char> content)>,
+//! Seq<((Addr fn, Seq<char> args), (Addr fn, Seq<char> args))>)`, finalize then dealloc
+//! action in each pair, `fn == 0` meaning "no action". The group byte is LLVM's
+//! `RemoteAllocGroup` and orc-rt's `AllocGroup`: read = 1, write = 2, exec = 4, finalize
+//! lifetime = 8.
+//!
 //! # Strictness
 //!
 //! LLVM's deserializer ignores bytes left over after the last argument and reads any non-zero
-//! byte as `true`. This module is stricter, because every encoder we know of (LLVM 19-23, orc-rt)
+//! byte as `true`. This crate is stricter, because every encoder we know of (LLVM 19-23, orc-rt)
 //! writes exact buffers and `0`/`1` booleans:
 //! - a whole argument buffer must be consumed ([`DecodeError::TrailingBytes`]);
 //! - a bool byte must be 0 or 1 ([`DecodeError::InvalidBool`]);
+//! - a group byte must have no bit above the finalize bit
+//!   ([`RequestDecodeError::UnknownGroup`]);
 //! - a null alloc action (`fn == 0`) must carry no arguments
-//!   ([`DecodeError::NullActionWithArgs`]).
+//!   ([`RequestDecodeError::NullActionWithArgs`]).
 //!
 //! `Sequence<char>` is kept as raw bytes (segment content, action arguments and error messages
 //! need not be UTF-8); only an SPS `String` read as `&str` is UTF-8 checked.
 //!
 //! No decoder panics or allocates; a count or size that does not fit `usize`, or a count that
 //! claims more elements than the remaining bytes can hold, is an error before anything is read.
+#![no_std]
 
-mod decode;
-mod encode;
-mod error;
+mod codec;
 mod frame;
-mod memory;
-mod reader;
-mod reply;
-mod seq;
-mod writer;
+mod memory_map;
 
-pub use decode::{from_bytes, Decode};
-pub use encode::{to_bytes, Encode};
-pub use error::{BufferTooSmall, DecodeError};
-pub use frame::{encode_message, split_message, Header, Opcode, HEADER_LEN};
-pub use memory::{
-    split_wire_action, AddrListArgs, FinalizeRequest, InitializeArgs, ReserveArgs,
+pub use codec::{
+    from_bytes, AddrIter, AddrSeq, BufferTooSmall, Decode, DecodeError, Encode, Reader, Seq, Writer,
+};
+pub use frame::{Header, Opcode, HEADER_LEN};
+pub use memory_map::{
+    split_wire_action, AddrListArgs, InitializeArgs, RequestDecodeError, ReserveArgs,
     MAX_WIRE_ACTION_ARGS,
 };
-pub use reader::Reader;
-pub use reply::{encode_error, encode_expected_addr};
-pub use seq::{AddrIter, AddrSeq, Seq};
-pub use writer::Writer;
 
 #[cfg(test)]
 mod tests {
@@ -68,8 +97,9 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use mapcore::{ActionError, MAX_SEGMENTS};
+
     use super::*;
-    use crate::action::ActionError;
 
     fn trampoline(_: &[u8]) -> Result<(), ActionError> {
         Ok(())
@@ -80,7 +110,6 @@ mod tests {
         if let Ok(head) = <&[u8; HEADER_LEN]>::try_from(bytes.get(..HEADER_LEN).unwrap_or(&[])) {
             let _ = Header::decode(head);
         }
-        let _ = split_message(bytes);
         let _ = ReserveArgs::decode(bytes);
         if let Ok(args) = AddrListArgs::decode(bytes) {
             assert_eq!(args.addrs.iter().count(), args.addrs.len());
@@ -88,7 +117,7 @@ mod tests {
         }
         if let Ok(args) = InitializeArgs::decode(bytes, trampoline) {
             let request = args.init_request();
-            assert!(request.segments.len() <= crate::MAX_SEGMENTS);
+            assert!(request.segments.len() <= MAX_SEGMENTS);
             for pair in request.actions {
                 for action in pair.finalize.iter().chain(pair.dealloc.iter()) {
                     assert!(split_wire_action(action.args()).is_some());

@@ -3,9 +3,7 @@
 //! Four little-endian u64 fields: total size including the header, opcode, sequence number,
 //! tag (the wrapper's address for a call, 0 otherwise). The same format runs both ways.
 
-use super::error::{BufferTooSmall, DecodeError};
-use super::reader::Reader;
-use super::writer::Writer;
+use crate::codec::{DecodeError, Reader};
 
 /// Length of the message header in bytes.
 pub const HEADER_LEN: usize = 32;
@@ -148,50 +146,8 @@ impl Header {
     }
 }
 
-/// Splits a whole message into its header and payload; the size field must equal the length
-/// of `message`.
-///
-/// # Errors
-///
-/// As [`Header::decode`]; [`DecodeError::Truncated`] if `message` is shorter than the header or
-/// than its size field, [`DecodeError::TrailingBytes`] if it is longer.
-pub fn split_message(message: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
-    let mut r = Reader::new(message);
-    let head = <&[u8; HEADER_LEN]>::try_from(r.bytes(HEADER_LEN)?)
-        .map_err(|_| DecodeError::Truncated { offset: 0 })?;
-    let header = Header::decode(head)?;
-    let payload = r.bytes(header.payload_len())?;
-    r.finish()?;
-    Ok((header, payload))
-}
-
-/// Encodes a whole message into `out`: `payload` writes the SPS payload after the header, then
-/// the header is filled in with the payload's length. Returns the message length.
-///
-/// # Errors
-///
-/// [`BufferTooSmall`] if `out` cannot hold the message, or whatever `payload` returns.
-pub fn encode_message(
-    out: &mut [u8],
-    opcode: Opcode,
-    seqno: u64,
-    tag: u64,
-    payload: impl FnOnce(&mut Writer<'_>) -> Result<(), BufferTooSmall>,
-) -> Result<usize, BufferTooSmall> {
-    let (head, body) = out.split_at_mut_checked(HEADER_LEN).ok_or(BufferTooSmall)?;
-    let mut writer = Writer::new(body);
-    payload(&mut writer)?;
-    let payload_len = writer.finish();
-    let header = Header::new(opcode, seqno, tag, payload_len).ok_or(BufferTooSmall)?;
-    head.copy_from_slice(&header.to_bytes());
-    HEADER_LEN.checked_add(payload_len).ok_or(BufferTooSmall)
-}
-
 #[cfg(test)]
 mod tests {
-    extern crate std;
-    use std::vec::Vec;
-
     use super::*;
 
     fn golden(size: u64, opcode: u64, seqno: u64, tag: u64) -> [u8; HEADER_LEN] {
@@ -265,50 +221,5 @@ mod tests {
         }
         let max = Header::new(Opcode::Result, 0, 0, usize::MAX - 32);
         assert!(max.is_none() || max.is_some_and(|h| h.size() == (usize::MAX as u64)));
-    }
-
-    #[test]
-    fn split_message_checks_the_size_field() {
-        let mut message = Vec::from(golden(32 + 9, 2, 7, 0));
-        message.extend_from_slice(&[1, 0, 0x10, 0, 0, 0, 0, 0, 0]);
-        let (header, payload) = split_message(&message).unwrap();
-        assert_eq!(
-            (header.opcode(), header.seqno(), payload.len()),
-            (Opcode::Result, 7, 9)
-        );
-        assert_eq!(
-            split_message(&message[..40]),
-            Err(DecodeError::Truncated { offset: 32 })
-        );
-        assert_eq!(
-            split_message(&message[..31]),
-            Err(DecodeError::Truncated { offset: 0 })
-        );
-        message.push(0);
-        assert_eq!(
-            split_message(&message),
-            Err(DecodeError::TrailingBytes { offset: 41 })
-        );
-    }
-
-    #[test]
-    fn encode_message_fills_in_the_size() {
-        let mut buf = [0u8; 64];
-        let n = encode_message(&mut buf, Opcode::Result, 5, 0, |w| w.error(Ok(()))).unwrap();
-        assert_eq!(n, 33);
-        assert_eq!(buf[..32], golden(33, 2, 5, 0));
-        assert_eq!(buf[32], 0);
-        let (header, payload) = split_message(&buf[..n]).unwrap();
-        assert_eq!((header.seqno(), payload), (5, &[0u8][..]));
-        assert_eq!(
-            encode_message(&mut buf[..40], Opcode::Result, 5, 0, |w| w
-                .u64(1)
-                .and(w.u8(1))),
-            Err(BufferTooSmall)
-        );
-        assert_eq!(
-            encode_message(&mut buf[..31], Opcode::Hangup, 0, 0, |_| Ok(())),
-            Err(BufferTooSmall)
-        );
     }
 }
