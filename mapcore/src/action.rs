@@ -1,5 +1,10 @@
 //! Actions: a function plus a small fixed-capacity argument buffer, run by the map.
 //!
+//! An action's function is a plain [`ActionFn`], or a [`ContextActionFn`] bound to a context
+//! word ([`Action::with_context`]) that reaches the caller's own state: an index into its
+//! tables, or the address of the runtime whose actions these are. The map never looks at the
+//! word; it stays plain data, so actions need no heap and no `'static` state.
+//!
 //! Finalize and dealloc actions come in pairs. The rules are orc-rt's: finalize actions run in
 //! order; a pair's dealloc action is kept only once its finalize action succeeded (or had none);
 //! when a finalize action fails, the kept dealloc actions run newest first and the failing
@@ -23,6 +28,17 @@ pub const MAX_ACTION_PAIRS: usize = 8;
 
 /// The function of an action: it receives the action's argument bytes.
 pub type ActionFn = fn(&[u8]) -> Result<(), ActionError>;
+
+/// The function of an action bound to a context word: it receives the word given to
+/// [`Action::with_context`], then the action's argument bytes.
+pub type ContextActionFn = fn(usize, &[u8]) -> Result<(), ActionError>;
+
+/// What an action calls.
+#[derive(Clone, Copy)]
+enum Call {
+    Plain(ActionFn),
+    WithContext(ContextActionFn, usize),
+}
 
 /// The failure of an action, as a code chosen by the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,10 +78,11 @@ impl fmt::Display for ArgsTooLong {
 
 impl core::error::Error for ArgsTooLong {}
 
-/// A function plus its argument bytes. Plain data: no heap, cheap to clone.
+/// A function (with its context word, if it takes one) plus its argument bytes. Plain data: no
+/// heap, cheap to clone.
 #[derive(Clone)]
 pub struct Action {
-    func: ActionFn,
+    call: Call,
     args: Vec<u8, MAX_ACTION_ARGS>,
 }
 
@@ -77,7 +94,27 @@ impl Action {
     /// [`ArgsTooLong`] if `args` is longer than [`MAX_ACTION_ARGS`].
     pub fn new(func: ActionFn, args: &[u8]) -> Result<Self, ArgsTooLong> {
         let args = Vec::from_slice(args).map_err(|_| ArgsTooLong)?;
-        Ok(Self { func, args })
+        Ok(Self {
+            call: Call::Plain(func),
+            args,
+        })
+    }
+
+    /// An action calling `func` with `context`, then a copy of `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArgsTooLong`] if `args` is longer than [`MAX_ACTION_ARGS`].
+    pub fn with_context(
+        func: ContextActionFn,
+        context: usize,
+        args: &[u8],
+    ) -> Result<Self, ArgsTooLong> {
+        let args = Vec::from_slice(args).map_err(|_| ArgsTooLong)?;
+        Ok(Self {
+            call: Call::WithContext(func, context),
+            args,
+        })
     }
 
     /// An action calling `func` with the native-endian bytes of `value` as its arguments;
@@ -87,13 +124,19 @@ impl Action {
         let mut args = Vec::new();
         // A u64 is 8 bytes, well under MAX_ACTION_ARGS.
         let _ = args.extend_from_slice(&value.to_ne_bytes());
-        Self { func, args }
+        Self {
+            call: Call::Plain(func),
+            args,
+        }
     }
 
-    /// The function.
+    /// The context word, for an action made with [`Action::with_context`].
     #[must_use]
-    pub fn func(&self) -> ActionFn {
-        self.func
+    pub fn context(&self) -> Option<usize> {
+        match self.call {
+            Call::Plain(_) => None,
+            Call::WithContext(_, context) => Some(context),
+        }
     }
 
     /// The argument bytes.
@@ -102,20 +145,28 @@ impl Action {
         &self.args
     }
 
-    /// Calls the function with the argument bytes.
+    /// Calls the function with the context word, if it takes one, and the argument bytes.
     ///
     /// # Errors
     ///
     /// Whatever the function returns.
     pub fn run(&self) -> Result<(), ActionError> {
-        (self.func)(&self.args)
+        match self.call {
+            Call::Plain(func) => func(&self.args),
+            Call::WithContext(func, context) => func(context, &self.args),
+        }
     }
 }
 
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (func, context) = match self.call {
+            Call::Plain(func) => (func as *const (), None),
+            Call::WithContext(func, context) => (func as *const (), Some(context)),
+        };
         f.debug_struct("Action")
-            .field("func", &(self.func as *const ()))
+            .field("func", &func)
+            .field("context", &context)
             .field("args", &self.args.as_slice())
             .finish()
     }
@@ -280,6 +331,54 @@ mod tests {
         let a = Action::new(fail, &[]).unwrap();
         assert!(a.args().is_empty());
         assert!(Action::new(fail, &[0; MAX_ACTION_ARGS + 1]).is_err());
+    }
+
+    /// Which counter a context word names: the word is the counter's index.
+    fn add_context(context: usize, args: &[u8]) -> Result<(), ActionError> {
+        let n = i64::from(*args.first().ok_or(UNDECODABLE)?);
+        COUNTERS
+            .get(context)
+            .ok_or(UNDECODABLE)?
+            .fetch_add(n, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[test]
+    fn context_actions_get_their_word_then_their_args() {
+        let _g = fresh();
+        let a = Action::with_context(add_context, 2, &[5]).unwrap();
+        assert_eq!(a.context(), Some(2));
+        assert_eq!(a.args(), [5]);
+        assert_eq!(a.clone().run(), Ok(()));
+        assert_eq!(a.run(), Ok(()));
+        assert_eq!((value(0), value(2)), (0, 10));
+        assert_eq!(
+            Action::with_context(add_context, 4, &[1]).unwrap().run(),
+            Err(UNDECODABLE)
+        );
+        assert!(Action::with_context(add_context, 0, &[0; MAX_ACTION_ARGS + 1]).is_err());
+        assert_eq!(on(inc, 0).context(), None);
+        // Pairs mix both kinds; dealloc actions run newest first either way.
+        let pairs = [
+            pair(Some(on(inc, 1)), Some(a.clone())),
+            pair(
+                None,
+                Some(Action::with_context(add_context, 1, &[3]).unwrap()),
+            ),
+        ];
+        let mut kept = Deallocs::new();
+        run_finalize_actions(&pairs, &mut kept).unwrap();
+        assert_eq!(run_dealloc_actions(&kept), 0);
+        assert_eq!((value(1), value(2)), (4, 15));
+    }
+
+    #[test]
+    fn debug_shows_the_context_word() {
+        let a = Action::with_context(add_context, 7, &[1]).unwrap();
+        let text = std::format!("{a:?}");
+        assert!(text.contains("context: Some(7)"), "{text}");
+        assert!(text.contains("args: [1]"), "{text}");
+        assert!(std::format!("{:?}", on(inc, 0)).contains("context: None"));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub mod testing;
 
 pub use action::{
     run_dealloc_actions, run_finalize_actions, Action, ActionError, ActionFn, ActionPair,
-    ArgsTooLong, Deallocs, FinalizeFailure, MAX_ACTION_ARGS, MAX_ACTION_PAIRS,
+    ArgsTooLong, ContextActionFn, Deallocs, FinalizeFailure, MAX_ACTION_ARGS, MAX_ACTION_PAIRS,
 };
 pub use addr::{align_up, is_aligned, PageRange};
 pub use error::{Error, Limit};

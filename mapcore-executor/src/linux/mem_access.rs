@@ -24,8 +24,7 @@ use std::io;
 
 use mapcore_sps::{from_bytes, Decode, Encode, Seq};
 
-use crate::dispatch::Services;
-use crate::reply::{self, Failure};
+use super::reply::{self, Failure};
 
 /// Largest total of bytes one read call may return.
 const MAX_READ: usize = 1 << 30;
@@ -174,7 +173,7 @@ fn access_failed(what: &str, addr: u64, error: &io::Error) -> Failure {
 
 /// `mem_write_uint{8,16,32,64}s` and `mem_write_pointers`: `Seq<(Addr, W)>` → void. Writes
 /// stop at the first failure.
-pub(crate) fn write_words<W: Word>(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn write_words<W: Word>(args: &[u8]) -> Result<Vec<u8>, Failure> {
     let writes =
         from_bytes::<Seq<'_, (u64, W)>>(args).map_err(|e| Failure::decode("mem_write", e))?;
     for (addr, value) in writes {
@@ -184,7 +183,7 @@ pub(crate) fn write_words<W: Word>(_: &mut Services, args: &[u8]) -> Result<Vec<
 }
 
 /// `mem_write_buffers`: `Seq<(Addr, Seq<char>)>` → void.
-pub(crate) fn write_buffers(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn write_buffers(args: &[u8]) -> Result<Vec<u8>, Failure> {
     let writes = from_bytes::<Seq<'_, (u64, &[u8])>>(args)
         .map_err(|e| Failure::decode("mem_write_buffers", e))?;
     for (addr, bytes) in writes {
@@ -194,7 +193,7 @@ pub(crate) fn write_buffers(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Fa
 }
 
 /// `mem_read_uint{8,16,32,64}s` and `mem_read_pointers`: `Seq<Addr>` → `Seq<W>`.
-pub(crate) fn read_words<W: Word>(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_words<W: Word>(args: &[u8]) -> Result<Vec<u8>, Failure> {
     let addrs = from_bytes::<Seq<'_, u64>>(args).map_err(|e| Failure::decode("mem_read", e))?;
     let mut values = Vec::with_capacity(addrs.len());
     for addr in addrs {
@@ -205,7 +204,7 @@ pub(crate) fn read_words<W: Word>(_: &mut Services, args: &[u8]) -> Result<Vec<u
 }
 
 /// `mem_read_buffers`: `Seq<(Addr start, Addr end)>` → `Seq<Seq<u8>>`.
-pub(crate) fn read_buffers(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_buffers(args: &[u8]) -> Result<Vec<u8>, Failure> {
     let ranges = from_bytes::<Seq<'_, (u64, u64)>>(args)
         .map_err(|e| Failure::decode("mem_read_buffers", e))?;
     let mut total = 0usize;
@@ -228,7 +227,7 @@ pub(crate) fn read_buffers(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Fai
 }
 
 /// `mem_read_strings`: `Seq<Addr>` → `Seq<String>`, each read up to its NUL.
-pub(crate) fn read_strings(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_strings(args: &[u8]) -> Result<Vec<u8>, Failure> {
     let addrs =
         from_bytes::<Seq<'_, u64>>(args).map_err(|e| Failure::decode("mem_read_strings", e))?;
     let mut strings = Vec::with_capacity(addrs.len());

@@ -20,13 +20,13 @@ use std::ffi::{c_void, CStr, CString};
 
 use mapcore_sps::{from_bytes, Seq};
 
-use crate::dispatch::{Anchor, Services};
-use crate::reply::{self, Failure};
+use super::anchor::Anchor;
+use super::reply::{self, Failure};
 
 /// `JITSymbolFlags::Exported`, what LLVM's own executor reports for every symbol.
 const EXPORTED: u8 = 0x10;
 
-/// The open handles.
+/// The dylib manager's state: the handles it opened.
 #[derive(Debug, Default)]
 pub(crate) struct Dylibs {
     handles: Vec<u64>,
@@ -47,7 +47,7 @@ fn dl_error() -> String {
 }
 
 /// `open_wrapper`.
-pub(crate) fn open(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn open(dylibs: &mut Dylibs, args: &[u8]) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "dylib open";
     let (instance, path, _mode) =
         from_bytes::<(u64, &[u8], u64)>(args).map_err(|e| Failure::decode(NAME, e))?;
@@ -73,18 +73,18 @@ pub(crate) fn open(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
         )));
     }
     let handle = handle.expose_provenance() as u64;
-    if !s.dylibs.handles.contains(&handle) {
-        s.dylibs.handles.push(handle);
+    if !dylibs.handles.contains(&handle) {
+        dylibs.handles.push(handle);
     }
     reply::expected_addr(handle)
 }
 
 /// `resolve_wrapper`.
-pub(crate) fn resolve(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn resolve(dylibs: &mut Dylibs, args: &[u8]) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "dylib resolve";
     let (handle, names) =
         from_bytes::<(u64, Seq<'_, (&[u8], bool)>)>(args).map_err(|e| Failure::decode(NAME, e))?;
-    if !s.dylibs.handles.contains(&handle) {
+    if !dylibs.handles.contains(&handle) {
         return Err(Failure::protocol(format_args!(
             "{NAME}: {handle:#x} is not a handle this executor opened"
         )));

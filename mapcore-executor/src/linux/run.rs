@@ -21,9 +21,8 @@ use std::ffi::{c_char, c_int, c_void, CString};
 
 use mapcore_sps::{from_bytes, Seq};
 
-use crate::code_addr;
-use crate::dispatch::Services;
-use crate::reply::{self, Failure};
+use super::code_addr;
+use super::reply::{self, Failure};
 
 /// Flushes every C stdio stream (`fflush(NULL)`).
 pub(crate) fn flush_stdio() {
@@ -52,7 +51,7 @@ fn code(wrapper: &str, addr: u64) -> Result<*const c_void, Failure> {
 }
 
 /// `run_as_main_wrapper`.
-pub(crate) fn main(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn main(args: &[u8]) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "run_as_main";
     let (addr, argv) =
         from_bytes::<(u64, Seq<'_, &[u8]>)>(args).map_err(|e| Failure::decode(NAME, e))?;
@@ -79,7 +78,7 @@ pub(crate) fn main(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
 }
 
 /// `run_as_void_function_wrapper`.
-pub(crate) fn void_function(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn void_function(args: &[u8]) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "run_as_void_function";
     let addr = from_bytes::<u64>(args).map_err(|e| Failure::decode(NAME, e))?;
     let code = code(NAME, addr)?;
@@ -91,7 +90,7 @@ pub(crate) fn void_function(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Fa
 }
 
 /// `run_as_int_function_wrapper`.
-pub(crate) fn int_function(_: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn int_function(args: &[u8]) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "run_as_int_function";
     let (addr, arg) = from_bytes::<(u64, i32)>(args).map_err(|e| Failure::decode(NAME, e))?;
     let code = code(NAME, addr)?;

@@ -11,8 +11,8 @@
 //! the receiver frees. `Size == 0` with a non-null pointer is an out-of-band error: the pointer
 //! is a `malloc`ed, NUL-terminated message.
 //!
-//! Used for alloc actions that name foreign (JIT'd or C) functions, for our own EH-frame
-//! actions and `dispatch_fn` when JIT'd code calls them, and nothing else.
+//! Used for alloc actions that name foreign (JIT'd or C) functions, and for the answers of our
+//! own EH-frame actions and `dispatch_fn` when JIT'd code calls them, and nothing else.
 //!
 //! # Safety
 //!
@@ -27,7 +27,7 @@ use std::ptr;
 
 use mapcore_sps::Reader;
 
-use crate::code_addr;
+use super::code_addr;
 
 /// Bytes stored inline in a buffer.
 const INLINE: usize = size_of::<*mut c_char>();
@@ -46,33 +46,6 @@ pub(crate) struct CWrapperFunctionBuffer {
 pub(crate) type CWrapperFn = unsafe extern "C" fn(*const c_char, usize) -> CWrapperFunctionBuffer;
 
 impl CWrapperFunctionBuffer {
-    /// A buffer holding `bytes`: inline if they fit, otherwise `malloc`ed (the receiver frees).
-    /// A failed `malloc` becomes an out-of-band error if even that can be allocated, else an
-    /// empty buffer.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
-        if bytes.len() <= INLINE {
-            let mut inline = [0u8; INLINE];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            let bits = usize::from_ne_bytes(inline);
-            return Self {
-                data: ptr::without_provenance_mut(bits),
-                size: bytes.len(),
-            };
-        }
-        // SAFETY: malloc has no preconditions; a null result is handled below.
-        let data = unsafe { libc::malloc(bytes.len()) }.cast::<c_char>();
-        if data.is_null() {
-            return Self::out_of_band_error("out of memory");
-        }
-        // SAFETY: `data` is a fresh allocation of `bytes.len()` bytes that cannot overlap
-        // `bytes`.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len()) };
-        Self {
-            data,
-            size: bytes.len(),
-        }
-    }
-
     /// An out-of-band error carrying `message` (interior NULs cut it short).
     pub(crate) fn out_of_band_error(message: &str) -> Self {
         let text = message.split('\0').next().unwrap_or_default();
@@ -159,19 +132,6 @@ pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
             "alloc action at {addr:#x} returned an undecodable result: {e}"
         )),
     }
-}
-
-/// The bytes of a C wrapper call's arguments.
-///
-/// # Safety
-///
-/// 1. `data` addresses `size` readable bytes for `'a`, or `size` is 0.
-pub(crate) unsafe fn args<'a>(data: *const c_char, size: usize) -> &'a [u8] {
-    if size == 0 || data.is_null() {
-        return &[];
-    }
-    // SAFETY: (1) the caller promises `size` readable bytes at `data`.
-    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) }
 }
 
 /// The C signature of [`dispatch_fn`].

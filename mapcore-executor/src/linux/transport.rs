@@ -18,7 +18,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use mapcore_sps::{Header, Opcode, HEADER_LEN};
 
-use crate::log;
+use super::log::{self, Log};
 
 /// Largest payload accepted: a bigger size field is treated as a broken stream. Memory grows
 /// only as bytes actually arrive, so a lying size field costs nothing before this check.
@@ -102,16 +102,16 @@ impl Transport {
     }
 
     /// Listens on `addr` (`HOST:PORT`, port 0 picks one), reports the address on stderr, and
-    /// serves the first connection.
+    /// serves the first connection (traced in `log`).
     ///
     /// # Errors
     ///
     /// Binding, accepting or cloning the socket fails.
-    pub(crate) fn listen(addr: &str) -> io::Result<Self> {
+    pub(crate) fn listen(addr: &str, log: Log) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         log::diag(format_args!("listening on {}", listener.local_addr()?));
         let (stream, peer) = listener.accept()?;
-        log::trace(format_args!("connection from {peer}"));
+        log.trace(format_args!("connection from {peer}"));
         stream.set_nodelay(true)?;
         let input = stream.try_clone()?;
         Ok(Self::new(input, SocketWriter(stream)))

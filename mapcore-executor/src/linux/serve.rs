@@ -1,4 +1,4 @@
-//! One session: Setup, then CallWrapper after CallWrapper until the controller goes away.
+//! Serving one session: Setup, then CallWrapper after CallWrapper until the controller goes away.
 //!
 //! Calls are answered one at a time on this thread, in order; JIT'd `main` runs here too.
 //! The session ends at EOF (LLVM 22 never sends Hangup), at a Hangup, or when the stream is
@@ -6,12 +6,12 @@
 
 use mapcore_sps::Opcode;
 
-use crate::dispatch::{self, Services};
-use crate::log;
-use crate::reply::{Failure, Shape};
-use crate::setup;
-use crate::stats;
-use crate::transport::Transport;
+use super::dispatch;
+use super::log;
+use super::reply::{Failure, Shape};
+use super::session::Session;
+use super::setup;
+use super::transport::Transport;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +36,8 @@ impl End {
 }
 
 /// Sends Setup and serves calls until the session ends.
-pub(crate) fn serve(transport: &mut Transport, services: &mut Services) -> End {
-    let setup = match setup::payload(services.memory.page_size()) {
+pub(crate) fn serve(transport: &mut Transport, session: &mut Session) -> End {
+    let setup = match setup::payload(session.memory.page_size()) {
         Ok(payload) => payload,
         Err(e) => return End::Broken(format!("cannot encode the Setup message: {e}")),
     };
@@ -48,13 +48,12 @@ pub(crate) fn serve(transport: &mut Transport, services: &mut Services) -> End {
         let message = match transport.receive() {
             Ok(Some(message)) => message,
             Ok(None) => return End::Eof,
-            Err(e) => return hang_up(transport, e.to_string()),
+            Err(e) => return hang_up(transport, session, e.to_string()),
         };
         let header = message.header;
         match header.opcode() {
             Opcode::CallWrapper => {
-                let reply =
-                    dispatch::call(services, header.seqno(), header.tag(), &message.payload);
+                let reply = dispatch::call(session, header.seqno(), header.tag(), &message.payload);
                 if let Err(e) = transport.send(Opcode::Result, header.seqno(), 0, &reply) {
                     return End::Broken(format!("cannot send a result: {e}"));
                 }
@@ -72,6 +71,7 @@ pub(crate) fn serve(transport: &mut Transport, services: &mut Services) -> End {
             opcode @ (Opcode::Setup | Opcode::Result) => {
                 return hang_up(
                     transport,
+                    session,
                     format!("unexpected {opcode:?} message (seqno {})", header.seqno()),
                 );
             }
@@ -81,8 +81,8 @@ pub(crate) fn serve(transport: &mut Transport, services: &mut Services) -> End {
 
 /// Reports a broken stream: counted, logged, and sent to the controller as a Hangup carrying
 /// an SPS `Error`, if it can still be written.
-fn hang_up(transport: &mut Transport, reason: String) -> End {
-    stats::PROTOCOL_ERRORS.bump();
+fn hang_up(transport: &mut Transport, session: &mut Session, reason: String) -> End {
+    session.stats.protocol_errors += 1;
     log::diag(format_args!("protocol error, hanging up: {reason}"));
     let failure = Failure::protocol(format_args!("mapcore-executor: {reason}"));
     let _ = transport.send(Opcode::Hangup, 0, 0, &Shape::Error.failure(&failure));

@@ -7,29 +7,30 @@
 //! libgcc trusts its input: `__register_frame` on garbage makes a later unwind crash, and
 //! `__deregister_frame` of a section it does not know aborts the process. So the range must be
 //! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator,
-//! and the sections we
-//! registered are remembered: deregistering any other is an error, not an abort.
+//! and the session remembers the sections it registered ([`EhFrames`]): deregistering any other
+//! is an error, not an abort.
+//!
+//! The actions run with the session's [`EhFrames`]: as alloc actions inside the map, or through
+//! CallWrapper. Their advertised addresses are C wrapper functions, for JIT'd code that calls
+//! them directly; those have no session to record in, so they refuse with an out-of-band error.
 //!
 //! # Safety
 //!
 //! `__register_frame` is called only on a validated, readable section (see above) that stays
 //! registered until its dealloc action or the session's shutdown deregisters it, before the
 //! memory is unmapped (the map runs dealloc actions first). `__deregister_frame` is called only
-//! on a section registered here.
+//! on a section registered with the same [`EhFrames`], and a process has one session.
 #![expect(
     unsafe_code,
     reason = "libgcc's __register_frame and the C wrapper ABI"
 )]
 
 use std::ffi::{c_char, c_void};
-use std::sync::Mutex;
 
 use mapcore_sps::from_bytes;
 
-use crate::cabi::{self, CWrapperFunctionBuffer};
-use crate::mem_access;
-use crate::reply;
-use crate::stats;
+use super::cabi::CWrapperFunctionBuffer;
+use super::mem_access;
 
 extern "C" {
     /// libgcc: registers the `.eh_frame` section starting at `begin`.
@@ -38,20 +39,31 @@ extern "C" {
     fn __deregister_frame(begin: *const c_void);
 }
 
-/// Start addresses of the sections registered here.
-static REGISTERED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-
 /// Largest section accepted.
 const MAX_SECTION: u64 = 1 << 30;
 
-/// How many sections are registered now.
-pub(crate) fn registered_count() -> usize {
-    REGISTERED.lock().map_or(0, |r| r.len())
+/// The sections one session registered, and how many registrations and deregistrations
+/// succeeded.
+#[derive(Debug, Default)]
+pub(crate) struct EhFrames {
+    /// Start addresses of the sections registered now.
+    registered: Vec<u64>,
+    /// Successful registrations.
+    pub(crate) registrations: u64,
+    /// Successful deregistrations.
+    pub(crate) deregistrations: u64,
 }
 
 /// Decodes an `ExecutorAddrRange`.
 fn range(args: &[u8]) -> Result<(u64, u64), String> {
     from_bytes::<(u64, u64)>(args).map_err(|e| format!("bad EH-frame range argument: {e}"))
+}
+
+impl EhFrames {
+    /// How many sections are registered now.
+    pub(crate) fn registered_count(&self) -> usize {
+        self.registered.len()
+    }
 }
 
 /// The registration action: validates the section and registers it.
@@ -60,13 +72,10 @@ fn range(args: &[u8]) -> Result<(u64, u64), String> {
 ///
 /// The arguments do not decode, the section is unreadable or malformed, or it is already
 /// registered.
-pub(crate) fn register(args: &[u8]) -> Result<(), String> {
+pub(crate) fn register(frames: &mut EhFrames, args: &[u8]) -> Result<(), String> {
     let (start, end) = range(args)?;
     validate(start, end)?;
-    let mut registered = REGISTERED
-        .lock()
-        .map_err(|_| "EH-frame registry poisoned")?;
-    if registered.contains(&start) {
+    if frames.registered.contains(&start) {
         return Err(format!("EH frame at {start:#x} is already registered"));
     }
     let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
@@ -74,8 +83,8 @@ pub(crate) fn register(args: &[u8]) -> Result<(), String> {
     // terminator (validated above); it stays registered until deregistered here, which the
     // map does before it unmaps the memory.
     unsafe { __register_frame(begin) };
-    registered.push(start);
-    stats::EH_REGISTER.bump();
+    frames.registered.push(start);
+    frames.registrations += 1;
     Ok(())
 }
 
@@ -84,20 +93,17 @@ pub(crate) fn register(args: &[u8]) -> Result<(), String> {
 /// # Errors
 ///
 /// The arguments do not decode, or the section was not registered here.
-pub(crate) fn deregister(args: &[u8]) -> Result<(), String> {
+pub(crate) fn deregister(frames: &mut EhFrames, args: &[u8]) -> Result<(), String> {
     let (start, _end) = range(args)?;
-    let mut registered = REGISTERED
-        .lock()
-        .map_err(|_| "EH-frame registry poisoned")?;
-    let Some(index) = registered.iter().position(|&s| s == start) else {
+    let Some(index) = frames.registered.iter().position(|&s| s == start) else {
         return Err(format!("no EH frame registered at {start:#x}"));
     };
     let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
     // SAFETY: `begin` was registered with `__register_frame` by `register` and not since
     // deregistered, so libgcc knows it.
     unsafe { __deregister_frame(begin) };
-    registered.swap_remove(index);
-    stats::EH_DEREGISTER.bump();
+    frames.registered.swap_remove(index);
+    frames.deregistrations += 1;
     Ok(())
 }
 
@@ -150,42 +156,26 @@ fn validate(start: u64, end: u64) -> Result<(), String> {
     }
 }
 
-/// `llvm_orc_registerEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers.
-///
-/// # Safety
-///
-/// 1. `data` addresses `size` readable bytes, or `size` is 0.
-pub(crate) unsafe extern "C" fn register_wrapper(
-    data: *const c_char,
-    size: usize,
+/// `llvm_orc_registerEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers: refused
+/// with an out-of-band error (the receiver frees it), as it has no session to record in.
+pub(crate) extern "C" fn register_wrapper(
+    _data: *const c_char,
+    _size: usize,
 ) -> CWrapperFunctionBuffer {
-    // SAFETY: (1) forwarded from the caller.
-    let args = unsafe { cabi::args(data, size) };
-    c_result(register(args))
+    CWrapperFunctionBuffer::out_of_band_error(
+        "mapcore-executor: llvm_orc_registerEHFrameAllocAction runs only as an alloc action \
+         of the executor's memory manager",
+    )
 }
 
-/// `llvm_orc_deregisterEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers.
-///
-/// # Safety
-///
-/// 1. `data` addresses `size` readable bytes, or `size` is 0.
-pub(crate) unsafe extern "C" fn deregister_wrapper(
-    data: *const c_char,
-    size: usize,
+/// `llvm_orc_deregisterEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers: refused
+/// with an out-of-band error (the receiver frees it), as it has no session to record in.
+pub(crate) extern "C" fn deregister_wrapper(
+    _data: *const c_char,
+    _size: usize,
 ) -> CWrapperFunctionBuffer {
-    // SAFETY: (1) forwarded from the caller.
-    let args = unsafe { cabi::args(data, size) };
-    c_result(deregister(args))
-}
-
-/// An action's result as a C buffer holding an SPS `Error`.
-fn c_result(result: Result<(), String>) -> CWrapperFunctionBuffer {
-    let bytes = match result {
-        Ok(()) => reply::no_error(),
-        Err(message) => {
-            let failure = reply::Failure::rejected(format_args!("{message}"));
-            reply::Shape::Error.failure(&failure)
-        }
-    };
-    CWrapperFunctionBuffer::from_bytes(&bytes)
+    CWrapperFunctionBuffer::out_of_band_error(
+        "mapcore-executor: llvm_orc_deregisterEHFrameAllocAction runs only as an alloc action \
+         of the executor's memory manager",
+    )
 }

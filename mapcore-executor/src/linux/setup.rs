@@ -4,8 +4,8 @@
 //! The bootstrap map is empty, as LLVM 22's executors send it; the symbols are [`SYMBOLS`],
 //! under the names the controller looks up verbatim.
 
-use crate::dispatch::SYMBOLS;
-use crate::reply::{self, Failure};
+use super::reply::{self, Failure};
+use super::symbols::SYMBOLS;
 
 /// This process's target triple, in the form LLVM's executors report it.
 pub(crate) fn triple() -> String {

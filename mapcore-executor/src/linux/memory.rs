@@ -5,50 +5,44 @@
 //! `orc_rt_ci_sps_SimpleNativeMemoryMap_*` share these handlers; the wire shapes are identical
 //! (see `mapcore_sps`). Every error reply carries the map's own error text.
 //!
-//! Alloc actions arrive as a function address plus SPS arguments. The map stores each as
-//! [`trampoline`] with `address ++ arguments`; the trampoline runs our own action (EH-frame
-//! registration) directly and calls anything else through the C wrapper ABI.
+//! Alloc actions arrive as a function address plus SPS arguments. The map stores each bound to
+//! the session's [`ActionContext`], which runs our own actions (EH-frame registration) directly
+//! and calls anything else through the C wrapper ABI.
 
-use std::cell::RefCell;
+use std::rc::Rc;
 
-use mapcore::ActionError;
-use mapcore_sps::{split_wire_action, AddrListArgs, InitializeArgs, ReserveArgs};
+use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
 use mapcore_std::{LibcHost, StdError, StdJitMap};
 
-use crate::cabi;
-use crate::dispatch::{self, Anchor, Kind, Services};
-use crate::log;
-use crate::reply::{self, Failure};
-use crate::stats::{self, Shutdown};
+use super::action_context::{self, ActionContext, RouteFn};
+use super::anchor::Anchor;
+use super::log::{self, Log};
+use super::reply::{self, Failure};
+use super::stats::{Shutdown, Stats};
 
-/// An alloc action that failed: it reported an error.
-const ACTION_FAILED: i32 = 1;
-/// An alloc action that named one of our wrappers that is not an action.
-const NOT_AN_ACTION: i32 = 2;
-/// An alloc action whose stored arguments lack the function address (cannot happen with the
-/// decoder's actions).
-const MALFORMED_ACTION: i32 = 3;
-
-thread_local! {
-    /// Messages of the actions that failed during the current map call, for its reply.
-    static ACTION_ERRORS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The executor's one map.
+/// The memory manager's state: the session's one map and what its actions reach.
 #[derive(Debug)]
 pub(crate) struct Memory {
+    /// Declared before `actions`, so dropped first: its drop runs the remaining dealloc actions,
+    /// which reach `actions`.
     map: StdJitMap,
-}
-
-impl Default for Memory {
-    fn default() -> Self {
-        Self {
-            map: StdJitMap::new(LibcHost::new()),
-        }
-    }
+    actions: Rc<ActionContext>,
 }
 
 impl Memory {
+    /// A fresh map; its actions' addresses are resolved by `route`.
+    pub(crate) fn new(route: RouteFn, log: Log) -> Self {
+        Self {
+            map: StdJitMap::new(LibcHost::new()),
+            actions: ActionContext::new(route, log),
+        }
+    }
+
+    /// What the map's actions reach.
+    pub(crate) fn actions(&self) -> &ActionContext {
+        &self.actions
+    }
+
     /// The page size the map works with, advertised in the Setup message.
     pub(crate) fn page_size(&self) -> usize {
         self.map.page_size()
@@ -60,7 +54,7 @@ impl Memory {
         let live_regions_at_eof = self.map.region_count();
         let result = self.map.shutdown();
         let live_slabs_after_shutdown = self.map.slab_count();
-        let failures = take_action_errors();
+        let failures = self.actions.take_failures();
         if let Err(e) = &result {
             log::diag(format_args!("shutdown: {e}{}", detail(&failures)));
         } else if !failures.is_empty() {
@@ -69,8 +63,6 @@ impl Memory {
                 detail(&failures)
             ));
         }
-        stats::SLABS_RELEASED_AT_SHUTDOWN
-            .add(live_slabs_at_eof.saturating_sub(live_slabs_after_shutdown) as u64);
         Shutdown {
             live_slabs_at_eof,
             live_regions_at_eof,
@@ -78,38 +70,6 @@ impl Memory {
             shutdown_failed: result.is_err(),
         }
     }
-}
-
-/// Runs one wire alloc action: `args` is the function address (8 bytes) then the wire
-/// arguments, as the decoder stored them.
-fn trampoline(args: &[u8]) -> Result<(), ActionError> {
-    let Some((func, wire_args)) = split_wire_action(args) else {
-        return Err(ActionError::new(MALFORMED_ACTION));
-    };
-    let result = match dispatch::lookup(func) {
-        Some((_, symbol)) => match symbol.kind {
-            Kind::Action { run, .. } => run(wire_args),
-            _ => {
-                record_action_error(format!("{} is not an allocation action", symbol.name));
-                return Err(ActionError::new(NOT_AN_ACTION));
-            }
-        },
-        None => cabi::call_action(func, wire_args),
-    };
-    result.map_err(|message| {
-        record_action_error(message);
-        ActionError::new(ACTION_FAILED)
-    })
-}
-
-fn record_action_error(message: String) {
-    stats::ACTION_FAILURES.bump();
-    log::trace(format_args!("alloc action failed: {message}"));
-    ACTION_ERRORS.with_borrow_mut(|errors| errors.push(message));
-}
-
-fn take_action_errors() -> Vec<String> {
-    ACTION_ERRORS.with_borrow_mut(std::mem::take)
 }
 
 /// `": message; message"` for the failed actions, or nothing.
@@ -122,10 +82,10 @@ fn detail(failures: &[String]) -> String {
 }
 
 /// A map error, with the messages of the actions that failed during the call.
-fn map_failure(wrapper: &str, error: &StdError) -> Failure {
+fn map_failure(memory: &Memory, wrapper: &str, error: &StdError) -> Failure {
     Failure::rejected(format_args!(
         "{wrapper}: {error}{}",
-        detail(&take_action_errors())
+        detail(&memory.actions.take_failures())
     ))
 }
 
@@ -138,80 +98,106 @@ fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
 }
 
 /// reserve: `(Addr instance, u64 size)` → `Expected<Addr base>`.
-pub(crate) fn reserve(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn reserve(
+    memory: &mut Memory,
+    stats: &mut Stats,
+    args: &[u8],
+) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "reserve";
-    stats::RESERVE_CALLS.bump();
+    stats.reserve_calls += 1;
     let args = ReserveArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(NAME, args.instance)?;
-    let base = s
-        .memory
+    let base = memory
         .map
         .reserve(args.size)
-        .map_err(|e| map_failure(NAME, &e))?;
-    stats::SLABS_RESERVED.bump();
-    stats::RESERVE_BYTES.add(args.size as u64);
+        .map_err(|e| map_failure(memory, NAME, &e))?;
+    stats.slabs_reserved += 1;
+    stats.reserve_bytes += args.size as u64;
     reply::expected_addr(base as u64)
 }
 
 /// initialize: `(Addr instance, FinalizeRequest)` → `Expected<Addr key>`.
-pub(crate) fn initialize(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn initialize(
+    memory: &mut Memory,
+    stats: &mut Stats,
+    args: &[u8],
+) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "initialize";
-    stats::INITIALIZE_CALLS.bump();
-    let args = InitializeArgs::decode(args, trampoline).map_err(|e| Failure::decode(NAME, e))?;
+    stats.initialize_calls += 1;
+    let mut args = InitializeArgs::decode(args, action_context::unbound)
+        .map_err(|e| Failure::decode(NAME, e))?;
     check_instance(NAME, args.instance)?;
+    for pair in &mut args.actions {
+        for action in [&mut pair.finalize, &mut pair.dealloc]
+            .into_iter()
+            .flatten()
+        {
+            *action = memory.actions.bind(action).map_err(|e| {
+                Failure::protocol(format_args!("{NAME}: cannot bind an alloc action: {e}"))
+            })?;
+        }
+    }
     let request = args.init_request();
-    take_action_errors();
-    let key = s
-        .memory
+    memory.actions.take_failures();
+    let key = memory
         .map
         .initialize(&request)
-        .map_err(|e| map_failure(NAME, &e))?;
-    stats::SEGMENTS_INITIALIZED.add(request.segments.len() as u64);
+        .map_err(|e| map_failure(memory, NAME, &e))?;
+    stats.segments_initialized += request.segments.len() as u64;
     reply::expected_addr(key as u64)
 }
 
 /// deinitialize (LLVM) / deinitializeMultiple (orc-rt): `(Addr instance, Seq<Addr key>)` →
 /// `Error`. Back to front; every entry is tried; the error lists each failing entry.
-pub(crate) fn deinitialize(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn deinitialize(
+    memory: &mut Memory,
+    stats: &mut Stats,
+    args: &[u8],
+) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "deinitialize";
-    stats::DEINITIALIZE_CALLS.bump();
+    stats.deinitialize_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(NAME, args.instance)?;
     let keys: Vec<usize> = args.addrs.iter().collect();
-    let before = s.memory.map.region_count();
-    take_action_errors();
+    let before = memory.map.region_count();
+    memory.actions.take_failures();
     let mut failures = Vec::new();
-    let result = s.memory.map.deinitialize_multiple(&keys, |index, error| {
+    let result = memory.map.deinitialize_multiple(&keys, |index, error| {
         failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
     });
-    stats::REGIONS_DEINITIALIZED.add(before.saturating_sub(s.memory.map.region_count()) as u64);
-    batch_reply(NAME, result, failures)
+    stats.regions_deinitialized += before.saturating_sub(memory.map.region_count()) as u64;
+    batch_reply(memory, NAME, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
 /// Back to front; every entry is tried; the error lists each failing entry.
-pub(crate) fn release(s: &mut Services, args: &[u8]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn release(
+    memory: &mut Memory,
+    stats: &mut Stats,
+    args: &[u8],
+) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "release";
-    stats::RELEASE_CALLS.bump();
+    stats.release_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(NAME, args.instance)?;
     let bases: Vec<usize> = args.addrs.iter().collect();
-    let before = s.memory.map.slab_count();
-    take_action_errors();
+    let before = memory.map.slab_count();
+    memory.actions.take_failures();
     let mut failures = Vec::new();
-    let result = s.memory.map.release_multiple(&bases, |index, error| {
+    let result = memory.map.release_multiple(&bases, |index, error| {
         failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
-    stats::SLABS_RELEASED.add(before.saturating_sub(s.memory.map.slab_count()) as u64);
-    batch_reply(NAME, result, failures)
+    stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
+    batch_reply(memory, NAME, result, failures)
 }
 
 fn batch_reply(
+    memory: &Memory,
     wrapper: &str,
     result: Result<(), StdError>,
     failures: Vec<String>,
 ) -> Result<Vec<u8>, Failure> {
-    let actions = take_action_errors();
+    let actions = memory.actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(

@@ -1,0 +1,70 @@
+//! The executor proper, on Linux: one session over the controller's stream.
+//!
+//! [`serve`] runs the session: [`transport`] frames the messages, [`dispatch`] routes each call
+//! through the [`symbols`] table to a service ([`memory`], [`dylib`], [`run`], [`mem_access`],
+//! the [`eh_frame`] actions), and the [`session`] value holds everything one session owns.
+
+mod action_context;
+mod anchor;
+mod cabi;
+mod code_addr;
+mod dispatch;
+mod dylib;
+mod eh_frame;
+mod launch;
+mod log;
+mod mem_access;
+mod memory;
+mod reply;
+mod run;
+mod serve;
+mod session;
+mod setup;
+mod stats;
+mod symbols;
+mod transport;
+
+use std::process::ExitCode;
+
+use launch::Launch;
+use log::Log;
+use serve::End;
+use session::Session;
+use transport::Transport;
+
+/// Parses the arguments, serves one session, releases everything, writes the stats file and
+/// exits the process.
+pub(crate) fn main() -> ExitCode {
+    let log = Log::from_env();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(launch) = Launch::parse(&args) else {
+        log::diag(format_args!("bad arguments {args:?}\n{}", crate::USAGE));
+        return ExitCode::from(2);
+    };
+    let transport = match &launch {
+        Launch::Fds { read, write } => Transport::from_fds(*read, *write),
+        Launch::Listen(addr) => Transport::listen(addr, log),
+    };
+    let mut transport = match transport {
+        Ok(transport) => transport,
+        Err(e) => {
+            log::diag(format_args!("cannot open the session ({launch:?}): {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let mut session = Session::new(log, dispatch::route_action);
+    let end = serve::serve(&mut transport, &mut session);
+    // The stream stays open until the process exits: the controller sees EOF only once
+    // everything is released and the stats are written.
+    let shutdown = session.memory.shutdown();
+    if let Some(path) = std::env::var_os("MAPCORE_EXECUTOR_STATS") {
+        let text = session.stats_text(end.name(), &shutdown);
+        if let Err(e) = std::fs::write(&path, text) {
+            log::diag(format_args!("cannot write the stats file: {e}"));
+        }
+    }
+    run::exit_now(match end {
+        End::Eof | End::Hangup => 0,
+        End::Broken(_) => 1,
+    })
+}

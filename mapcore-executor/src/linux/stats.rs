@@ -1,0 +1,126 @@
+//! The session's counters, written as `key=value` lines to the file named by
+//! `MAPCORE_EXECUTOR_STATS` when the session ends.
+
+use std::fmt::Write as _;
+
+/// Counters the router and the memory manager keep, in the [`Session`](super::session::Session).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Calls per bootstrap symbol, indexed like the symbol table.
+    pub(crate) calls: Vec<u64>,
+    /// Calls of the reserve wrappers (both name sets).
+    pub(crate) reserve_calls: u64,
+    /// Bytes of successful reservations.
+    pub(crate) reserve_bytes: u64,
+    /// Successful reservations.
+    pub(crate) slabs_reserved: u64,
+    /// Calls of the initialize wrappers.
+    pub(crate) initialize_calls: u64,
+    /// Segments of successful initialize calls.
+    pub(crate) segments_initialized: u64,
+    /// Calls of the deinitialize wrappers.
+    pub(crate) deinitialize_calls: u64,
+    /// Regions deinitialized by the controller.
+    pub(crate) regions_deinitialized: u64,
+    /// Calls of the release wrappers.
+    pub(crate) release_calls: u64,
+    /// Slabs released by the controller.
+    pub(crate) slabs_released: u64,
+    /// Replies that carried an error.
+    pub(crate) error_replies: u64,
+    /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
+    pub(crate) protocol_errors: u64,
+}
+
+impl Stats {
+    /// Zeroed counters for a table of `symbols` symbols.
+    pub(crate) fn new(symbols: usize) -> Self {
+        Self {
+            calls: vec![0; symbols],
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters of the alloc actions, kept by the session's action context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ActionStats {
+    /// Successful EH-frame registrations.
+    pub(crate) eh_register: u64,
+    /// Successful EH-frame deregistrations.
+    pub(crate) eh_deregister: u64,
+    /// Alloc actions (finalize or dealloc) that failed.
+    pub(crate) action_failures: u64,
+    /// EH frames registered now.
+    pub(crate) eh_frames_registered: usize,
+}
+
+/// What the end of the session found, for the stats file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shutdown {
+    /// Slabs still reserved when the session ended.
+    pub(crate) live_slabs_at_eof: usize,
+    /// Regions still initialized when the session ended.
+    pub(crate) live_regions_at_eof: usize,
+    /// Slabs still reserved after the map's shutdown (0 unless an unmap failed).
+    pub(crate) live_slabs_after_shutdown: usize,
+    /// Whether the map's shutdown reported an error.
+    pub(crate) shutdown_failed: bool,
+}
+
+/// The stats text: `calls` has the name and call count of each callable symbol, in table
+/// order; `actions` and `shutdown` are read after the shutdown.
+pub(crate) fn render<'a>(
+    session_end: &str,
+    calls: impl IntoIterator<Item = (&'a str, u64)>,
+    stats: &Stats,
+    actions: &ActionStats,
+    shutdown: &Shutdown,
+) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{key}={value}");
+    };
+    line("session_end", &session_end);
+    let mut total = 0;
+    for (name, count) in calls {
+        line(&format!("calls.{name}"), &count);
+        total += count;
+    }
+    line("calls_total", &total);
+    let released_at_shutdown = shutdown
+        .live_slabs_at_eof
+        .saturating_sub(shutdown.live_slabs_after_shutdown) as u64;
+    let counters: [(&str, u64); 15] = [
+        ("reserve_calls", stats.reserve_calls),
+        ("reserve_bytes", stats.reserve_bytes),
+        ("slabs_reserved", stats.slabs_reserved),
+        ("initialize_calls", stats.initialize_calls),
+        ("segments_initialized", stats.segments_initialized),
+        ("deinitialize_calls", stats.deinitialize_calls),
+        ("regions_deinitialized", stats.regions_deinitialized),
+        ("release_calls", stats.release_calls),
+        ("slabs_released", stats.slabs_released),
+        ("slabs_released_at_shutdown", released_at_shutdown),
+        ("eh_register", actions.eh_register),
+        ("eh_deregister", actions.eh_deregister),
+        ("action_failures", actions.action_failures),
+        ("error_replies", stats.error_replies),
+        ("protocol_errors", stats.protocol_errors),
+    ];
+    for (key, value) in counters {
+        line(key, &value);
+    }
+    line(
+        "eh_frames_registered_after_shutdown",
+        &actions.eh_frames_registered,
+    );
+    line("live_slabs_at_eof", &shutdown.live_slabs_at_eof);
+    line("live_regions_at_eof", &shutdown.live_regions_at_eof);
+    line(
+        "live_slabs_after_shutdown",
+        &shutdown.live_slabs_after_shutdown,
+    );
+    line("shutdown_failed", &u8::from(shutdown.shutdown_failed));
+    out
+}

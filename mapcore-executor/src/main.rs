@@ -1,0 +1,36 @@
+//! `mapcore-executor`: an LLVM ORC executor process (SimpleRemoteEPC protocol, LLVM 22) whose
+//! JIT memory is managed by mapcore.
+//!
+//! ```text
+//! mapcore-executor filedescs=<in>,<out>   # llvm-jitlink --oop-executor=mapcore-executor
+//! mapcore-executor <in> <out>             # lli --mcjit-remote-process=mapcore-executor
+//! mapcore-executor listen=<host>:<port>   # TCP, one connection (port 0 picks one)
+//! ```
+//!
+//! The executor never writes to stdout, which belongs to the JIT'd program; diagnostics go to
+//! stderr. `MAPCORE_EXECUTOR_STATS=<file>` writes counters as `key=value` lines when the
+//! session ends; `MAPCORE_EXECUTOR_TRACE=1` logs every call.
+//!
+//! At the end of the session (EOF, as LLVM 22 never sends Hangup), every slab is released, the
+//! remaining dealloc actions run (EH frames are deregistered), C stdio is flushed, and the
+//! process exits 0; 1 if the stream was broken; 2 for a usage error. It exits with `_exit`:
+//! exit handlers registered by JIT'd code would run from unmapped memory.
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: mapcore-executor filedescs=<in-fd>,<out-fd> | <in-fd> <out-fd> | listen=<host>:<port>";
+
+#[cfg(target_os = "linux")]
+fn main() -> ExitCode {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> ExitCode {
+    eprintln!("mapcore-executor: only Linux is supported\n{USAGE}");
+    ExitCode::from(2)
+}
