@@ -122,8 +122,8 @@ impl Action {
     #[must_use]
     pub fn with_u64(func: ActionFn, value: u64) -> Self {
         let mut args = Vec::new();
-        // A u64 is 8 bytes, well under MAX_ACTION_ARGS.
-        let _ = args.extend_from_slice(&value.to_ne_bytes());
+        let fits = args.extend_from_slice(&value.to_ne_bytes());
+        debug_assert!(fits.is_ok(), "8 bytes fit in MAX_ACTION_ARGS");
         Self {
             call: Call::Plain(func),
             args,
@@ -193,17 +193,17 @@ impl ActionPair {
 }
 
 /// The dealloc actions kept for one region, in registration order.
-pub type Deallocs = Vec<Action, MAX_ACTION_PAIRS>;
+pub(crate) type Deallocs = Vec<Action, MAX_ACTION_PAIRS>;
 
 /// A finalize action failed: which one, its error, and how many cleanup deallocs failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FinalizeFailure {
+pub(crate) struct FinalizeFailure {
     /// Index of the failing pair.
-    pub index: usize,
+    pub(crate) index: usize,
     /// Its error.
-    pub error: ActionError,
+    pub(crate) error: ActionError,
     /// How many of the cleanup dealloc actions failed.
-    pub cleanup_failures: usize,
+    pub(crate) cleanup_failures: usize,
 }
 
 /// Runs the finalize actions of `pairs` in order and puts the dealloc actions to keep in
@@ -216,7 +216,7 @@ pub struct FinalizeFailure {
 ///
 /// A finalize action failed: the dealloc actions kept so far already ran, newest first, and
 /// `kept` is empty.
-pub fn run_finalize_actions(
+pub(crate) fn run_finalize_actions(
     pairs: &[ActionPair],
     kept: &mut Deallocs,
 ) -> Result<(), FinalizeFailure> {
@@ -234,15 +234,15 @@ pub fn run_finalize_actions(
             }
         }
         if let Some(dealloc) = &pair.dealloc {
-            // Cannot fail: at most MAX_ACTION_PAIRS pairs are visited.
-            let _ = kept.push(dealloc.clone());
+            let pushed = kept.push(dealloc.clone());
+            debug_assert!(pushed.is_ok(), "at most MAX_ACTION_PAIRS pairs are visited");
         }
     }
     Ok(())
 }
 
 /// Runs every action newest first, continuing after failures; returns how many failed.
-pub fn run_dealloc_actions(deallocs: &[Action]) -> usize {
+pub(crate) fn run_dealloc_actions(deallocs: &[Action]) -> usize {
     deallocs
         .iter()
         .rev()

@@ -118,7 +118,7 @@ pub const fn align_up(value: usize, align: usize) -> Option<usize> {
 
 /// Whether `value` is a multiple of `align` (a power of two).
 #[must_use]
-pub const fn is_aligned(value: usize, align: usize) -> bool {
+pub(crate) const fn is_aligned(value: usize, align: usize) -> bool {
     value & (align - 1) == 0
 }
 

@@ -58,10 +58,10 @@ mod tree;
 pub mod testing;
 
 pub use action::{
-    run_dealloc_actions, run_finalize_actions, Action, ActionError, ActionFn, ActionPair,
-    ArgsTooLong, ContextActionFn, Deallocs, FinalizeFailure, MAX_ACTION_ARGS, MAX_ACTION_PAIRS,
+    Action, ActionError, ActionFn, ActionPair, ArgsTooLong, ContextActionFn, MAX_ACTION_ARGS,
+    MAX_ACTION_PAIRS,
 };
-pub use addr::{align_up, is_aligned, PageRange};
+pub use addr::{align_up, PageRange};
 pub use error::{Error, Limit};
 pub use host::{Capabilities, Host, HostError, HostErrorKind, HostOp};
 pub use map::{Config, DefaultStorage, DiscardPolicy, JitMap};
@@ -69,4 +69,4 @@ pub use prot::{AllocGroup, Lifetime, Prot};
 pub use request::{Content, InitRequest, Segment, MAX_SEGMENTS};
 #[cfg(feature = "alloc")]
 pub use table::Growable;
-pub use table::{Fixed, Storage, Table};
+pub use table::{Fixed, Storage};

@@ -81,13 +81,13 @@ impl<'s> Plan<'s> {
                 key = Some((seg.addr, segment));
             }
             if !range.is_empty() {
-                // Cannot fail: at most MAX_SEGMENTS segments.
-                let _ = spans.push(Span {
+                let pushed = spans.push(Span {
                     range,
                     prot: seg.group.prot,
                     lifetime: seg.group.lifetime,
                     segment,
                 });
+                debug_assert!(pushed.is_ok(), "at most MAX_SEGMENTS segments");
             }
         }
         let (key, key_segment) = key.ok_or(Error::NoStandardSegment)?;
