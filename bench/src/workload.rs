@@ -1,4 +1,4 @@
-//! The workloads W1-W4 of `peers.md` §7, driven through [`Contender`] so that every contender
+//! The workloads W1-W4 (described in `BENCHMARKS.md`), driven through [`Contender`] so that every contender
 //! runs exactly the same sequence of requests with the same blob.
 //!
 //! # Safety

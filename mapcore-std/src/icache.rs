@@ -51,7 +51,7 @@ mod imp {
     use std::sync::OnceLock;
 
     use super::{OsError, PageRange};
-    use crate::libc::cvt;
+    use crate::sys::cvt;
 
     // From <linux/membarrier.h>; the libc crate does not export them at the crate root.
     const MEMBARRIER_CMD_QUERY: c_int = 0;

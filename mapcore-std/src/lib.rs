@@ -42,15 +42,16 @@
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
 mod error;
+mod flip_host;
 mod icache;
-mod libc;
 mod memory;
 mod page_size;
+mod sys;
 
 #[cfg(feature = "cranelift")]
 pub use crate::cranelift::MapcoreMemoryProvider;
 pub use crate::error::OsError;
-pub use crate::libc::LibcHost;
+pub use crate::flip_host::LibcHost;
 pub use crate::memory::{StdError, StdJitMap};
 pub use crate::page_size::page_size;
 

@@ -7,7 +7,7 @@
 use mapcore::{Error, Growable, JitMap};
 
 use crate::error::OsError;
-use crate::libc::LibcHost;
+use crate::flip_host::LibcHost;
 
 /// A [`JitMap`] over [`LibcHost`] with [`Growable`] tables: real `mmap`ed memory, no fixed
 /// limit on slabs, live regions or their segments (the per-request limits

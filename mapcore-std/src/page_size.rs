@@ -18,7 +18,7 @@ static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 pub fn page_size() -> usize {
     match PAGE_SIZE.load(Ordering::Relaxed) {
         0 => {
-            let size = crate::libc::sysconf_page_size()
+            let size = crate::sys::sysconf_page_size()
                 .unwrap_or_else(|error| panic!("sysconf(_SC_PAGESIZE) failed: {error}"));
             assert!(
                 size.is_power_of_two(),

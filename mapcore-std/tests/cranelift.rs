@@ -18,9 +18,9 @@ use std::io;
 use std::sync::Arc;
 
 use common::{perms_of, resident_pages};
+use cranelift_support::program::{data, data_addr, declare, define, define_program, GREETING};
 use cranelift_support::{
-    call0, call1, check_small, data, declare, define, define_program, define_small,
-    expected_program, module_with, run_program,
+    call0, call1, check_small, define_small, expected_program, module_with, run_program,
 };
 use mapcore_std::cranelift::cranelift_codegen::ir::{types, InstBuilder, MemFlagsData};
 use mapcore_std::cranelift::cranelift_jit::{
@@ -150,7 +150,7 @@ fn each_kind_gets_its_protection_in_one_slab() {
             "{what}"
         );
     }
-    assert_eq!(ro_len, cranelift_support::GREETING.len());
+    assert_eq!(ro_len, GREETING.len());
     // SAFETY: the program is finalized and live.
     let results = unsafe { run_program(&module, &program) };
     assert_eq!(results, expected_program());
@@ -368,7 +368,7 @@ fn a_failed_initialize_is_a_module_error_and_finalize_can_be_retried() {
     let counter = data(&mut module, "counter", true, vec![0; 8]).unwrap();
     let bump = declare(&mut module, "bump", Linkage::Export, 0).unwrap();
     define(&mut module, bump, |module, b, _| {
-        let at = cranelift_support::data_addr(module, b, counter);
+        let at = data_addr(module, b, counter);
         let old = b.ins().load(types::I64, MemFlagsData::trusted(), at, 0);
         let new = b.ins().iadd_imm_s(old, 1);
         b.ins().store(MemFlagsData::trusted(), new, at, 0);

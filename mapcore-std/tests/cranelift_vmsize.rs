@@ -14,9 +14,9 @@ mod cranelift_support;
 
 use std::time::{Duration, Instant};
 
+use cranelift_support::program::define_program;
 use cranelift_support::{
-    check_small, define_program, define_small, expected_program, module_with, run_program,
-    status_bytes,
+    check_small, define_small, expected_program, module_with, run_program, status_bytes,
 };
 use mapcore_std::cranelift::cranelift_jit::{JITMemoryKind, JITMemoryProvider};
 use mapcore_std::cranelift::cranelift_module::{DataDescription, Linkage, Module};

@@ -1,5 +1,5 @@
-//! orc-rt's `SimpleNativeMemoryMap` unit tests (upstream-snmm.md §4.2: T2, T3, T5, T8) on the
-//! real host, plus: dropping the map releases everything.
+//! orc-rt's `SimpleNativeMemoryMap` unit tests T2, T3, T5 and T8 (numbered as in
+//! `mapcore/tests/upstream.rs`) on the real host, plus: dropping the map releases everything.
 //!
 //! Every test takes `SERIAL`: several check that a mapping is gone, and no other test of this
 //! binary may map memory into the hole between the release and the look at `/proc/self/maps`.

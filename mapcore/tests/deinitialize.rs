@@ -170,8 +170,9 @@ fn deinitialize_makes_minimal_host_calls<S: Storage>() {
     host.check_map(&map).unwrap();
 }
 
-/// D9: after deinitialize the pages are free (read-write, DESIGN) and discarded; a fresh
-/// initialize of the same range without content, with any protections, reads all zeros.
+/// D9: after deinitialize the pages are read-write again (the protection of free pages) and
+/// discarded; a fresh initialize of the same range without content, with any protections,
+/// reads all zeros.
 /// Repeated with every byte set to 0xFE (wasmtime's `memory_zeroed`, CVE-2022-39393).
 fn d9_pages_reused_after_deinitialize_read_zero<S: Storage>() {
     let host = Fixture::new(P);

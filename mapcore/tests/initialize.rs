@@ -97,8 +97,8 @@ fn b2_misaligned_address<S: Storage>() {
     }
 }
 
-/// B2 (DESIGN wins over the catalogue): zero-size segments are allowed anywhere in the slab,
-/// including exactly at its end, and touch nothing; they may give the key.
+/// B2: zero-size segments are not an error: they are allowed anywhere in the slab, including
+/// exactly at its end, and touch nothing; they may give the key.
 fn b2_zero_size_segments_touch_nothing<S: Storage>() {
     let host = Fixture::new(P);
     let map: Map<'_, S> = JitMap::new(&*host);

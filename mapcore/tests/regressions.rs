@@ -1,5 +1,6 @@
-//! One regression test per upstream defect W1-W10 (upstream-snmm.md §3), each showing
-//! mapcore's fixed behaviour in the scenario where orc-rt's `SimpleNativeMemoryMap` goes wrong.
+//! One regression test per upstream defect W1-W10 (the ids of the README's table of differences
+//! from upstream), each showing mapcore's fixed behaviour in the scenario where orc-rt's
+//! `SimpleNativeMemoryMap` goes wrong.
 
 pub mod common;
 

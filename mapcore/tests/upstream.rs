@@ -1,4 +1,4 @@
-//! orc-rt's own tests, restated against mapcore's public API (upstream-snmm.md §4).
+//! orc-rt's own tests, restated against mapcore's public API, numbered T1-T35 here.
 //!
 //! T1-T9 are the `SimpleNativeMemoryMap` tests, with orc-rt's mock page size of 16 KiB and its
 //! 1 GiB slabs. T18-T24 are the `AllocAction` tests, here driven through `initialize` and

@@ -35,7 +35,7 @@ use mapcore::{
 use crate::actions::{action, take_log};
 use crate::input::{resolve, Concrete, Op, Setup, Tags, MAX_OPS};
 use crate::model::{
-    pattern, CallM, ExpCall, FaultPlan, InitM, MErr, Model, ModelConfig, PageState, Quirks,
+    pattern, CallM, ExpCall, FaultPlan, InitM, MErr, Model, ModelConfig, PageState,
 };
 
 /// The fixed storage the fuzz targets use: small, so that every capacity is reachable.
@@ -255,24 +255,6 @@ pub fn in_place_writes(req: &InitM, model: &Model) -> Vec<(usize, usize, u8)> {
         .collect()
 }
 
-/// The quirks the fuzz targets use: [`Quirks::KNOWN`], or [`Quirks::STRICT`] (but for the
-/// filter of [`Quirks::batch_merges_across_slabs`]) when the environment variable
-/// `MAPCORE_FUZZ_STRICT` is set.
-#[must_use]
-pub fn fuzz_quirks() -> Quirks {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *STRICT.get_or_init(|| std::env::var_os("MAPCORE_FUZZ_STRICT").is_some()) {
-        // Still skip the batches that make the recording host panic (a found, open bug), so
-        // that strict runs look for something new.
-        Quirks {
-            batch_merges_across_slabs: true,
-            ..Quirks::STRICT
-        }
-    } else {
-        Quirks::KNOWN
-    }
-}
-
 /// Whether `MAPCORE_TRACE` is set: the driver then prints every operation as it runs it.
 fn trace() -> bool {
     static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -318,32 +300,26 @@ impl Checks {
     }
 }
 
-/// Replays an input's operations with [`fuzz_quirks`]; panics on any disagreement.
+/// Replays an input's operations; panics on any disagreement.
 ///
 /// `#[inline]`, like [`run`] and [`run_checked`]: the map is instantiated (`JitMap<&RecordingHost,
 /// _>`) in the crate that calls these, the fuzz target, and so instrumented for coverage with
 /// it, while the model and the checks stay compiled here (see `fuzz/README.md`).
 #[inline]
 pub fn run_core(setup: &Setup, ops: &[Op]) {
-    run(setup, ops, fuzz_quirks(), None);
+    run(setup, ops, None);
 }
 
-/// Replays operations on the recording host with the given quirks, counting outcomes into
+/// Replays operations on the recording host, counting outcomes into
 /// `tally`; panics on any disagreement. Checks as `MAPCORE_CHECK` says ([`Checks::from_env`]).
 #[inline]
-pub fn run(setup: &Setup, ops: &[Op], quirks: Quirks, tally: Option<&mut Tally>) {
-    run_checked(setup, ops, quirks, tally, Checks::from_env());
+pub fn run(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>) {
+    run_checked(setup, ops, tally, Checks::from_env());
 }
 
 /// [`run`] with the given [`Checks`].
 #[inline]
-pub fn run_checked(
-    setup: &Setup,
-    ops: &[Op],
-    quirks: Quirks,
-    tally: Option<&mut Tally>,
-    checks: Checks,
-) {
+pub fn run_checked(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>, checks: Checks) {
     let page = setup.page_size();
     let capabilities = Capabilities {
         discard: setup.host_discards(),
@@ -355,26 +331,12 @@ pub fn run_checked(
         let (config, model) = configs(setup, page, capabilities, (None, None, None));
         let map: JitMap<&RecordingHost, Growable> = JitMap::with_config(&host, config);
         let subject = Box::new(recording_subject(map));
-        drive_checked(
-            subject,
-            &probe,
-            Model::new(model, quirks),
-            ops,
-            tally,
-            checks,
-        );
+        drive_checked(subject, &probe, Model::new(model), ops, tally, checks);
     } else {
         let (config, model) = configs(setup, page, capabilities, (Some(4), Some(6), Some(12)));
         let map: JitMap<&RecordingHost, SmallStorage> = JitMap::with_config(&host, config);
         let subject = Box::new(recording_subject(map));
-        drive_checked(
-            subject,
-            &probe,
-            Model::new(model, quirks),
-            ops,
-            tally,
-            checks,
-        );
+        drive_checked(subject, &probe, Model::new(model), ops, tally, checks);
     }
 }
 
@@ -844,19 +806,6 @@ impl Driver<'_, '_> {
         self.step += 1;
         if trace() {
             eprintln!("step {} {op:x?} faults {faults:?}", self.step);
-        }
-        if let Concrete::DeinitializeMultiple(keys) = op {
-            // TODO(bug): see `Quirks::batch_merges_across_slabs`; such a batch makes the map
-            // call the host across two reservations, which the recording host refuses.
-            if self.model.quirks.batch_merges_across_slabs
-                && self.model.batch_touches_across_slabs(keys)
-            {
-                if let Some(t) = self.tally.as_deref_mut() {
-                    *t.entry("deinitialize_multiple:skipped(bug: merges across slabs)".into())
-                        .or_default() += 1;
-                }
-                return;
-            }
         }
         let _ = take_log();
         self.pokes.clear();

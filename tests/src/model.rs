@@ -1,20 +1,17 @@
 //! The reference model: what every operation of a [`JitMap`](mapcore::JitMap) must do, derived
-//! from `DESIGN.md` and the `# Errors` docs, with a different shape from the implementation.
+//! from the API docs of [`JitMap`](mapcore::JitMap) (their `# Errors` sections above all),
+//! with a different shape from the implementation.
 //!
 //! The implementation keeps sorted interval tables (slabs, keys, page spans). The model keeps
 //! **one state per page** ([`PageState`]): free, live in a region (by key), quarantined, or left
 //! behind in a slab whose unmap failed. Overlap, interior-address and containment questions
-//! are answered page by page; host calls are predicted as maximal runs of pages (the
-//! performance model of `DESIGN.md`: one protect per maximal run of equal non-read-write
-//! protection, one reset per contiguous span, batches merge adjacent spans).
+//! are answered page by page; host calls are predicted as maximal runs of pages (one protect
+//! per maximal run of equal non-read-write protection, one reset per contiguous span inside a
+//! slab, batches merge adjacent spans).
 //!
 //! The model also models the fault plan of the host ([`FaultPlan`]): "the k-th fallible call
 //! fails" and "every call of this kind fails", so it predicts exactly which call fails and
 //! everything that follows (rollback calls, quarantine, dealloc actions, the error).
-//!
-//! Where the implementation deviates from the documented contract the model can mirror it
-//! ([`Quirks`]); each quirk is a reported bug, marked `TODO(bug)`. [`Quirks::STRICT`] is the
-//! contract as documented.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,61 +21,8 @@ use mapcore::{ActionError, Error, HostOp, Limit, Prot, MAX_ACTION_PAIRS, MAX_SEG
 pub type MErr = Error<i32>;
 
 /// Entries of a deinitialize batch that the map handles together (`BATCH_CHUNK` in map.rs).
-/// Not documented; observable through host-call merging and through [`Quirks`] that depend on
-/// entries of one chunk seeing each other.
+/// Not documented; observable through host-call merging.
 pub const BATCH_CHUNK: usize = 16;
-
-/// Known deviations of the implementation from the documented contract. `true` mirrors the
-/// implementation; [`Quirks::STRICT`] predicts the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quirks {
-    /// Bug found at commit 5a312e3 (fixed in the working tree since): inside one chunk of a
-    /// deinitialize batch, a region retired by an earlier (higher-index) entry was still
-    /// visible to later entries: its key reported [`Error::Busy`] instead of unknown
-    /// (DESIGN.md: "Duplicates: the first processed succeeds, the next reports unknown";
-    /// map.rs: "the repeat reports `UnknownKey`"), and its other pages reported
-    /// [`Error::InteriorAddress`]. The contract: entries behave as if processed one by one.
-    pub batch_sees_retiring: bool,
-    /// TODO(bug): a deinitialize batch whose regions interleave (region A has pages on both
-    /// sides of region B) resets them with several calls over one contiguous span
-    /// (DESIGN.md: "at most one protect (back to RW) and one discard per contiguous span;
-    /// batches merge adjacent spans"). The runs are built region by region in order of first
-    /// page, extending the current run only while the next span touches it. Found by review,
-    /// then by `core_ops` (`regressions/core_ops/bug-batch-runs-not-merged-*`).
-    pub batch_runs_in_region_order: bool,
-    /// Bug found at commit 5a312e3 (fixed in the working tree since): an address inside
-    /// quarantined pages that is not a key reported [`Error::InteriorAddress`] ("the address
-    /// is inside a live region but is not its key") although no live region holds it; the
-    /// contract gives [`Error::UnknownKey`].
-    pub quarantined_is_interior: bool,
-    /// TODO(bug): a deinitialize batch merges the reset of regions that touch across a slab
-    /// boundary (adjacent slabs are common: the host hands out neighbouring ranges) into one
-    /// protect/discard over two reservations, breaking `Host::protect`'s safety contract
-    /// ("`range` lies inside one live reservation"; the recording host panics). Nothing can
-    /// mirror a call that crashes the host, so with this quirk the driver skips such batches
-    /// ([`Model::batch_touches_across_slabs`]); the model itself never merges across slabs.
-    pub batch_merges_across_slabs: bool,
-}
-
-impl Quirks {
-    /// The contract as documented.
-    pub const STRICT: Self = Self {
-        batch_sees_retiring: false,
-        batch_runs_in_region_order: false,
-        quarantined_is_interior: false,
-        batch_merges_across_slabs: false,
-    };
-    /// The implementation as it is today (every open deviation mirrored), so that fuzzing
-    /// goes on finding new problems.
-    pub const KNOWN: Self = Self::STRICT;
-    /// The implementation at commit 5a312e3, where the first regressions were found.
-    pub const AT_5A312E3: Self = Self {
-        batch_sees_retiring: true,
-        batch_runs_in_region_order: true,
-        quarantined_is_interior: true,
-        batch_merges_across_slabs: true,
-    };
-}
 
 /// What one page of a slab is, as far as the contract says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,12 +267,6 @@ pub struct RegionM {
     pub fills: Vec<Fill>,
 }
 
-impl RegionM {
-    fn first_page(&self, key: usize) -> usize {
-        self.spans.first().map_or(key, |s| s.0)
-    }
-}
-
 /// A slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlabM {
@@ -423,7 +361,6 @@ type Reset = (usize, usize, bool, BTreeSet<usize>);
 #[derive(Debug)]
 struct Retired {
     index: usize,
-    key: usize,
     region: RegionM,
     failures: usize,
     error: Option<MErr>,
@@ -434,8 +371,6 @@ struct Retired {
 pub struct Model {
     /// Configuration.
     pub cfg: ModelConfig,
-    /// Which known deviations to mirror.
-    pub quirks: Quirks,
     slabs: BTreeMap<usize, SlabM>,
     pages: BTreeMap<usize, PageState>,
     regions: BTreeMap<usize, RegionM>,
@@ -472,10 +407,9 @@ pub struct Model {
 impl Model {
     /// An empty map.
     #[must_use]
-    pub fn new(cfg: ModelConfig, quirks: Quirks) -> Self {
+    pub fn new(cfg: ModelConfig) -> Self {
         Self {
             cfg,
-            quirks,
             slabs: BTreeMap::new(),
             pages: BTreeMap::new(),
             regions: BTreeMap::new(),
@@ -1068,45 +1002,8 @@ impl Model {
         };
         match self.page_state(addr) {
             Some(PageState::Live { .. }) => Error::InteriorAddress { addr },
-            Some(PageState::Retiring { .. }) if self.quirks.batch_sees_retiring => {
-                Error::InteriorAddress { addr }
-            }
-            Some(PageState::Quarantined { .. }) if self.quirks.quarantined_is_interior => {
-                Error::InteriorAddress { addr }
-            }
             _ => unknown,
         }
-    }
-
-    /// Whether `deinitialize_multiple(keys)` would retire, in one chunk, two regions whose
-    /// (reset) pages touch across a slab boundary.
-    #[must_use]
-    pub fn batch_touches_across_slabs(&self, keys: &[usize]) -> bool {
-        let reuse_exec = self.cfg.reuse_exec;
-        let mut end = keys.len();
-        while end > 0 {
-            let start = end.saturating_sub(BATCH_CHUNK);
-            let mut seen = BTreeSet::new();
-            let mut spans: Vec<(usize, usize, usize)> = Vec::new();
-            for &key in keys[start..end].iter().rev() {
-                let Some(region) = self.regions.get(&key).filter(|_| seen.insert(key)) else {
-                    continue;
-                };
-                for &(s, e, prot) in &region.spans {
-                    if reuse_exec || !prot.contains(Prot::EXEC) {
-                        spans.push((s, e, region.slab));
-                    }
-                }
-            }
-            let touching = spans
-                .iter()
-                .any(|a| spans.iter().any(|b| a.1 == b.0 && a.2 != b.2));
-            if touching {
-                return true;
-            }
-            end = start;
-        }
-        false
     }
 
     /// `deinitialize(key)`.
@@ -1158,7 +1055,6 @@ impl Model {
                 let failures = self.run_deallocs(&region.deallocs);
                 retired.push(Retired {
                     index,
-                    key,
                     region,
                     failures,
                     error: None,
@@ -1166,70 +1062,36 @@ impl Model {
             } else {
                 // As if the entries were processed one by one: a repeated key finds its
                 // region gone and is classified like any other unknown address.
-                let error =
-                    if self.quirks.batch_sees_retiring && retired.iter().any(|r| r.key == key) {
-                        Error::Busy { addr: key }
-                    } else {
-                        self.classify(key)
-                    };
-                self.reports.push((index, error));
+                self.reports.push((index, self.classify(key)));
                 failed += 1;
             }
         }
         // Reset the pages, merging runs across regions.
         let reuse_exec = self.cfg.reuse_exec;
         let keep = |s: &&(usize, usize, Prot)| reuse_exec || !s.2.contains(Prot::EXEC);
+        // Maximal runs of contiguous reset pages inside one slab, in address order (the
+        // map merges the regions' spans in address order).
+        // (page, region, prot)
+        let mut all: Vec<(usize, usize, Prot)> = Vec::new();
+        for (i, r) in retired.iter().enumerate() {
+            for &(s, e, prot) in r.region.spans.iter().filter(keep) {
+                for p in (s..e).step_by(page) {
+                    all.push((p, i, prot));
+                }
+            }
+        }
+        all.sort_unstable();
         // (start, end, needs_protect, members)
         let mut resets: Vec<Reset> = Vec::new();
-        if self.quirks.batch_runs_in_region_order {
-            let mut order: Vec<usize> = (0..retired.len()).collect();
-            order.sort_by_key(|&i| retired[i].region.first_page(retired[i].key));
-            let mut run: Option<Reset> = None;
-            for &i in &order {
-                for &(s, e, prot) in retired[i].region.spans.iter().filter(keep) {
-                    let protect = prot != Prot::READ_WRITE;
-                    if let Some((rs, re, needs, members)) = &mut run {
-                        // Never across slabs: a host call covers one reservation.
-                        let same_slab = self.slab_containing(s) == self.slab_containing(*rs);
-                        if !(*re < s || e < *rs) && same_slab {
-                            *rs = (*rs).min(s);
-                            *re = (*re).max(e);
-                            *needs |= protect;
-                            members.insert(i);
-                            continue;
-                        }
-                    }
-                    if let Some(done) = run.replace((s, e, protect, BTreeSet::from([i]))) {
-                        resets.push(done);
-                    }
+        for (p, i, prot) in all {
+            let slab = self.slab_containing(p);
+            match resets.last_mut() {
+                Some((rs, re, needs, members)) if *re == p && self.slab_containing(*rs) == slab => {
+                    *re = p + page;
+                    *needs |= prot != Prot::READ_WRITE;
+                    members.insert(i);
                 }
-            }
-            resets.extend(run);
-        } else {
-            // Maximal runs of contiguous reset pages inside one slab, in address order (the
-            // map merges the regions' spans in address order).
-            // (page, region, prot)
-            let mut all: Vec<(usize, usize, Prot)> = Vec::new();
-            for (i, r) in retired.iter().enumerate() {
-                for &(s, e, prot) in r.region.spans.iter().filter(keep) {
-                    for p in (s..e).step_by(page) {
-                        all.push((p, i, prot));
-                    }
-                }
-            }
-            all.sort_unstable();
-            for (p, i, prot) in all {
-                let slab = self.slab_containing(p);
-                match resets.last_mut() {
-                    Some((rs, re, needs, members))
-                        if *re == p && self.slab_containing(*rs) == slab =>
-                    {
-                        *re = p + page;
-                        *needs |= prot != Prot::READ_WRITE;
-                        members.insert(i);
-                    }
-                    _ => resets.push((p, p + page, prot != Prot::READ_WRITE, BTreeSet::from([i]))),
-                }
+                _ => resets.push((p, p + page, prot != Prot::READ_WRITE, BTreeSet::from([i]))),
             }
         }
         for r in &retired {

@@ -15,9 +15,9 @@ use std::os::unix::fs::FileExt;
 use mapcore::{Capabilities, Growable, Host, JitMap, Prot, Storage};
 use mapcore_std::LibcHost;
 
-use crate::driver::{configs, drive, fuzz_quirks, Mapped, Probe, SmallStorage, Sweep, Tally};
+use crate::driver::{configs, drive, Mapped, Probe, SmallStorage, Sweep, Tally};
 use crate::input::{Op, Setup};
-use crate::model::{FaultPlan, Model, PageState, Quirks};
+use crate::model::{FaultPlan, Model, PageState};
 
 /// `/proc/self` files of this process.
 #[derive(Debug)]
@@ -163,24 +163,17 @@ impl Probe for Libc {
     }
 }
 
-/// Replays operations on mapcore-std's libc host with [`fuzz_quirks`]; panics on any
-/// disagreement. Faults in the input are ignored; the setup's page size and capability flags
+/// Replays operations on mapcore-std's libc host; panics on any disagreement. Faults in the input are ignored; the setup's page size and capability flags
 /// are the real host's.
 #[inline]
 pub fn run_std(setup: &Setup, ops: &[Op]) {
-    run_std_with(setup, ops, fuzz_quirks(), None, true);
+    run_std_with(setup, ops, None, true);
 }
 
-/// [`run_std`] with the given quirks and outcome tally; `check_released` as in [`Libc`]
+/// [`run_std`] with an outcome tally; `check_released` as in [`Libc`]
 /// (false in a multi-threaded test harness).
 #[inline]
-pub fn run_std_with(
-    setup: &Setup,
-    ops: &[Op],
-    quirks: Quirks,
-    tally: Option<&mut Tally>,
-    check_released: bool,
-) {
+pub fn run_std_with(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>, check_released: bool) {
     let host = LibcHost::new();
     let page = host.page_size();
     let capabilities: Capabilities = host.capabilities();
@@ -194,7 +187,7 @@ pub fn run_std_with(
         drive(
             Box::new(libc_subject(map)),
             &probe,
-            Model::new(model, quirks),
+            Model::new(model),
             ops,
             tally,
         );
@@ -204,7 +197,7 @@ pub fn run_std_with(
         drive(
             Box::new(libc_subject(map)),
             &probe,
-            Model::new(model, quirks),
+            Model::new(model),
             ops,
             tally,
         );

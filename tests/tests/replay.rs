@@ -1,6 +1,5 @@
-//! Stable replay of the fuzz inputs: every file in `fuzz/regressions/*/` and in
-//! `fuzz/corpus/core_ops/` and `fuzz/corpus/batch_ops/` runs through the same driver as the
-//! fuzz targets (decoded as libfuzzer-sys does: inputs shorter than the size hint are skipped,
+//! Stable replay of the fuzz inputs: every file in `fuzz/regressions/*/` and `fuzz/corpus/*/`
+//! runs through the same driver as the fuzz targets (decoded as libfuzzer-sys does: inputs shorter than the size hint are skipped,
 //! the rest decoded with `arbitrary_take_rest`), plus a smoke test over seeded random buffers,
 //! plus the outcome tally (`op:variant` pairs reached by the corpus, and the ones missing),
 //! plus the recording-host inputs once more with the full sweep after every operation next to
@@ -15,7 +14,6 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Arbitrary, Unstructured};
 use mapcore_tests::driver::{run, run_checked, Checks, Tally};
 use mapcore_tests::input::{BatchInput, CoreInput};
-use mapcore_tests::model::Quirks;
 use mapcore_tests::std_host::run_std_with;
 
 fn fuzz_dir() -> PathBuf {
@@ -66,17 +64,17 @@ fn target_of(path: &Path) -> Target {
 }
 
 /// Runs one input; returns whether it decoded.
-fn replay(target: Target, bytes: &[u8], quirks: Quirks, tally: Option<&mut Tally>) -> bool {
+fn replay(target: Target, bytes: &[u8], tally: Option<&mut Tally>) -> bool {
     match target {
         Target::Core => decode::<CoreInput>(bytes)
-            .map(|i| run(&i.setup, &i.ops, quirks, tally))
+            .map(|i| run(&i.setup, &i.ops, tally))
             .is_some(),
         Target::Batch => decode::<BatchInput>(bytes)
-            .map(|i| run(&i.setup, &i.ops(), quirks, tally))
+            .map(|i| run(&i.setup, &i.ops(), tally))
             .is_some(),
         Target::Std => decode::<CoreInput>(bytes)
             // Other test threads map memory too: no "released range is unmapped" check.
-            .map(|i| run_std_with(&i.setup, &i.ops, quirks, tally, false))
+            .map(|i| run_std_with(&i.setup, &i.ops, tally, false))
             .is_some(),
     }
 }
@@ -86,22 +84,22 @@ fn replay(target: Target, bytes: &[u8], quirks: Quirks, tally: Option<&mut Tally
 fn replay_checked(target: Target, bytes: &[u8], checks: Checks) -> bool {
     match target {
         Target::Core => decode::<CoreInput>(bytes)
-            .map(|i| run_checked(&i.setup, &i.ops, Quirks::KNOWN, None, checks))
+            .map(|i| run_checked(&i.setup, &i.ops, None, checks))
             .is_some(),
         Target::Batch => decode::<BatchInput>(bytes)
-            .map(|i| run_checked(&i.setup, &i.ops(), Quirks::KNOWN, None, checks))
+            .map(|i| run_checked(&i.setup, &i.ops(), None, checks))
             .is_some(),
         Target::Std => false,
     }
 }
 
-fn replay_dir(dir: &Path, quirks: Quirks, mut tally: Option<&mut Tally>) -> (usize, usize) {
+fn replay_dir(dir: &Path, mut tally: Option<&mut Tally>) -> (usize, usize) {
     let (mut ran, mut skipped) = (0, 0);
     for path in files(dir) {
         let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let target = target_of(&path);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            replay(target, &bytes, quirks, tally.as_deref_mut())
+            replay(target, &bytes, tally.as_deref_mut())
         }));
         match result {
             Ok(true) => ran += 1,
@@ -116,11 +114,7 @@ fn replay_dir(dir: &Path, quirks: Quirks, mut tally: Option<&mut Tally>) -> (usi
 fn regressions_replay() {
     let mut total = 0;
     for target in ["core_ops", "batch_ops", "std_ops"] {
-        let (ran, skipped) = replay_dir(
-            &fuzz_dir().join("regressions").join(target),
-            Quirks::KNOWN,
-            None,
-        );
+        let (ran, skipped) = replay_dir(&fuzz_dir().join("regressions").join(target), None);
         println!("regressions/{target}: {ran} replayed, {skipped} too short to decode");
         total += ran;
     }
@@ -134,8 +128,7 @@ fn regressions_replay() {
 #[test]
 fn corpus_replays() {
     for target in ["core_ops", "batch_ops", "std_ops"] {
-        let (ran, skipped) =
-            replay_dir(&fuzz_dir().join("corpus").join(target), Quirks::KNOWN, None);
+        let (ran, skipped) = replay_dir(&fuzz_dir().join("corpus").join(target), None);
         println!("corpus/{target}: {ran} replayed, {skipped} too short to decode");
         assert!(ran > 0, "corpus/{target} is empty");
     }
@@ -200,14 +193,14 @@ fn smoke_random_buffers() {
         } else {
             Target::Batch
         };
-        decoded += usize::from(replay(target, &bytes, Quirks::KNOWN, None));
+        decoded += usize::from(replay(target, &bytes, None));
     }
     println!("smoke: {decoded} of {SMOKE} random buffers decoded and replayed");
     assert!(decoded > SMOKE / 2);
 }
 
-/// Every `op:variant` pair some input can reach, by the contract (DESIGN.md and the `# Errors`
-/// docs), on the recording host. `[entry]` pairs are per-entry batch reports.
+/// Every `op:variant` pair some input can reach, by the contract (the `# Errors` docs of
+/// `JitMap`), on the recording host. `[entry]` pairs are per-entry batch reports.
 const REACHABLE: &[&str] = &[
     "reserve:Ok",
     "reserve:InvalidSize",
@@ -287,20 +280,15 @@ const UNREACHABLE: &[(&str, &str)] = &[
 fn outcome_tally() {
     let mut tally = Tally::new();
     for target in ["core_ops", "batch_ops"] {
-        replay_dir(
-            &fuzz_dir().join("corpus").join(target),
-            Quirks::KNOWN,
-            Some(&mut tally),
-        );
+        replay_dir(&fuzz_dir().join("corpus").join(target), Some(&mut tally));
     }
-    let mut fuzzed = tally.clone();
+    let fuzzed = tally.clone();
     for (_, setup, ops) in scenarios::directed() {
-        run(&setup, &ops, Quirks::KNOWN, Some(&mut tally));
+        run(&setup, &ops, Some(&mut tally));
     }
     for target in ["core_ops", "batch_ops"] {
         replay_dir(
             &fuzz_dir().join("regressions").join(target),
-            Quirks::KNOWN,
             Some(&mut tally),
         );
     }
@@ -320,10 +308,9 @@ fn outcome_tally() {
     let unexpected: Vec<&str> = reached
         .iter()
         .copied()
-        .filter(|p| !REACHABLE.contains(p) && !p.contains("skipped("))
+        .filter(|p| !REACHABLE.contains(p))
         .collect();
     println!("reachable pairs never reached: {missing:?}");
-    fuzzed.retain(|k, _| !k.contains("skipped("));
     let by_corpus: Vec<&str> = REACHABLE
         .iter()
         .copied()
@@ -345,7 +332,7 @@ fn outcome_tally() {
     );
 }
 
-// ---- directed scenarios: known bugs, fixed bugs, and checks that the oracle can fail ----
+// ---- directed scenarios: fixed bugs, and checks that the oracle can fail ----
 
 mod scenarios {
     use mapcore::testing::RecordingHost;
@@ -357,7 +344,7 @@ mod scenarios {
         configs, drive, drive_checked, recording_subject, run, Checks, Probe, Recording, Sweep,
     };
     use mapcore_tests::input::{AddrSpec, Fault, InitSpec, Op, PairSpec, SegSpec, Setup, SizeSpec};
-    use mapcore_tests::model::{FaultPlan, Model, Quirks};
+    use mapcore_tests::model::{FaultPlan, Model};
 
     fn seg(place: u8, page: i8, size: u8, group: u8, content: u8) -> SegSpec {
         SegSpec {
@@ -445,7 +432,7 @@ mod scenarios {
     fn directed_scenarios() {
         for (name, setup, ops) in directed() {
             let mut tally = mapcore_tests::driver::Tally::new();
-            run(&setup, &ops, Quirks::STRICT, Some(&mut tally));
+            run(&setup, &ops, Some(&mut tally));
             println!("{name}: {tally:?}");
         }
     }
@@ -469,29 +456,16 @@ mod scenarios {
         ]
     }
 
-    /// The implementation today: two protect+discard pairs over the contiguous pages 0-2.
-    #[test]
-    fn interleaved_batch_as_implemented() {
-        run(&SETUP, &interleaved(), Quirks::KNOWN, None);
-    }
-
-    /// TODO(bug): DESIGN.md "at most one protect (back to RW) and one discard per contiguous
-    /// span; batches merge adjacent spans" — pages 0-2 are one contiguous span.
+    /// A batch resets one contiguous span with at most one protect (back to read-write) and
+    /// one discard, whichever regions own its pages: pages 0-2 are one span, so one call each.
     #[test]
     fn interleaved_batch_merges_into_one_run() {
-        run(
-            &SETUP,
-            &interleaved(),
-            Quirks {
-                batch_runs_in_region_order: false,
-                ..Quirks::KNOWN
-            },
-            None,
-        );
+        run(&SETUP, &interleaved(), None);
     }
 
-    /// Fixed since 5a312e3: a key repeated in one batch chunk was `Busy`, not unknown; an
-    /// interior address of a region retired earlier in the chunk was `InteriorAddress`.
+    /// Entries of one batch chunk behave as if processed one by one: a repeated key is unknown
+    /// (not `Busy`), and so is an address inside a region an earlier entry retired (not
+    /// `InteriorAddress`).
     #[test]
     fn repeated_and_stale_entries_in_one_chunk_are_unknown() {
         let ops = vec![
@@ -521,13 +495,7 @@ mod scenarios {
                 fault: Fault::None,
             },
         ];
-        run(&SETUP, &ops, Quirks::STRICT, None);
-        run(&SETUP, &ops, Quirks::KNOWN, None);
-        let old = std::panic::catch_unwind(|| run(&SETUP, &ops, Quirks::AT_5A312E3, None));
-        assert!(
-            old.is_err(),
-            "the scenario no longer tells the old behaviour from the fixed one"
-        );
+        run(&SETUP, &ops, None);
     }
 
     /// The first fuzz failure (a model bug, `regressions/core_ops/model-dup-key-at-slab-end-*`,
@@ -551,10 +519,11 @@ mod scenarios {
                 fault: Fault::None,
             },
         ];
-        run(&SETUP, &ops, Quirks::STRICT, None);
+        run(&SETUP, &ops, None);
     }
 
-    /// Fixed since 5a312e3: an address in quarantined pages was `InteriorAddress`.
+    /// An address in quarantined pages that is no key is `UnknownKey`: no live region holds
+    /// it, so it is not an `InteriorAddress`.
     #[test]
     fn quarantined_pages_are_not_interior_addresses() {
         let ops = vec![
@@ -577,12 +546,7 @@ mod scenarios {
                 fault: Fault::None,
             },
         ];
-        run(&SETUP, &ops, Quirks::STRICT, None);
-        let old = std::panic::catch_unwind(|| run(&SETUP, &ops, Quirks::AT_5A312E3, None));
-        assert!(
-            old.is_err(),
-            "the scenario no longer tells the old behaviour from the fixed one"
-        );
+        run(&SETUP, &ops, None);
     }
 
     fn nothing(_: &[u8]) -> Result<(), ActionError> {
@@ -607,9 +571,9 @@ mod scenarios {
         )
     }
 
-    /// TODO(bug): `Capabilities::reuse_executable == false` says executable pages are "never
-    /// handed out again until their slab is released", but initialize resets a
-    /// Finalize-lifetime executable segment to read-write and frees it.
+    /// With `Capabilities::reuse_executable == false` executable pages are never handed out
+    /// again until their slab is released, Finalize-lifetime executable segments included:
+    /// initialize keeps them instead of resetting them to read-write.
     #[test]
     fn finalize_exec_pages_are_not_reused_without_reuse_capability() {
         let host = no_reuse_host();
@@ -633,7 +597,7 @@ mod scenarios {
         );
     }
 
-    /// TODO(bug): the same for a rollback after the executable protect succeeded.
+    /// The same for a rollback after the executable protect succeeded.
     #[test]
     fn rolled_back_exec_pages_are_not_reused_without_reuse_capability() {
         let host = no_reuse_host();
@@ -655,11 +619,11 @@ mod scenarios {
         );
     }
 
-    /// TODO(bug), the smallest form of `regressions/batch_ops/bug-batch-merges-across-slabs-*`:
-    /// two one-page slabs side by side (the host hands out neighbouring ranges), a read-only
-    /// region in each, deinitialized in one batch. The map resets both with one
-    /// `protect([a, a + 2 pages), rw)` and one discard across the two reservations; the
-    /// recording host refuses ("host call on unreserved pages").
+    /// The smallest form of `regressions/batch_ops/bug-batch-merges-across-slabs-*`: two
+    /// one-page slabs side by side (the host hands out neighbouring ranges), a read-only region
+    /// in each, deinitialized in one batch. Each reset stays inside its own reservation; one
+    /// `protect([a, a + 2 pages), rw)` across both would make the recording host refuse
+    /// ("host call on unreserved pages").
     #[test]
     fn batch_reset_stays_inside_each_slab() {
         let host = RecordingHost::new(4096);
@@ -716,7 +680,7 @@ mod scenarios {
             drive(
                 Box::new(recording_subject(map)),
                 &Recording(&host),
-                Model::new(model, Quirks::KNOWN),
+                Model::new(model),
                 &ops,
                 None,
             );
@@ -799,7 +763,7 @@ mod scenarios {
             drive_checked(
                 Box::new(recording_subject(map)),
                 &probe,
-                Model::new(model, Quirks::KNOWN),
+                Model::new(model),
                 &ops,
                 None,
                 checks,
@@ -860,56 +824,11 @@ mod scenarios {
             drive(
                 Box::new(libc_subject(map)),
                 &Libc::new(page),
-                Model::new(model, Quirks::KNOWN),
+                Model::new(model),
                 &ops,
                 None,
             );
         });
         assert!(caught.is_err(), "resident freed pages went unnoticed");
     }
-}
-
-/// Replays the regressions whose file name starts with `prefix` with `quirks`; returns the
-/// files that fail.
-fn replay_named(prefix: &str, quirks: Quirks) -> (usize, Vec<String>) {
-    let (mut ran, mut failed) = (0, Vec::new());
-    for target in ["core_ops", "batch_ops", "std_ops"] {
-        for path in files(&fuzz_dir().join("regressions").join(target)) {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if !name.starts_with(prefix) {
-                continue;
-            }
-            let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let result =
-                std::panic::catch_unwind(|| replay(target_of(&path), &bytes, quirks, None));
-            ran += 1;
-            if result.is_err() {
-                failed.push(format!("{target}/{name}"));
-            }
-        }
-    }
-    (ran, failed)
-}
-
-/// Inputs that once exposed a model bug (`model-*`) replay against the documented contract
-/// too (strict model; only the batches that crash the recording host are skipped).
-#[test]
-fn model_regressions_replay_strict() {
-    let quirks = Quirks {
-        batch_merges_across_slabs: true,
-        ..Quirks::STRICT
-    };
-    let (ran, failed) = replay_named("model-", quirks);
-    println!("model regressions, strict: {ran} replayed");
-    assert!(ran > 0 && failed.is_empty(), "failing: {failed:?}");
-}
-
-/// TODO(bug): inputs that exposed an open implementation bug (`bug-*`), replayed against the
-/// documented contract: they fail until the bug is fixed (`bug-batch-merges-across-slabs-*`:
-/// the host is called across two reservations; `bug-batch-runs-not-merged-*`: a contiguous
-/// span is reset with several calls). `regressions_replay` runs them with the known quirks.
-#[test]
-fn open_bug_regressions_strict() {
-    let (ran, failed) = replay_named("bug-", Quirks::STRICT);
-    assert!(ran > 0 && failed.is_empty(), "failing: {failed:?}");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end acceptance of mapcore-executor against the real LLVM 22 clients (llvm-jitlink-22
-# and lli-22), following reference/llvm22-protocol.md section 4.2, checks #0-#8.
+# and lli-22): checks #0-#8, each described where it runs below.
 #
 # Every program runs twice: under LLVM's own executor (llvm-jitlink-executor, lli-child-target)
 # and under ours; exit code and exact stdout must match each other and the expected values.

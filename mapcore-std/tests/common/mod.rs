@@ -228,7 +228,7 @@ pub(crate) unsafe fn call1(addr: usize, arg: u64) -> u64 {
     f(arg)
 }
 
-// ---- upstream's helper actions (upstream-snmm.md §4.1) -------------------------------------
+// ---- the helper actions of orc-rt's tests -----------------------------------------------------
 
 const UNDECODABLE: ActionError = ActionError::new(-1);
 

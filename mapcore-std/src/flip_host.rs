@@ -1,8 +1,9 @@
 //! [`LibcHost`]: the [`Host`] of a normal process, on `mmap`, `mprotect`, `madvise` and
-//! `munmap`.
+//! `munmap`. Each page has one mapping, written while read-write and then flipped to its final
+//! protection with `mprotect`, so code runs at the address it was written to.
 //!
-//! Every libc call of the crate goes through [`cvt`], which turns the C failure value into an
-//! [`OsError`] read from `errno`.
+//! Every libc call goes through [`cvt`], which turns the C failure value into an [`OsError`]
+//! read from `errno`.
 //!
 //! # Safety
 //!
@@ -20,72 +21,7 @@ use core::ptr;
 use mapcore::{Capabilities, Host, PageRange, Prot};
 
 use crate::error::OsError;
-
-/// A libc return value that has a failure sentinel.
-pub(crate) trait Sentinel: Copy {
-    /// Whether this value means "failed, see errno".
-    fn is_failure(self) -> bool;
-}
-
-// `c_int` is `i32` everywhere; `c_long` is `i32` or `i64`: implementing both fixed-width types
-// covers both without a conflicting impl on 32-bit targets.
-impl Sentinel for i32 {
-    fn is_failure(self) -> bool {
-        self == -1
-    }
-}
-
-impl Sentinel for i64 {
-    fn is_failure(self) -> bool {
-        self == -1
-    }
-}
-
-impl Sentinel for *mut c_void {
-    fn is_failure(self) -> bool {
-        self == libc::MAP_FAILED
-    }
-}
-
-/// Turns a libc return value into a `Result`: the failure sentinel (`-1`, `MAP_FAILED`)
-/// becomes the [`OsError`] in `errno`, anything else is returned as is.
-///
-/// # Errors
-///
-/// The call failed; the error holds `errno`.
-pub(crate) fn cvt<T: Sentinel>(value: T) -> Result<T, OsError> {
-    if value.is_failure() {
-        Err(OsError::last_os_error())
-    } else {
-        Ok(value)
-    }
-}
-
-/// `sysconf(_SC_PAGESIZE)`: the system page size.
-///
-/// # Errors
-///
-/// `sysconf` failed (it never does for `_SC_PAGESIZE` on Linux).
-pub(crate) fn sysconf_page_size() -> Result<usize, OsError> {
-    // SAFETY: `sysconf` has no preconditions; it only reads a system value.
-    let size = cvt(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })?;
-    usize::try_from(size).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))
-}
-
-/// The `mmap`/`mprotect` protection bits for `prot`.
-fn prot_bits(prot: Prot) -> c_int {
-    let mut bits = libc::PROT_NONE;
-    if prot.contains(Prot::READ) {
-        bits |= libc::PROT_READ;
-    }
-    if prot.contains(Prot::WRITE) {
-        bits |= libc::PROT_WRITE;
-    }
-    if prot.contains(Prot::EXEC) {
-        bits |= libc::PROT_EXEC;
-    }
-    bits
-}
+use crate::sys::{cvt, prot_bits};
 
 /// Flags for reservations: private anonymous memory, no swap reserved up front (a slab may be
 /// large and mostly unused).
@@ -151,7 +87,7 @@ unsafe impl Host for LibcHost {
     type Error = OsError;
 
     fn page_size(&self) -> usize {
-        crate::page_size::page_size()
+        crate::page_size()
     }
 
     /// [`Capabilities::FULL`] on Linux; elsewhere `discard` is false because `MADV_DONTNEED`
@@ -262,32 +198,7 @@ unsafe impl Host for LibcHost {
 
 #[cfg(test)]
 mod tests {
-    use core::ffi::c_long;
-
     use super::*;
-
-    #[test]
-    fn cvt_passes_values_and_reads_errno_on_failure() {
-        assert_eq!(cvt(0 as c_int), Ok(0));
-        assert_eq!(cvt(7 as c_long), Ok(7));
-        // SAFETY: closing an invalid descriptor has no effect beyond setting errno.
-        let failed = cvt(unsafe { libc::close(-1) });
-        assert_eq!(failed, Err(OsError::from_raw_os_error(libc::EBADF)));
-    }
-
-    #[test]
-    fn prot_bits_match_libc() {
-        assert_eq!(prot_bits(Prot::NONE), libc::PROT_NONE);
-        assert_eq!(
-            prot_bits(Prot::READ_EXEC),
-            libc::PROT_READ | libc::PROT_EXEC
-        );
-        assert_eq!(
-            prot_bits(Prot::ALL),
-            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC
-        );
-        assert_eq!(prot_bits(Prot::WRITE), libc::PROT_WRITE);
-    }
 
     #[test]
     fn reserve_write_discard_release_round_trip() {
