@@ -81,8 +81,11 @@ impl<S: Storage> Spans<S> {
 
     /// The lowest span that ends after `addr`.
     pub(crate) fn first_ending_after(&self, addr: usize) -> Option<PageSpan> {
-        self.containing(addr)
-            .or_else(|| self.by_start.above(&addr, false).map(|(_, entry)| entry))
+        let (below, above) = self.by_start.around(&addr);
+        below
+            .filter(|(_, entry)| entry.span.range.contains(addr))
+            .or(above)
+            .map(|(_, entry)| entry)
     }
 
     /// The lowest span that starts at or after `addr`.

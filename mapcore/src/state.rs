@@ -104,9 +104,16 @@ impl<S: Storage> State<S> {
         let Some(hull) = self.regions.get(region).map(|r| r.hull) else {
             return;
         };
-        let mut cursor = self.spans.first_ending_after(hull.start());
+        // The region's spans start at or after its hull's start; the one ending at the hull's
+        // end is its last.
+        let mut cursor = self.spans.starting_from(hull.start());
         while let Some(entry) = cursor.filter(|e| e.span.range.start() < hull.end()) {
-            cursor = self.spans.next_after(&entry);
+            let last = entry.span.range.end() >= hull.end();
+            cursor = if last {
+                None
+            } else {
+                self.spans.next_after(&entry)
+            };
             if entry.owner == Owner::Region(region) {
                 f(&mut self.spans, entry);
             }

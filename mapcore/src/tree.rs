@@ -129,6 +129,24 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
         (best != NIL).then(|| (self.node(best).key, self.node(best).value))
     }
 
+    /// In one descent: the entry with the greatest key at or below `key`, and the one with the
+    /// least key strictly above it.
+    pub(crate) fn around(&self, key: &K) -> (Option<(K, V)>, Option<(K, V)>) {
+        let (mut i, mut below, mut above) = (self.root, NIL, NIL);
+        while i != NIL {
+            let node = self.node(i);
+            if node.key <= *key {
+                below = i;
+                i = node.right;
+            } else {
+                above = i;
+                i = node.left;
+            }
+        }
+        let entry = |i: u32| (i != NIL).then(|| (self.node(i).key, self.node(i).value));
+        (entry(below), entry(above))
+    }
+
     #[cfg(any(test, feature = "testing"))]
     /// Every entry in key order (O(n log n); for inspection and checks).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
@@ -217,29 +235,30 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
         if i == NIL {
             return (NIL, NIL);
         }
-        let node = *self.node(i);
+        let node = self.node(i);
+        let (left, right) = (node.left, node.right);
         match key.cmp(&node.key) {
             core::cmp::Ordering::Less => {
-                let (left, removed) = self.remove_under(node.left, key);
+                let (left, removed) = self.remove_under(left, key);
                 self.node_mut(i).left = left;
                 (self.rebalance(i), removed)
             }
             core::cmp::Ordering::Greater => {
-                let (right, removed) = self.remove_under(node.right, key);
+                let (right, removed) = self.remove_under(right, key);
                 self.node_mut(i).right = right;
                 (self.rebalance(i), removed)
             }
             core::cmp::Ordering::Equal => {
-                if node.left == NIL {
-                    return (node.right, i);
+                if left == NIL {
+                    return (right, i);
                 }
-                if node.right == NIL {
-                    return (node.left, i);
+                if right == NIL {
+                    return (left, i);
                 }
                 // The successor takes this node's place.
-                let (right, successor) = self.remove_min(node.right);
+                let (right, successor) = self.remove_min(right);
                 let s = self.node_mut(successor);
-                s.left = node.left;
+                s.left = left;
                 s.right = right;
                 (self.rebalance(successor), i)
             }
@@ -259,8 +278,8 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
     }
 
     fn update_height(&mut self, i: u32) {
-        let node = *self.node(i);
-        self.node_mut(i).height = 1 + self.height(node.left).max(self.height(node.right));
+        let (left, right) = (self.node(i).left, self.node(i).right);
+        self.node_mut(i).height = 1 + self.height(left).max(self.height(right));
     }
 
     fn rotate_right(&mut self, i: u32) -> u32 {
@@ -286,20 +305,20 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
     /// Restores the AVL balance at `i` after one of its subtrees changed height by at most
     /// one; returns the subtree's new root.
     fn rebalance(&mut self, i: u32) -> u32 {
-        let node = *self.node(i);
-        let (hl, hr) = (self.height(node.left), self.height(node.right));
+        let (left, right) = (self.node(i).left, self.node(i).right);
+        let (hl, hr) = (self.height(left), self.height(right));
         if hl > hr + 1 {
-            let l = *self.node(node.left);
-            if self.height(l.left) < self.height(l.right) {
-                let left = self.rotate_left(node.left);
+            let (ll, lr) = (self.node(left).left, self.node(left).right);
+            if self.height(ll) < self.height(lr) {
+                let left = self.rotate_left(left);
                 self.node_mut(i).left = left;
             }
             return self.rotate_right(i);
         }
         if hr > hl + 1 {
-            let r = *self.node(node.right);
-            if self.height(r.right) < self.height(r.left) {
-                let right = self.rotate_right(node.right);
+            let (rl, rr) = (self.node(right).left, self.node(right).right);
+            if self.height(rr) < self.height(rl) {
+                let right = self.rotate_right(right);
                 self.node_mut(i).right = right;
             }
             return self.rotate_left(i);
@@ -455,6 +474,7 @@ mod tests {
                 prop_assert_eq!(t.below(&key, false), strictly_below);
                 let above = model.range(key..).next().map(|(k, v)| (*k, *v));
                 prop_assert_eq!(t.above(&key, true), above);
+                prop_assert_eq!(t.around(&key), (below, t.above(&key, false)));
                 let strictly_above = model
                     .range((core::ops::Bound::Excluded(key), core::ops::Bound::Unbounded))
                     .next()
