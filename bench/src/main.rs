@@ -6,9 +6,14 @@
 //! mapcore-bench [--quick] [--samples N] [--sample-ms MS] [--warm-ms MS] [--pin CPU]
 //!               [--only CONTENDER/WORKLOAD] [--syscalls] [--syscall-ops N]
 //!               [--markdown FILE] [--svg FILE]
+//! mapcore-bench --scaling [--quick] [--samples N] [--sample-ms MS] [--pin CPU] [--markdown FILE]
 //! mapcore-bench --ops N --only CONTENDER/WORKLOAD     (one untimed run, for strace)
 //! mapcore-bench --list
 //! ```
+//!
+//! `--scaling` runs only the [`scaling`] workloads (mapcore's cost per operation against 1k, 4k
+//! and 16k live regions or slabs); `--quick` without `--only` runs a cheap form of them after
+//! the others.
 //!
 //! Nothing here asserts on timing: the output is a report, never a verdict.
 
@@ -17,7 +22,9 @@ mod blob;
 mod contenders;
 mod cpu;
 mod report;
+mod rng;
 mod rss;
+mod scaling;
 mod syscalls;
 mod workload;
 
@@ -35,6 +42,7 @@ static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 #[derive(Debug, Clone)]
 struct Options {
     quick: bool,
+    scaling: bool,
     samples: usize,
     sample_ms: u64,
     warm_ms: u64,
@@ -50,12 +58,14 @@ struct Options {
 
 const USAGE: &str = "usage: mapcore-bench [--quick] [--samples N] [--sample-ms MS] [--warm-ms MS] \
 [--pin CPU] [--only CONTENDER/WORKLOAD] [--syscalls] [--syscall-ops N] [--markdown FILE] \
-[--svg FILE] | --ops N --only CONTENDER/WORKLOAD | --list
+[--svg FILE] | --scaling [--quick] [--samples N] [--sample-ms MS] [--pin CPU] [--markdown FILE] \
+| --ops N --only CONTENDER/WORKLOAD | --list
   CONTENDER or WORKLOAD may be '*'; see --list for the names";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
+        scaling: false,
         samples: 11,
         sample_ms: 150,
         warm_ms: 30,
@@ -75,6 +85,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         let num = |v: String, name: &str| v.parse::<u64>().map_err(|e| format!("{name}: {e}"));
         match arg.as_str() {
             "--quick" => o.quick = true,
+            "--scaling" => o.scaling = true,
             "--samples" => {
                 o.samples = num(value(arg)?, arg)? as usize;
                 explicit.0 = true;
@@ -218,6 +229,47 @@ fn run(o: &Options) -> Result<(), String> {
         return ops_mode(o, ops);
     }
     let started = Instant::now();
+    let mut command: Vec<String> = vec!["cargo run --release -p mapcore-bench --".into()];
+    command.extend(std::env::args().skip(1));
+    let command = command.join(" ");
+    let mut markdown = String::new();
+    if !o.scaling {
+        let report = peers(o, started, &command)?;
+        markdown = report.markdown();
+        println!("{markdown}");
+        if let Some(path) = &o.svg {
+            std::fs::write(path, report.svg()).map_err(|e| format!("{path}: {e}"))?;
+        }
+    }
+    if o.scaling || (o.quick && o.only.is_none()) {
+        let sizes: &[usize] = if o.quick {
+            &scaling::QUICK
+        } else {
+            &scaling::FULL
+        };
+        let p = scaling::Params {
+            samples: o.samples,
+            sample: Duration::from_millis(o.sample_ms),
+        };
+        let lines = scaling::run(sizes, p, |step| {
+            eprintln!("[{:6.1} s] {step}", started.elapsed().as_secs_f64());
+        });
+        let table = scaling::markdown(&lines, p, &command);
+        println!("{table}");
+        if !markdown.is_empty() {
+            markdown.push('\n');
+        }
+        markdown.push_str(&table);
+    }
+    if let Some(path) = &o.markdown {
+        std::fs::write(path, &markdown).map_err(|e| format!("{path}: {e}"))?;
+    }
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Times every selected contender on every selected peer workload (W1-W4).
+fn peers(o: &Options, started: Instant, command: &str) -> Result<Report, String> {
     let (only_c, only_w) = o.only.clone().unwrap_or(("*".into(), "*".into()));
     let mut all: Vec<Box<dyn Contender>> = contenders::all()
         .into_iter()
@@ -268,27 +320,15 @@ fn run(o: &Options) -> Result<(), String> {
         }
         cases.push(case);
     }
-    let mut command: Vec<String> = vec!["cargo run --release -p mapcore-bench --".into()];
-    command.extend(std::env::args().skip(1));
-    let report = Report {
+    Ok(Report {
         cases,
         rss,
         machine: Machine::detect(),
-        command: command.join(" "),
+        command: command.to_owned(),
         samples: o.samples,
         sample_ms: o.sample_ms,
         seconds: started.elapsed().as_secs_f64(),
-    };
-    let markdown = report.markdown();
-    println!("{markdown}");
-    if let Some(path) = &o.markdown {
-        std::fs::write(path, &markdown).map_err(|e| format!("{path}: {e}"))?;
-    }
-    if let Some(path) = &o.svg {
-        std::fs::write(path, report.svg()).map_err(|e| format!("{path}: {e}"))?;
-    }
-    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    })
 }
 
 fn main() -> ExitCode {
@@ -316,6 +356,13 @@ mod tests {
         assert_eq!((o.samples, o.sample_ms), (5, 2));
         let o = parse_args(&args(&["--quick", "--samples", "3"])).unwrap();
         assert_eq!((o.samples, o.sample_ms), (3, 2));
+    }
+
+    #[test]
+    fn scaling_is_a_flag_that_combines_with_quick() {
+        let o = parse_args(&args(&["--scaling", "--quick"])).unwrap();
+        assert!(o.scaling && o.quick);
+        assert!(!parse_args(&args(&["--quick"])).unwrap().scaling);
     }
 
     #[test]

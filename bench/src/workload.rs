@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::blob::{self, padded};
 use crate::contenders::{page_ceil, page_size, Contender, Layout, Token};
 use crate::cpu::thread_time;
+use crate::rng::Rng;
 use crate::rss;
 
 /// Regions live at once in the churn workload.
@@ -138,24 +139,6 @@ pub(crate) fn bytes(n: usize) -> String {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} B")
-    }
-}
-
-/// xorshift64*: a tiny seeded generator, identical for every contender.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `lo..=hi` (modulo bias is irrelevant here).
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
     }
 }
 
