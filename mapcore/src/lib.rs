@@ -40,10 +40,13 @@ extern crate alloc;
 mod action;
 mod addr;
 mod arena;
+#[cfg(feature = "alloc")]
+mod btree;
 mod error;
 mod host;
 mod lock;
 mod map;
+mod ordered;
 mod plan;
 mod prot;
 mod regions;

@@ -1,12 +1,16 @@
-//! The region table: every region found by id in O(1) and by key in O(log n), each slab's
-//! regions in a list (newest first), and the dealloc actions of the regions that have some.
+//! The region table: every region found by id in O(1), each slab's regions in a list (newest
+//! first), and the dealloc actions of the regions that have some.
+//!
+//! A region is found by its key through the span table: its key is where its lowest Standard
+//! segment starts, so the span starting there is its own. Only a region whose key segment is
+//! empty (covers no page) has no such span; those few are indexed here by key.
 
 use crate::action::Deallocs;
 use crate::addr::PageRange;
 use crate::arena::{define_id, Arena, Entry};
+use crate::ordered::OrderedMap;
 use crate::slabs::SlabId;
 use crate::table::Storage;
-use crate::tree::{Node, Tree};
 
 define_id!(
     /// A region's place in the region table; stays the same while the region lives.
@@ -42,6 +46,8 @@ pub(crate) struct Region {
     /// From the start of its lowest span to the end of its highest: where to look for its
     /// spans.
     pub(crate) hull: PageRange,
+    /// Whether its key segment covers no page (so no span of its own starts at its key).
+    pub(crate) empty_key: bool,
     /// Its dealloc actions, if it has (or, initializing, may get) some.
     deallocs: Option<DeallocsId>,
     /// The next older region of its slab.
@@ -52,9 +58,10 @@ pub(crate) struct Region {
 
 impl Region {
     /// A region being initialized in `slab`.
-    pub(crate) fn new(key: usize, slab: SlabId, hull: PageRange) -> Self {
+    pub(crate) fn new(key: usize, empty_key: bool, slab: SlabId, hull: PageRange) -> Self {
         Self {
             key,
+            empty_key,
             slab,
             state: RegionState::Initializing,
             hull,
@@ -73,7 +80,8 @@ impl Region {
 /// The regions, their key index and their dealloc actions.
 pub(crate) struct Regions<S: Storage> {
     records: Arena<Region, RegionId, S::Regions<Entry<Region>>>,
-    keys: Tree<usize, RegionId, S::Regions<Node<usize, RegionId>>>,
+    /// The regions whose key segment covers no page, by key.
+    empty_keys: S::RegionIndex<usize, RegionId>,
     deallocs: Arena<Deallocs, DeallocsId, S::Regions<Entry<Deallocs>>>,
 }
 
@@ -81,7 +89,7 @@ impl<S: Storage> Default for Regions<S> {
     fn default() -> Self {
         Self {
             records: Arena::default(),
-            keys: Tree::default(),
+            empty_keys: Default::default(),
             deallocs: Arena::default(),
         }
     }
@@ -93,11 +101,11 @@ impl<S: Storage> Regions<S> {
         self.records.len()
     }
 
-    /// Whether one more region fits, with an entry for dealloc actions if `with_deallocs`;
-    /// a growable table reserves the room.
-    pub(crate) fn make_room(&mut self, with_deallocs: bool) -> bool {
+    /// Whether one more region fits, with an entry for dealloc actions if `with_deallocs` and
+    /// in the empty-key index if `empty_key`; a growable table reserves the room.
+    pub(crate) fn make_room(&mut self, with_deallocs: bool, empty_key: bool) -> bool {
         self.records.make_room(1)
-            && self.keys.make_room(1)
+            && (!empty_key || self.empty_keys.make_room(1))
             && (!with_deallocs || self.deallocs.make_room(1))
     }
 
@@ -116,8 +124,10 @@ impl<S: Storage> Regions<S> {
         region.older = older;
         region.newer = None;
         let id = self.records.insert(region).ok()?;
-        let key = self.keys.insert(region.key, id);
-        debug_assert!(key.is_ok(), "room was made");
+        if region.empty_key {
+            let key = self.empty_keys.insert(region.key, id);
+            debug_assert!(key.is_ok(), "room was made");
+        }
         if let Some(older) = older.and_then(|older| self.records.get_mut(older)) {
             older.newer = Some(id);
         }
@@ -129,7 +139,9 @@ impl<S: Storage> Regions<S> {
     /// slab's newest now.
     pub(crate) fn remove(&mut self, id: RegionId) -> Option<Region> {
         let region = self.records.remove(id)?;
-        self.keys.remove(&region.key);
+        if region.empty_key {
+            self.empty_keys.remove(&region.key);
+        }
         if let Some(deallocs) = region.deallocs {
             self.deallocs.remove(deallocs);
         }
@@ -152,9 +164,9 @@ impl<S: Storage> Regions<S> {
         self.records.get_mut(id)
     }
 
-    /// The region keyed `key`.
-    pub(crate) fn with_key(&self, key: usize) -> Option<RegionId> {
-        self.keys.get(&key)
+    /// The region keyed `key` whose key segment is empty.
+    pub(crate) fn with_empty_key(&self, key: usize) -> Option<RegionId> {
+        self.empty_keys.get(&key)
     }
 
     /// The dealloc-action entry of region `id`, to fill.
@@ -176,17 +188,15 @@ impl<S: Storage> Regions<S> {
     /// broken.
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn check(&self) -> Result<(), &'static str> {
-        self.keys.check()?;
+        self.empty_keys.check()?;
         if !self.records.free_list_is_sound() || !self.deallocs.free_list_is_sound() {
             return Err("region free lists are wrong");
         }
-        if self.keys.len() != self.records.len() {
-            return Err("key index and regions disagree");
-        }
+
         let mut with_deallocs = 0;
         for (id, region) in self.records.iter() {
-            if self.keys.get(&region.key) != Some(id) {
-                return Err("key index points at the wrong region");
+            if region.empty_key && self.empty_keys.get(&region.key) != Some(id) {
+                return Err("empty-key index misses a region");
             }
             if let Some(entry) = region.deallocs {
                 with_deallocs += 1;
@@ -207,6 +217,10 @@ impl<S: Storage> Regions<S> {
             if !newer_ok || !older_ok {
                 return Err("slab region list broken");
             }
+        }
+        let empty = self.records.iter().filter(|(_, r)| r.empty_key).count();
+        if empty != self.empty_keys.len() {
+            return Err("empty-key index holds a region it should not");
         }
         if with_deallocs != self.deallocs.len() {
             return Err("dealloc actions without a region");

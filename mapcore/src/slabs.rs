@@ -2,9 +2,9 @@
 
 use crate::addr::PageRange;
 use crate::arena::{define_id, Arena, Entry};
+use crate::ordered::OrderedMap;
 use crate::regions::RegionId;
 use crate::table::Storage;
-use crate::tree::{Node, Tree};
 
 define_id!(
     /// A slab's place in the slab table; stays the same while the slab lives.
@@ -55,8 +55,8 @@ impl Slab {
 /// The slabs, indexed by base and by age.
 pub(crate) struct Slabs<S: Storage> {
     records: Arena<Slab, SlabId, S::Slabs<Entry<Slab>>>,
-    by_base: Tree<usize, SlabId, S::Slabs<Node<usize, SlabId>>>,
-    by_age: Tree<u64, SlabId, S::Slabs<Node<u64, SlabId>>>,
+    by_base: S::SlabIndex<usize, SlabId>,
+    by_age: S::SlabIndex<u64, SlabId>,
     /// Reservations between [`Slabs::hold`] and [`Slabs::insert`], each holding room for one
     /// slab.
     held: usize,
@@ -66,8 +66,8 @@ impl<S: Storage> Default for Slabs<S> {
     fn default() -> Self {
         Self {
             records: Arena::default(),
-            by_base: Tree::default(),
-            by_age: Tree::default(),
+            by_base: Default::default(),
+            by_age: Default::default(),
             held: 0,
         }
     }
@@ -171,7 +171,7 @@ impl<S: Storage> Slabs<S> {
     /// Every slab, in address order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (SlabId, &Slab)> {
         self.by_base
-            .iter()
+            .entries()
             .filter_map(|(_, id)| self.records.get(id).map(|s| (id, s)))
     }
 

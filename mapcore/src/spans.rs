@@ -2,10 +2,10 @@
 //! address and disjoint, with O(log n) point and range queries.
 
 use crate::addr::PageRange;
+use crate::ordered::OrderedMap;
 use crate::plan::Span;
 use crate::regions::RegionId;
 use crate::table::Storage;
-use crate::tree::{Node, Tree};
 
 /// Who owns a span of pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +32,13 @@ impl PageSpan {
 
 /// The spans in use, keyed by their first page.
 pub(crate) struct Spans<S: Storage> {
-    by_start: Tree<usize, PageSpan, S::Spans<Node<usize, PageSpan>>>,
+    by_start: S::SpanIndex<usize, PageSpan>,
 }
 
 impl<S: Storage> Default for Spans<S> {
     fn default() -> Self {
         Self {
-            by_start: Tree::default(),
+            by_start: Default::default(),
         }
     }
 }
@@ -71,6 +71,11 @@ impl<S: Storage> Spans<S> {
         if let Some(entry) = self.by_start.get_mut(&start) {
             entry.owner = owner;
         }
+    }
+
+    /// The span starting at `addr`.
+    pub(crate) fn starting_at(&self, addr: usize) -> Option<PageSpan> {
+        self.by_start.get(&addr)
     }
 
     /// The span holding the page at `addr`.
@@ -122,7 +127,7 @@ impl<S: Storage> Spans<S> {
     #[cfg(any(test, feature = "testing"))]
     /// Every span, in address order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = PageSpan> + '_ {
-        self.by_start.iter().map(|(_, entry)| entry)
+        self.by_start.entries().map(|(_, entry)| entry)
     }
 
     /// Checks the tree and that spans are disjoint; returns what is broken.
@@ -130,7 +135,7 @@ impl<S: Storage> Spans<S> {
     pub(crate) fn check(&self) -> Result<(), &'static str> {
         self.by_start.check()?;
         let mut end = 0;
-        for (start, entry) in self.by_start.iter() {
+        for (start, entry) in self.by_start.entries() {
             if start != entry.start() || entry.span.range.is_empty() {
                 return Err("span keyed wrongly or empty");
             }

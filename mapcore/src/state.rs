@@ -38,6 +38,7 @@ pub(crate) struct Retired {
 pub(crate) struct Placement<'p> {
     spans: &'p [Span],
     key: usize,
+    empty_key: bool,
     hull: PageRange,
     slab: SlabId,
     with_deallocs: bool,
@@ -118,6 +119,16 @@ impl<S: Storage> State<S> {
                 f(&mut self.spans, entry);
             }
         }
+    }
+
+    /// The region keyed `key`: the owner of the span starting there if that is its key,
+    /// otherwise a region whose key segment is empty.
+    fn region_with_key(&self, key: usize) -> Option<RegionId> {
+        let spanned = self.spans.starting_at(key).and_then(|s| match s.owner {
+            Owner::Region(id) => self.regions.get(id).filter(|r| r.key == key).map(|_| id),
+            Owner::Quarantined => None,
+        });
+        spanned.or_else(|| self.regions.with_empty_key(key))
     }
 
     // ---- reserve ----
@@ -221,18 +232,23 @@ impl<S: Storage> State<S> {
                 segment: span.segment,
             });
         }
-        if self.regions.with_key(plan.key).is_some() {
+        // A key segment that covers pages is free (checked above), so no span starts at the
+        // key; an empty one may sit in used pages.
+        let key_is_empty = segments[plan.key_segment].size == 0;
+        let key_in_use = if key_is_empty {
+            self.region_with_key(plan.key).is_some()
+        } else {
+            self.regions.with_empty_key(plan.key).is_some()
+        };
+        if key_in_use {
             return Err(Error::KeyInUse { key: plan.key });
         }
-        // A key segment that covers pages was checked above; an empty one may sit in used
-        // pages.
-        let key_is_empty = segments[plan.key_segment].size == 0;
         if key_is_empty && self.spans.containing(plan.key).is_some() {
             return Err(Error::Overlap {
                 segment: plan.key_segment,
             });
         }
-        if !self.regions.make_room(with_deallocs) {
+        if !self.regions.make_room(with_deallocs, key_is_empty) {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
         if !self.spans.make_room(plan.spans.len()) {
@@ -241,6 +257,7 @@ impl<S: Storage> State<S> {
         Ok(Placement {
             spans: plan.spans,
             key: plan.key,
+            empty_key: key_is_empty,
             hull: plan.hull,
             slab: slab_id,
             with_deallocs,
@@ -255,7 +272,12 @@ impl<S: Storage> State<S> {
         };
         let touched = slab.touched;
         slab.touched = touched.cover(&placement.hull);
-        let region = Region::new(placement.key, placement.slab, placement.hull);
+        let region = Region::new(
+            placement.key,
+            placement.empty_key,
+            placement.slab,
+            placement.hull,
+        );
         let inserted = self
             .regions
             .insert(region, placement.with_deallocs, slab.newest_region);
@@ -325,7 +347,7 @@ impl<S: Storage> State<S> {
         retired_here: &[RegionId],
     ) -> Result<Retired, Error<E>> {
         let gone = |id: RegionId| retired_here.contains(&id);
-        let Some(id) = self.regions.with_key(key).filter(|&id| !gone(id)) else {
+        let Some(id) = self.region_with_key(key).filter(|&id| !gone(id)) else {
             // Quarantined pages belong to no region: an address there is no interior address.
             let in_region = self
                 .spans
@@ -560,10 +582,13 @@ impl<S: Storage> State<S> {
         }
         let mut listed = 0;
         for (slab_id, slab) in self.slabs.iter() {
-            for (_, region) in self.regions_of(slab) {
+            for (id, region) in self.regions_of(slab) {
                 listed += 1;
                 if region.slab != slab_id || listed > self.regions.len() {
                     return Err("slab lists a region of another slab");
+                }
+                if self.region_with_key(region.key) != Some(id) {
+                    return Err("a region is not found by its key");
                 }
             }
             if slab

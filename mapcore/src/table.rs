@@ -4,6 +4,11 @@
 //! their storage and reuse freed entries, so both storages give the same semantics and the
 //! same O(log n) operations; they differ only in when a table is full.
 
+use crate::ordered::OrderedMap;
+use crate::tree::{self, Tree};
+#[cfg(feature = "alloc")]
+use crate::{btree, btree::BTree};
+
 /// The storage of one table: a list that only grows at its end. Implemented for
 /// `heapless::Vec` and, with the `alloc` feature, for `alloc::vec::Vec`.
 pub trait Table<T>: Default {
@@ -64,17 +69,24 @@ impl<T> Table<T> for alloc::vec::Vec<T> {
 }
 
 /// How the map stores its tables: [`Fixed`] or (feature `alloc`) `Growable`.
+///
+/// Implemented by those two only; the tables' types are the crate's own.
 pub trait Storage {
-    /// The slab table.
+    /// The slab records.
     type Slabs<T>: Table<T>;
-    /// The region table and its key index.
+    /// The region records and their dealloc actions.
     type Regions<T>: Table<T>;
-    /// The page-span table (one entry per segment of every live region).
-    type Spans<T>: Table<T>;
+    /// An index with room for one entry per slab.
+    type SlabIndex<K: Ord + Copy, V: Copy>: OrderedMap<K, V>;
+    /// An index with room for one entry per region.
+    type RegionIndex<K: Ord + Copy, V: Copy>: OrderedMap<K, V>;
+    /// An index with room for one entry per span (a segment of a live region, or quarantined
+    /// pages).
+    type SpanIndex<K: Ord + Copy, V: Copy>: OrderedMap<K, V>;
 }
 
 /// Fixed-capacity tables, no heap: at most `SLABS` slabs, `REGIONS` live regions and `SPANS`
-/// segments of live regions (plus quarantined page runs).
+/// segments of live regions (plus quarantined page runs). Indexes are AVL trees.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fixed<const SLABS: usize, const REGIONS: usize, const SPANS: usize>;
 
@@ -83,10 +95,13 @@ impl<const SLABS: usize, const REGIONS: usize, const SPANS: usize> Storage
 {
     type Slabs<T> = heapless::Vec<T, SLABS>;
     type Regions<T> = heapless::Vec<T, REGIONS>;
-    type Spans<T> = heapless::Vec<T, SPANS>;
+    type SlabIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, SLABS>>;
+    type RegionIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, REGIONS>>;
+    type SpanIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, SPANS>>;
 }
 
-/// Tables that grow on the global heap; full only when allocation fails.
+/// Tables that grow on the global heap; full only when allocation fails. Indexes are
+/// B-trees.
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Growable;
@@ -95,7 +110,9 @@ pub struct Growable;
 impl Storage for Growable {
     type Slabs<T> = alloc::vec::Vec<T>;
     type Regions<T> = alloc::vec::Vec<T>;
-    type Spans<T> = alloc::vec::Vec<T>;
+    type SlabIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
+    type RegionIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
+    type SpanIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ const NIL: u32 = u32::MAX;
 
 /// One node of a [`Tree`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Node<K, V> {
+pub struct Node<K, V> {
     key: K,
     value: V,
     left: u32,
@@ -25,7 +25,8 @@ pub(crate) struct Node<K, V> {
 }
 
 /// An ordered map from `K` to `V`, its nodes stored in `Tab`.
-pub(crate) struct Tree<K, V, Tab> {
+#[derive(Debug)]
+pub struct Tree<K, V, Tab> {
     nodes: Tab,
     root: u32,
     /// Freed nodes, linked through `left`.
