@@ -9,6 +9,7 @@
 
 use heapless::Vec;
 
+use crate::ordered::Around;
 use crate::table::Table;
 
 /// Keys a node can hold for a moment: one more than [`MAX`], before it splits.
@@ -45,15 +46,18 @@ impl<K: Ord + Copy, V: Copy> Node<K, V> {
         }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         usize::from(self.len)
     }
 
+    #[inline]
     fn keys(&self) -> &[K] {
         &self.keys[..self.len()]
     }
 
     /// Puts `key`/`value` at `i` and, in an inner node, `child` right of it.
+    #[inline]
     fn insert_at(&mut self, i: usize, key: K, value: V, child: u32) {
         let len = self.len();
         // Moving nothing is the common case in small trees: no call for it.
@@ -73,6 +77,7 @@ impl<K: Ord + Copy, V: Copy> Node<K, V> {
     }
 
     /// Takes out the entry at `i` and, in an inner node, the child right of it.
+    #[inline]
     fn remove_at(&mut self, i: usize) -> (K, V, u32) {
         let len = self.len();
         let (key, value, child) = (self.keys[i], self.values[i], self.children[i + 1]);
@@ -131,10 +136,12 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
         nodes <= self.free_count || self.nodes.make_room(nodes - self.free_count)
     }
 
+    #[inline]
     fn node(&self, i: u32) -> &Node<K, V> {
         &self.nodes.items()[i as usize]
     }
 
+    #[inline]
     fn node_mut(&mut self, i: u32) -> &mut Node<K, V> {
         &mut self.nodes.items_mut()[i as usize]
     }
@@ -204,9 +211,10 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
 
     /// Walks down one path; in each node, the keys `split` accepts (a prefix) lie left of the
     /// way down, and `visit` sees the node and their count.
+    #[inline]
     fn descend(&self, split: impl Fn(&K) -> bool, mut visit: impl FnMut(&Node<K, V>, usize)) {
         let mut n = self.root;
-        while n != NIL && self.len > 0 {
+        while n != NIL {
             let node = self.node(n);
             let i = node.keys().partition_point(&split);
             visit(node, i);
@@ -243,7 +251,7 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
 
     /// In one descent: the entry with the greatest key at or below `key`, and the one with the
     /// least key strictly above it.
-    pub(crate) fn around(&self, key: &K) -> (Option<(K, V)>, Option<(K, V)>) {
+    pub(crate) fn around(&self, key: &K) -> Around<K, V> {
         let (mut below, mut above) = (None, None);
         self.descend(
             |k| k <= key,
@@ -594,7 +602,7 @@ mod tests {
         assert!(t.make_room(1));
         let capacity = t.nodes.capacity();
         for round in 0..1000u16 {
-            let k = (round * 7) % 1000 | 1;
+            let k = ((round * 7) % 1000) | 1;
             assert!(t.make_room(1));
             t.insert(k, 0).unwrap();
             assert_eq!(t.remove(&k), Some(0));

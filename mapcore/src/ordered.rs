@@ -3,6 +3,9 @@
 //! (fewer, wider nodes: cheaper at every size). Both are O(log n) in every operation and never
 //! allocate once they have grown to their working size.
 
+/// The entries on both sides of a point: the one at or below it, the one above it.
+pub(crate) type Around<K, V> = (Option<(K, V)>, Option<(K, V)>);
+
 /// An ordered map from `K` to `V` (small `Copy` data: addresses, sequence numbers, ids).
 pub trait OrderedMap<K, V>: Default {
     /// The number of keys.
@@ -19,7 +22,7 @@ pub trait OrderedMap<K, V>: Default {
     /// The entry with the least key at or above `key` (`inclusive`) or strictly above it.
     fn above(&self, key: &K, inclusive: bool) -> Option<(K, V)>;
     /// In one descent: `below(key, true)` and `above(key, false)`.
-    fn around(&self, key: &K) -> (Option<(K, V)>, Option<(K, V)>);
+    fn around(&self, key: &K) -> Around<K, V>;
     /// Adds `key` (not present yet), or hands the entry back if the map is full.
     ///
     /// # Errors
@@ -67,7 +70,7 @@ macro_rules! forward_ordered_map {
                 Self::above(self, key, inclusive)
             }
             #[inline]
-            fn around(&self, key: &K) -> (Option<(K, V)>, Option<(K, V)>) {
+            fn around(&self, key: &K) -> Around<K, V> {
                 Self::around(self, key)
             }
             #[inline]
@@ -92,8 +95,10 @@ macro_rules! forward_ordered_map {
     };
 }
 
+#[cfg(feature = "alloc")]
 use crate::btree::BTree;
 use crate::tree::Tree;
 
 forward_ordered_map!(Tree, crate::tree::Node<K, V>);
+#[cfg(feature = "alloc")]
 forward_ordered_map!(BTree, crate::btree::Node<K, V>);

@@ -121,14 +121,23 @@ impl<S: Storage> State<S> {
         }
     }
 
-    /// The region keyed `key`: the owner of the span starting there if that is its key,
-    /// otherwise a region whose key segment is empty.
-    fn region_with_key(&self, key: usize) -> Option<RegionId> {
+    /// The region keyed `key`: the owner of the span starting there if that is its key (with
+    /// that span), otherwise a region whose key segment is empty.
+    fn find_key(&self, key: usize) -> Option<(RegionId, Option<PageSpan>)> {
         let spanned = self.spans.starting_at(key).and_then(|s| match s.owner {
-            Owner::Region(id) => self.regions.get(id).filter(|r| r.key == key).map(|_| id),
+            Owner::Region(id) => self
+                .regions
+                .get(id)
+                .filter(|r| r.key == key)
+                .map(|_| (id, Some(s))),
             Owner::Quarantined => None,
         });
-        spanned.or_else(|| self.regions.with_empty_key(key))
+        spanned.or_else(|| self.regions.with_empty_key(key).map(|id| (id, None)))
+    }
+
+    /// The region keyed `key`.
+    fn region_with_key(&self, key: usize) -> Option<RegionId> {
+        self.find_key(key).map(|(id, _)| id)
     }
 
     // ---- reserve ----
@@ -347,7 +356,7 @@ impl<S: Storage> State<S> {
         retired_here: &[RegionId],
     ) -> Result<Retired, Error<E>> {
         let gone = |id: RegionId| retired_here.contains(&id);
-        let Some(id) = self.region_with_key(key).filter(|&id| !gone(id)) else {
+        let Some((id, key_span)) = self.find_key(key).filter(|&(id, _)| !gone(id)) else {
             // Quarantined pages belong to no region: an address there is no interior address.
             let in_region = self
                 .spans
@@ -363,17 +372,25 @@ impl<S: Storage> State<S> {
         };
         // A slab being released retires its regions itself, and must not be unmapped while
         // another thread still resets pages in it.
-        let slab_live = self
-            .regions
-            .get(id)
-            .and_then(|r| self.slabs.get(r.slab))
-            .is_some_and(|s| s.state == SlabState::Live);
-        if !slab_live {
+        let region = self.regions.get(id).copied();
+        let slab = region.and_then(|r| self.slabs.get(r.slab)).copied();
+        let (Some(region), Some(slab)) = (region, slab) else {
+            return Err(Error::Busy { addr: key });
+        };
+        if slab.state != SlabState::Live {
             return Err(Error::Busy { addr: key });
         }
         let mut retired = self.retire_region(id).ok_or(Error::Busy { addr: key })?;
-        // Deinitialize resets the region's pages, starting here; release unmaps them instead.
-        retired.first_span = self.next_span_of(id, 0);
+        // Deinitialize resets the region's pages, starting with its lowest span, usually the
+        // one at its key (release unmaps them instead).
+        retired.first_span = match key_span {
+            Some(entry) if region.hull.start() == key => Some(NextSpan {
+                slab: slab.base,
+                span: entry.span,
+                last: entry.span.range.end() >= region.hull.end(),
+            }),
+            _ => self.next_span_of(id, 0),
+        };
         Ok(retired)
     }
 

@@ -8,6 +8,7 @@
 //! Keys and values are small `Copy` data (addresses, sequence numbers, ids): the records
 //! themselves live in arenas, and the trees only index them.
 
+use crate::ordered::Around;
 use crate::table::Table;
 
 /// No node.
@@ -132,7 +133,7 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
 
     /// In one descent: the entry with the greatest key at or below `key`, and the one with the
     /// least key strictly above it.
-    pub(crate) fn around(&self, key: &K) -> (Option<(K, V)>, Option<(K, V)>) {
+    pub(crate) fn around(&self, key: &K) -> Around<K, V> {
         let (mut i, mut below, mut above) = (self.root, NIL, NIL);
         while i != NIL {
             let node = self.node(i);
