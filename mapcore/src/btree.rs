@@ -303,6 +303,14 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             self.len = 1;
             return Ok(());
         }
+        // A lone leaf with room is a sorted array: no path, no split.
+        if self.height == 1 && self.node(self.root).len() < MAX {
+            let root = self.root;
+            let i = self.node(root).keys().partition_point(|k| *k < key);
+            self.node_mut(root).insert_at(i, key, value, NIL);
+            self.len += 1;
+            return Ok(());
+        }
         if !self.make_room(1) {
             return Err((key, value));
         }
@@ -358,6 +366,14 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
 
     /// Removes `key`; returns its value if it was present.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        // A lone leaf is a sorted array: no path, no underflow.
+        if self.height == 1 {
+            let root = self.root;
+            let i = self.node(root).keys().binary_search(key).ok()?;
+            let (_, value, _) = self.node_mut(root).remove_at(i);
+            self.len -= 1;
+            return Some(value);
+        }
         let mut path = Path::new();
         let mut n = self.root;
         let (found, i) = loop {

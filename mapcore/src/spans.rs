@@ -107,10 +107,12 @@ impl<S: Storage> Spans<S> {
 
     /// Whether any span shares a page with `range`.
     pub(crate) fn overlaps(&self, range: PageRange) -> bool {
+        // The last span starting inside or before `range` is the only one that can reach in.
         !range.is_empty()
             && self
-                .first_ending_after(range.start())
-                .is_some_and(|s| s.start() < range.end())
+                .by_start
+                .below(&(range.end() - 1), true)
+                .is_some_and(|(_, s)| s.span.range.end() > range.start())
     }
 
     /// Forgets every span inside `range`.
