@@ -77,27 +77,21 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
         extra <= self.holes || self.entries.make_room(extra - self.holes)
     }
 
-    /// Stores `value`, or hands it back if the arena is full.
-    pub(crate) fn insert(&mut self, value: T) -> Result<I, T> {
+    /// Stores `value`; `None` if the arena is full.
+    pub(crate) fn insert(&mut self, value: T) -> Option<I> {
         if let Some(index) = self.free {
             let entry = &mut self.entries.items_mut()[index as usize];
             if let Entry::Vacant { next } = *entry {
                 self.free = next;
                 self.holes -= 1;
                 *entry = Entry::Occupied(value);
-                return Ok(I::from_index(index));
+                return Some(I::from_index(index));
             }
             debug_assert!(false, "free list points at an occupied entry");
         }
-        let index = self.entries.items().len();
-        let Ok(id) = u32::try_from(index) else {
-            return Err(value);
-        };
-        match self.entries.try_push(Entry::Occupied(value)) {
-            Ok(()) => Ok(I::from_index(id)),
-            Err(Entry::Occupied(value)) => Err(value),
-            Err(Entry::Vacant { .. }) => unreachable!("the table hands back what it was given"),
-        }
+        let id = u32::try_from(self.entries.items().len()).ok()?;
+        self.entries.try_push(Entry::Occupied(value)).ok()?;
+        Some(I::from_index(id))
     }
 
     /// Removes and returns the record `id`, if there is one.
@@ -113,6 +107,20 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
             Entry::Occupied(value) => Some(value),
             Entry::Vacant { .. } => None,
         }
+    }
+
+    /// Drops the record `id`; whether there was one.
+    pub(crate) fn free(&mut self, id: I) -> bool {
+        let Some(entry) = self.entries.items_mut().get_mut(id.index() as usize) else {
+            return false;
+        };
+        if matches!(entry, Entry::Vacant { .. }) {
+            return false;
+        }
+        *entry = Entry::Vacant { next: self.free };
+        self.free = Some(id.index());
+        self.holes += 1;
+        true
     }
 
     /// The record `id`, if there is one.
@@ -181,13 +189,15 @@ mod tests {
     #[test]
     fn ids_stay_put_and_holes_are_reused() {
         let mut arena = Small::default();
+        assert!(!arena.free(TestId::from_index(0)));
         let a = arena.insert(10).unwrap();
         let b = arena.insert(20).unwrap();
         let c = arena.insert(30).unwrap();
-        assert_eq!(arena.insert(40), Err(40), "full");
+        assert_eq!(arena.insert(40), None, "full");
         assert!(!arena.make_room(1));
-        assert_eq!(arena.remove(b), Some(20));
-        assert_eq!(arena.remove(b), None, "removed twice");
+        assert!(arena.free(b));
+        assert!(!arena.free(b), "freed twice");
+        assert_eq!(arena.remove(b), None, "removed after it was freed");
         assert_eq!(arena.get(b), None);
         assert!(arena.make_room(1));
         assert!(!arena.make_room(2));
@@ -207,8 +217,8 @@ mod tests {
         arena.remove(ids[0]);
         arena.remove(ids[2]);
         assert!(arena.free_list_is_sound());
-        assert_eq!(arena.insert(7), Ok(ids[2]));
-        assert_eq!(arena.insert(8), Ok(ids[0]));
+        assert_eq!(arena.insert(7), Some(ids[2]));
+        assert_eq!(arena.insert(8), Some(ids[0]));
         assert_eq!(arena.len(), 3);
         assert!(arena.free_list_is_sound());
     }

@@ -77,6 +77,15 @@ impl Region {
     }
 }
 
+/// What forgetting a region changed for its slab.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Removed {
+    /// The region's slab.
+    pub(crate) slab: SlabId,
+    /// If it was the slab's newest region: the slab's newest region now.
+    pub(crate) newest: Option<Option<RegionId>>,
+}
+
 /// The regions, their key index and their dealloc actions.
 pub(crate) struct Regions<S: Storage> {
     records: Arena<Region, RegionId, S::Regions<Entry<Region>>>,
@@ -119,11 +128,11 @@ impl<S: Storage> Regions<S> {
         older: Option<RegionId>,
     ) -> Option<RegionId> {
         if with_deallocs {
-            region.deallocs = Some(self.deallocs.insert(Deallocs::new()).ok()?);
+            region.deallocs = Some(self.deallocs.insert(Deallocs::new())?);
         }
         region.older = older;
         region.newer = None;
-        let id = self.records.insert(region).ok()?;
+        let id = self.records.insert(region)?;
         if region.empty_key {
             let key = self.empty_keys.insert(region.key, id);
             debug_assert!(key.is_ok(), "room was made");
@@ -134,24 +143,30 @@ impl<S: Storage> Regions<S> {
         Some(id)
     }
 
-    /// Forgets a region, with its dealloc actions, and unlinks it from its slab's list. If it
-    /// was the newest of its slab ([`Region::newer`] is `None`), [`Region::older`] is the
-    /// slab's newest now.
-    pub(crate) fn remove(&mut self, id: RegionId) -> Option<Region> {
-        let region = self.records.remove(id)?;
+    /// Forgets a region, with its dealloc actions, and unlinks it from its slab's list.
+    /// Returns its slab and, if it was the slab's newest, the slab's newest region now.
+    pub(crate) fn remove(&mut self, id: RegionId) -> Option<Removed> {
+        let region = self.records.get(id)?;
+        let (older, newer) = (region.older, region.newer);
+        let removed = Removed {
+            slab: region.slab,
+            newest: newer.is_none().then_some(older),
+        };
         if region.empty_key {
-            self.empty_keys.remove(&region.key);
+            let key = region.key;
+            self.empty_keys.remove(&key);
         }
-        if let Some(deallocs) = region.deallocs {
-            self.deallocs.remove(deallocs);
+        if let Some(deallocs) = self.records.get(id).and_then(|r| r.deallocs) {
+            self.deallocs.free(deallocs);
         }
-        if let Some(newer) = region.newer.and_then(|newer| self.records.get_mut(newer)) {
-            newer.older = region.older;
+        self.records.free(id);
+        if let Some(newer) = newer.and_then(|newer| self.records.get_mut(newer)) {
+            newer.older = older;
         }
-        if let Some(older) = region.older.and_then(|older| self.records.get_mut(older)) {
-            older.newer = region.newer;
+        if let Some(older) = older.and_then(|older| self.records.get_mut(older)) {
+            older.newer = newer;
         }
-        Some(region)
+        Some(removed)
     }
 
     /// The region `id`.

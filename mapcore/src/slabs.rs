@@ -109,7 +109,7 @@ impl<S: Storage> Slabs<S> {
     pub(crate) fn insert(&mut self, slab: Slab) -> Option<SlabId> {
         debug_assert!(self.held > 0 && !self.clashes(slab.base, slab.end()));
         self.held = self.held.saturating_sub(1);
-        let id = self.records.insert(slab).ok()?;
+        let id = self.records.insert(slab)?;
         let by_base = self.by_base.insert(slab.base, id);
         let by_age = self.by_age.insert(slab.seq, id);
         debug_assert!(by_base.is_ok() && by_age.is_ok(), "room was held");

@@ -451,13 +451,13 @@ impl<S: Storage> State<S> {
                 spans.remove(start);
             }
         });
-        let Some(region) = self.regions.remove(id) else {
+        let Some(removed) = self.regions.remove(id) else {
             debug_assert!(false, "forgot an unknown region");
             return;
         };
-        if region.newer.is_none() {
-            if let Some(slab) = self.slabs.get_mut(region.slab) {
-                slab.newest_region = region.older;
+        if let Some(newest) = removed.newest {
+            if let Some(slab) = self.slabs.get_mut(removed.slab) {
+                slab.newest_region = newest;
             }
         }
     }
