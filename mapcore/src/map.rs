@@ -21,7 +21,7 @@ use crate::plan::{runs, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
 use crate::regions::RegionId;
 use crate::request::{Content, InitRequest};
-use crate::state::{NextSpan, Retired, State};
+use crate::state::{NextSpan, Quarantine, Retired, State};
 use crate::table::{Fixed, Storage};
 
 /// What deinitialize does with the contents of freed pages.
@@ -337,17 +337,23 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         Ok(())
     }
 
+    /// Which pages of a region being forgotten stay out of use: all of them if resetting them
+    /// `failed`, else the executable ones on a host that cannot reuse them.
+    fn quarantine(&self, failed: bool) -> Quarantine {
+        if failed {
+            Quarantine::All
+        } else if self.host.capabilities().reuse_executable {
+            Quarantine::Nothing
+        } else {
+            Quarantine::Executable
+        }
+    }
+
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
     /// Returns whether some pages had to be quarantined.
     fn roll_back(&self, region: RegionId, spans: &[Span]) -> bool {
         let quarantined = self.reset_pages(spans, |_| true).is_err();
-        let reuse_exec = self.host.capabilities().reuse_executable;
-        self.with_state(|s| {
-            if !reuse_exec {
-                s.quarantine_executable(region);
-            }
-            s.forget(region, quarantined);
-        });
+        self.with_state(|s| s.forget(region, self.quarantine(quarantined)));
         quarantined
     }
 
@@ -475,10 +481,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // 3. Forget the regions.
         self.with_state(|s| {
             for entry in chunk.iter() {
-                if !reuse_exec {
-                    s.quarantine_executable(entry.region);
-                }
-                s.forget(entry.region, entry.error.is_some());
+                s.forget(entry.region, self.quarantine(entry.error.is_some()));
             }
         });
     }
@@ -539,7 +542,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut dealloc_failures = 0;
         while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
             dealloc_failures += self.run_deallocs(&retired);
-            self.with_state(|s| s.forget(retired.region, false));
+            self.with_state(|s| s.forget(retired.region, Quarantine::Nothing));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no

@@ -66,11 +66,12 @@ impl<S: Storage> Spans<S> {
         self.by_start.remove(&start)
     }
 
-    /// Gives the span starting at `start` to `owner`.
-    pub(crate) fn set_owner(&mut self, start: usize, owner: Owner) {
-        if let Some(entry) = self.by_start.get_mut(&start) {
-            entry.owner = owner;
-        }
+    /// Gives the span starting at `start` to `owner`; returns it as it was.
+    pub(crate) fn set_owner(&mut self, start: usize, owner: Owner) -> Option<PageSpan> {
+        let entry = self.by_start.get_mut(&start)?;
+        let before = *entry;
+        entry.owner = owner;
+        Some(before)
     }
 
     /// The span starting at `addr`.

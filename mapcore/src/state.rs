@@ -23,6 +23,17 @@ use crate::slabs::{Slab, SlabId, SlabState, Slabs};
 use crate::spans::{Owner, PageSpan, Spans};
 use crate::table::Storage;
 
+/// Which pages of a forgotten region stay recorded as quarantined, never handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quarantine {
+    /// None: all become free.
+    Nothing,
+    /// The executable ones (for hosts that cannot reuse executable pages).
+    Executable,
+    /// All of them (they could not be reset).
+    All,
+}
+
 /// A region taken out of service.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retired {
@@ -99,15 +110,23 @@ impl<S: Storage> State<S> {
         self.next_seq
     }
 
-    /// Calls `f` with every span owned by `region`, in address order; `f` may change the
-    /// span's owner or remove it.
-    fn for_each_span_of(&mut self, region: RegionId, mut f: impl FnMut(&mut Spans<S>, PageSpan)) {
+    /// Calls `f` with every span owned by `region` that starts at or after `from`, in address
+    /// order; `f` may change the span's owner or remove it.
+    fn for_each_span_of(
+        &mut self,
+        region: RegionId,
+        from: usize,
+        mut f: impl FnMut(&mut Spans<S>, PageSpan),
+    ) {
         let Some(hull) = self.regions.get(region).map(|r| r.hull) else {
             return;
         };
         // The region's spans start at or after its hull's start; the one ending at the hull's
         // end is its last.
-        let mut cursor = self.spans.starting_from(hull.start());
+        if from >= hull.end() {
+            return;
+        }
+        let mut cursor = self.spans.starting_from(from.max(hull.start()));
         while let Some(entry) = cursor.filter(|e| e.span.range.start() < hull.end()) {
             let last = entry.span.range.end() >= hull.end();
             cursor = if last {
@@ -329,7 +348,7 @@ impl<S: Storage> State<S> {
         if !has_finalize {
             return;
         }
-        self.for_each_span_of(id, |spans, entry| {
+        self.for_each_span_of(id, 0, |spans, entry| {
             let span = entry.span;
             if span.lifetime != Lifetime::Finalize {
                 return;
@@ -431,25 +450,40 @@ impl<S: Storage> State<S> {
         None
     }
 
-    /// Quarantines the executable spans of a region, for hosts that cannot reuse them.
-    pub(crate) fn quarantine_executable(&mut self, id: RegionId) {
-        self.for_each_span_of(id, |spans, entry| {
-            if entry.span.prot.contains(Prot::EXEC) {
-                spans.set_owner(entry.span.range.start(), Owner::Quarantined);
-            }
-        });
-    }
-
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
-    /// With `quarantine`, its pages stay recorded as quarantined instead of becoming free.
-    pub(crate) fn forget(&mut self, id: RegionId, quarantine: bool) {
-        self.for_each_span_of(id, |spans, entry| {
-            let start = entry.span.range.start();
-            if quarantine {
-                spans.set_owner(start, Owner::Quarantined);
+    /// Its pages become free, except those `quarantine` keeps recorded as quarantined.
+    pub(crate) fn forget(&mut self, id: RegionId, quarantine: Quarantine) {
+        let Some(region) = self.regions.get(id).copied() else {
+            debug_assert!(false, "forgot an unknown region");
+            return;
+        };
+        let free = |spans: &mut Spans<S>, start: usize| {
+            let keep = match quarantine {
+                Quarantine::Nothing => false,
+                Quarantine::All => true,
+                Quarantine::Executable => spans
+                    .starting_at(start)
+                    .is_some_and(|s| s.span.prot.contains(Prot::EXEC)),
+            };
+            if keep {
+                spans.set_owner(start, Owner::Quarantined)
             } else {
-                spans.remove(start);
+                spans.remove(start)
             }
+        };
+        // A settled region's lowest span starts at its key (its Finalize-lifetime spans are
+        // gone): that one is freed without a search.
+        let mut from = region.hull.start();
+        if region.state != RegionState::Initializing && !region.empty_key {
+            let first = free(&mut self.spans, region.key);
+            debug_assert!(
+                first.is_some_and(|s| s.owner == Owner::Region(id)),
+                "a settled region owns the span at its key"
+            );
+            from = first.map_or(from, |s| s.span.range.end());
+        }
+        self.for_each_span_of(id, from, |spans, entry| {
+            free(spans, entry.span.range.start());
         });
         let Some(removed) = self.regions.remove(id) else {
             debug_assert!(false, "forgot an unknown region");
