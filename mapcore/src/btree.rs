@@ -311,6 +311,13 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             self.len += 1;
             return Ok(());
         }
+        self.insert_deep(key, value)
+    }
+
+    /// [`BTree::insert`] into a tree of more than one node, or a full one: kept apart so that
+    /// the common small case above carries none of its state.
+    #[inline(never)]
+    fn insert_deep(&mut self, key: K, value: V) -> Result<(), (K, V)> {
         if !self.make_room(1) {
             return Err((key, value));
         }
@@ -374,6 +381,13 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             self.len -= 1;
             return Some(value);
         }
+        self.remove_deep(key)
+    }
+
+    /// [`BTree::remove`] from a tree of more than one node: kept apart so that the common
+    /// small case above carries none of its state.
+    #[inline(never)]
+    fn remove_deep(&mut self, key: &K) -> Option<V> {
         let mut path = Path::new();
         let mut n = self.root;
         let (found, i) = loop {
