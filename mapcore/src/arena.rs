@@ -73,6 +73,7 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
     }
 
     /// Whether `extra` more records fit; a growable table reserves room for them.
+    #[inline]
     pub(crate) fn make_room(&mut self, extra: usize) -> bool {
         extra <= self.holes || self.entries.make_room(extra - self.holes)
     }
@@ -124,6 +125,7 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
     }
 
     /// The record `id`, if there is one.
+    #[inline]
     pub(crate) fn get(&self, id: I) -> Option<&T> {
         match self.entries.items().get(id.index() as usize) {
             Some(Entry::Occupied(value)) => Some(value),
@@ -132,6 +134,7 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
     }
 
     /// The record `id`, mutably, if there is one.
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: I) -> Option<&mut T> {
         match self.entries.items_mut().get_mut(id.index() as usize) {
             Some(Entry::Occupied(value)) => Some(value),
