@@ -391,22 +391,21 @@ impl<S: Storage> State<S> {
         };
         // A slab being released retires its regions itself, and must not be unmapped while
         // another thread still resets pages in it.
-        let region = self.regions.get(id).copied();
-        let slab = region.and_then(|r| self.slabs.get(r.slab)).copied();
-        let (Some(region), Some(slab)) = (region, slab) else {
+        let Some((hull, slab)) = self.regions.get(id).map(|r| (r.hull, r.slab)) else {
             return Err(Error::Busy { addr: key });
         };
-        if slab.state != SlabState::Live {
+        let live = self.slabs.get(slab).filter(|s| s.state == SlabState::Live);
+        let Some(slab_base) = live.map(|s| s.base) else {
             return Err(Error::Busy { addr: key });
-        }
+        };
         let mut retired = self.retire_region(id).ok_or(Error::Busy { addr: key })?;
         // Deinitialize resets the region's pages, starting with its lowest span, usually the
         // one at its key (release unmaps them instead).
         retired.first_span = match key_span {
-            Some(entry) if region.hull.start() == key => Some(NextSpan {
-                slab: slab.base,
+            Some(entry) if hull.start() == key => Some(NextSpan {
+                slab: slab_base,
                 span: entry.span,
-                last: entry.span.range.end() >= region.hull.end(),
+                last: entry.span.range.end() >= hull.end(),
             }),
             _ => self.next_span_of(id, 0),
         };
@@ -453,10 +452,12 @@ impl<S: Storage> State<S> {
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
     /// Its pages become free, except those `quarantine` keeps recorded as quarantined.
     pub(crate) fn forget(&mut self, id: RegionId, quarantine: Quarantine) {
-        let Some(region) = self.regions.get(id).copied() else {
+        let Some(region) = self.regions.get(id) else {
             debug_assert!(false, "forgot an unknown region");
             return;
         };
+        let (hull, key) = (region.hull, region.key);
+        let settled = region.state != RegionState::Initializing && !region.empty_key;
         let free = |spans: &mut Spans<S>, start: usize| {
             let keep = match quarantine {
                 Quarantine::Nothing => false,
@@ -473,9 +474,9 @@ impl<S: Storage> State<S> {
         };
         // A settled region's lowest span starts at its key (its Finalize-lifetime spans are
         // gone): that one is freed without a search.
-        let mut from = region.hull.start();
-        if region.state != RegionState::Initializing && !region.empty_key {
-            let first = free(&mut self.spans, region.key);
+        let mut from = hull.start();
+        if settled {
+            let first = free(&mut self.spans, key);
             debug_assert!(
                 first.is_some_and(|s| s.owner == Owner::Region(id)),
                 "a settled region owns the span at its key"
