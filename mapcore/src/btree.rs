@@ -267,28 +267,30 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
         (below, above)
     }
 
-    /// Every entry in key order (O(n log n); for inspection and checks).
+    /// Every entry in key order, in O(n) (for inspection and checks).
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        let mut next = self.first();
+        // Each level's node and the next of its keys to hand out.
+        let mut stack = Path::new();
+        let mut down = if self.len > 0 { self.root } else { NIL };
         core::iter::from_fn(move || {
-            let entry = next?;
-            next = self.above(&entry.0, false);
-            Some(entry)
-        })
-    }
-
-    #[cfg(any(test, feature = "testing"))]
-    fn first(&self) -> Option<(K, V)> {
-        let mut n = self.root;
-        while n != NIL && self.len > 0 {
-            let node = self.node(n);
-            if node.leaf {
-                return Some((node.keys[0], node.values[0]));
+            while down != NIL {
+                stack.push((down, 0)).ok()?;
+                let node = self.node(down);
+                down = if node.leaf { NIL } else { node.children[0] };
             }
-            n = node.children[0];
-        }
-        None
+            loop {
+                let (n, i) = stack.pop()?;
+                let node = self.node(n);
+                if i < node.len() {
+                    stack.push((n, i + 1)).ok()?;
+                    if !node.leaf {
+                        down = node.children[i + 1];
+                    }
+                    return Some((node.keys[i], node.values[i]));
+                }
+            }
+        })
     }
 
     /// Adds `key` (not present yet), or hands the entry back if the table is full (never

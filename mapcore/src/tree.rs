@@ -149,27 +149,21 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
         (entry(below), entry(above))
     }
 
+    /// Every entry in key order, in O(n) (for inspection and checks).
     #[cfg(any(test, feature = "testing"))]
-    /// Every entry in key order (O(n log n); for inspection and checks).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        let mut next = self.above_first();
-        core::iter::from_fn(move || {
-            let entry = next?;
-            next = self.above(&entry.0, false);
-            Some(entry)
-        })
-    }
-
-    #[cfg(any(test, feature = "testing"))]
-    fn above_first(&self) -> Option<(K, V)> {
+        // The way down to the next node: an AVL tree of u32 nodes is less than 64 high.
+        let mut stack = heapless::Vec::<u32, 64>::new();
         let mut i = self.root;
-        if i == NIL {
-            return None;
-        }
-        while self.node(i).left != NIL {
-            i = self.node(i).left;
-        }
-        Some((self.node(i).key, self.node(i).value))
+        core::iter::from_fn(move || {
+            while i != NIL {
+                stack.push(i).ok()?;
+                i = self.node(i).left;
+            }
+            let n = stack.pop()?;
+            i = self.node(n).right;
+            Some((self.node(n).key, self.node(n).value))
+        })
     }
 
     /// Adds `key` (not present yet), or hands the entry back if the table is full.
