@@ -187,17 +187,25 @@ impl<S: Storage> Slabs<S> {
         if self.by_base.len() != n || self.by_age.len() != n {
             return Err("slab indexes and records disagree");
         }
-        for (id, slab) in self.records.iter() {
-            if self.by_base.get(&slab.base) != Some(id) || self.by_age.get(&slab.seq) != Some(id) {
-                return Err("slab index points at the wrong slab");
-            }
-        }
+        // Each index entry leads to a record with its key; keys are distinct and the counts
+        // equal, so every record is in both indexes exactly once.
         let mut end = 0;
-        for (_, slab) in self.iter() {
+        for (base, id) in self.by_base.entries() {
+            let slab = self.records.get(id).filter(|s| s.base == base);
+            let Some(slab) = slab else {
+                return Err("slab index points at the wrong slab");
+            };
             if slab.base < end {
                 return Err("slabs overlap");
             }
             end = slab.end();
+        }
+        if self
+            .by_age
+            .entries()
+            .any(|(seq, id)| self.records.get(id).is_none_or(|s| s.seq != seq))
+        {
+            return Err("slab age index points at the wrong slab");
         }
         Ok(())
     }
