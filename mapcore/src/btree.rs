@@ -339,10 +339,11 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
         self.len += 1;
         // Split full nodes on the way back up.
         while self.node(n).len() > MAX {
-            let full = *self.node(n);
             const MID: usize = CAP / 2;
-            let mut right = Node::new(full.keys[MID + 1], full.values[MID + 1], full.leaf);
             let moved = CAP - MID - 1;
+            let full = self.node(n);
+            let (up_key, up_value) = (full.keys[MID], full.values[MID]);
+            let mut right = Node::new(full.keys[MID + 1], full.values[MID + 1], full.leaf);
             right.keys[..moved].copy_from_slice(&full.keys[MID + 1..]);
             right.values[..moved].copy_from_slice(&full.values[MID + 1..]);
             right.children[..=moved].copy_from_slice(&full.children[MID + 1..]);
@@ -351,7 +352,6 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             let Some(right) = self.alloc(right) else {
                 unreachable!("make_room reserved the nodes");
             };
-            let (up_key, up_value) = (full.keys[MID], full.values[MID]);
             match path.pop() {
                 Some((parent, i)) => {
                     self.node_mut(parent).insert_at(i, up_key, up_value, right);
@@ -441,11 +441,15 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             if self.node(n).len() >= MIN {
                 return;
             }
-            let p = *self.node(parent);
-            if i > 0 && self.node(p.children[i - 1]).len() > MIN {
+            let p = self.node(parent);
+            let (left, right) = (
+                if i > 0 { p.children[i - 1] } else { NIL },
+                if i < p.len() { p.children[i + 1] } else { NIL },
+            );
+            if left != NIL && self.node(left).len() > MIN {
                 // Rotate right: the parent's separator comes down, the left sibling's last
                 // key goes up.
-                let left = p.children[i - 1];
+                let (sep_key, sep_value) = (p.keys[i - 1], p.values[i - 1]);
                 let (k, v, child) = {
                     let l = self.node_mut(left);
                     let last = l.len() - 1;
@@ -458,8 +462,8 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
                 node.keys.copy_within(0..len, 1);
                 node.values.copy_within(0..len, 1);
                 node.children.copy_within(0..=len, 1);
-                node.keys[0] = p.keys[i - 1];
-                node.values[0] = p.values[i - 1];
+                node.keys[0] = sep_key;
+                node.values[0] = sep_value;
                 node.children[0] = child;
                 node.len += 1;
                 let parent = self.node_mut(parent);
@@ -467,9 +471,10 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
                 parent.values[i - 1] = v;
                 return;
             }
-            if i < p.len() && self.node(p.children[i + 1]).len() > MIN {
+            if right != NIL && self.node(right).len() > MIN {
                 // Rotate left: the separator comes down, the right sibling's first key goes up.
-                let right = p.children[i + 1];
+                let p = self.node(parent);
+                let (sep_key, sep_value) = (p.keys[i], p.values[i]);
                 let (k, v, child) = {
                     let r = self.node_mut(right);
                     let moved = (r.keys[0], r.values[0], r.children[0]);
@@ -482,8 +487,8 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
                 };
                 let node = self.node_mut(n);
                 let len = node.len();
-                node.keys[len] = p.keys[i];
-                node.values[len] = p.values[i];
+                node.keys[len] = sep_key;
+                node.values[len] = sep_value;
                 node.children[len + 1] = child;
                 node.len += 1;
                 let parent = self.node_mut(parent);
@@ -493,11 +498,13 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> BTree<K, V, Tab> {
             }
             // Merge with a sibling: left + separator + right into the left one.
             let at = if i > 0 { i - 1 } else { i };
+            let p = self.node(parent);
+            let (sep_key, sep_value) = (p.keys[at], p.values[at]);
             let (left, right) = (p.children[at], p.children[at + 1]);
             let (l, r) = self.pair_mut(left, right);
             let (ll, rl) = (l.len(), r.len());
-            l.keys[ll] = p.keys[at];
-            l.values[ll] = p.values[at];
+            l.keys[ll] = sep_key;
+            l.values[ll] = sep_value;
             l.keys[ll + 1..=ll + rl].copy_from_slice(&r.keys[..rl]);
             l.values[ll + 1..=ll + rl].copy_from_slice(&r.values[..rl]);
             l.children[ll + 1..=ll + rl + 1].copy_from_slice(&r.children[..=rl]);
