@@ -102,3 +102,74 @@ use crate::tree::Tree;
 forward_ordered_map!(Tree, crate::tree::Node<K, V>);
 #[cfg(feature = "alloc")]
 forward_ordered_map!(BTree, crate::btree::Node<K, V>);
+
+/// The test both indexes pass: a model check against `BTreeMap`.
+#[cfg(test)]
+pub(crate) mod model_test {
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::OrderedMap;
+
+    /// Proptest settings for it: few cases and no failure file under miri (which is slow and
+    /// isolates the file system).
+    pub(crate) fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: if cfg!(miri) {
+                None
+            } else {
+                ProptestConfig::default().failure_persistence
+            },
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Runs `ops` (insert, insert, remove, overwrite; then a key) on `map` and on a `BTreeMap`,
+    /// and checks after each one that every query agrees and the structure is sound.
+    pub(crate) fn agrees_with_btreemap<M: OrderedMap<u16, u32>>(
+        mut map: M,
+        ops: Vec<(u8, u16)>,
+    ) -> Result<(), TestCaseError> {
+        let mut model = BTreeMap::new();
+        for (n, (op, key)) in ops.into_iter().enumerate() {
+            let value = n as u32;
+            match op {
+                0 | 1 => {
+                    if let std::collections::btree_map::Entry::Vacant(e) = model.entry(key) {
+                        e.insert(value);
+                        prop_assert!(map.make_room(1));
+                        prop_assert!(map.insert(key, value).is_ok());
+                    }
+                }
+                2 => prop_assert_eq!(map.remove(&key), model.remove(&key)),
+                _ => {
+                    if let Some(v) = map.get_mut(&key) {
+                        *v = value;
+                        model.insert(key, value);
+                    }
+                }
+            }
+            prop_assert_eq!(map.get(&key), model.get(&key).copied());
+            let below = model.range(..=key).next_back().map(|(k, v)| (*k, *v));
+            prop_assert_eq!(map.below(&key, true), below);
+            let strictly_below = model.range(..key).next_back().map(|(k, v)| (*k, *v));
+            prop_assert_eq!(map.below(&key, false), strictly_below);
+            let above = model.range(key..).next().map(|(k, v)| (*k, *v));
+            prop_assert_eq!(map.above(&key, true), above);
+            let strictly_above = model
+                .range((core::ops::Bound::Excluded(key), core::ops::Bound::Unbounded))
+                .next()
+                .map(|(k, v)| (*k, *v));
+            prop_assert_eq!(map.above(&key, false), strictly_above);
+            prop_assert_eq!(map.around(&key), (below, strictly_above));
+            prop_assert_eq!(map.check(), Ok(()));
+            prop_assert_eq!(map.len(), model.len());
+        }
+        let all: Vec<(u16, u32)> = model.into_iter().collect();
+        prop_assert_eq!(map.entries().collect::<Vec<_>>(), all);
+        Ok(())
+    }
+}

@@ -381,7 +381,6 @@ impl<K: Ord + Copy, V: Copy, Tab: Table<Node<K, V>>> Tree<K, V, Tab> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
     use std::vec::Vec;
 
     type Growing = Tree<u16, u32, Vec<Node<u16, u32>>>;
@@ -440,57 +439,12 @@ mod tests {
     }
 
     proptest! {
-        // Under miri: few cases, and no failure file (miri isolates the file system).
-        #![proptest_config(ProptestConfig {
-            cases: if cfg!(miri) { 4 } else { 256 },
-            failure_persistence: if cfg!(miri) {
-                None
-            } else {
-                ProptestConfig::default().failure_persistence
-            },
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::ordered::model_test::config())]
 
-        /// Every operation agrees with `BTreeMap`, and the tree stays a sound AVL tree.
+        /// Every operation agrees with `BTreeMap`, and the tree stays sound.
         #[test]
         fn agrees_with_btreemap(ops in proptest::collection::vec((0u8..4, 0u16..64), 0..OPS)) {
-            let mut t = Growing::default();
-            let mut model = BTreeMap::new();
-            for (n, (op, key)) in ops.into_iter().enumerate() {
-                let value = n as u32;
-                match op {
-                    0 | 1 => {
-                        if let std::collections::btree_map::Entry::Vacant(e) = model.entry(key) {
-                            e.insert(value);
-                            t.insert(key, value).unwrap();
-                        }
-                    }
-                    2 => prop_assert_eq!(t.remove(&key), model.remove(&key)),
-                    _ => {
-                        if let Some(v) = t.get_mut(&key) {
-                            *v = value;
-                            model.insert(key, value);
-                        }
-                    }
-                }
-                prop_assert_eq!(t.get(&key), model.get(&key).copied());
-                let below = model.range(..=key).next_back().map(|(k, v)| (*k, *v));
-                prop_assert_eq!(t.below(&key, true), below);
-                let strictly_below = model.range(..key).next_back().map(|(k, v)| (*k, *v));
-                prop_assert_eq!(t.below(&key, false), strictly_below);
-                let above = model.range(key..).next().map(|(k, v)| (*k, *v));
-                prop_assert_eq!(t.above(&key, true), above);
-                prop_assert_eq!(t.around(&key), (below, t.above(&key, false)));
-                let strictly_above = model
-                    .range((core::ops::Bound::Excluded(key), core::ops::Bound::Unbounded))
-                    .next()
-                    .map(|(k, v)| (*k, *v));
-                prop_assert_eq!(t.above(&key, false), strictly_above);
-                prop_assert_eq!(t.check(), Ok(()));
-                prop_assert_eq!(t.len(), model.len());
-            }
-            let all: Vec<(u16, u32)> = model.into_iter().collect();
-            prop_assert_eq!(t.iter().collect::<Vec<_>>(), all);
+            crate::ordered::model_test::agrees_with_btreemap(Growing::default(), ops)?;
         }
     }
 }
