@@ -85,7 +85,7 @@ pub use codec::{
 };
 pub use frame::{Header, Opcode, HEADER_LEN};
 pub use memory_map::{
-    split_wire_action, AddrListArgs, InitializeArgs, RequestDecodeError, ReserveArgs,
+    split_wire_action, AddrListArgs, InitializeArgs, MakeAction, RequestDecodeError, ReserveArgs,
     MAX_WIRE_ACTION_ARGS,
 };
 
@@ -115,7 +115,7 @@ mod tests {
             assert_eq!(args.addrs.iter().count(), args.addrs.len());
             assert_eq!(args.addrs.iter().rev().count(), args.addrs.len());
         }
-        if let Ok(args) = InitializeArgs::decode(bytes, trampoline) {
+        if let Ok(args) = InitializeArgs::decode(bytes, |s| mapcore::Action::new(trampoline, s)) {
             let request = args.init_request();
             assert!(request.segments.len() <= MAX_SEGMENTS);
             for pair in request.actions {

@@ -21,6 +21,6 @@ mod args;
 mod error;
 mod group;
 
-pub use action::{split_wire_action, MAX_WIRE_ACTION_ARGS};
+pub use action::{split_wire_action, MakeAction, MAX_WIRE_ACTION_ARGS};
 pub use args::{AddrListArgs, InitializeArgs, ReserveArgs};
 pub use error::RequestDecodeError;

@@ -39,9 +39,6 @@ const NOT_AN_ACTION: i32 = 2;
 /// An action whose stored arguments lack the function address (cannot happen with the
 /// decoder's actions).
 const MALFORMED_ACTION: i32 = 3;
-/// An action the decoder stored that was never bound (cannot happen: the memory manager binds
-/// every one before the map sees it).
-const UNBOUND_ACTION: i32 = 4;
 
 /// One of the executor's own alloc actions: its arguments in, success or a message out.
 pub(crate) type OwnAction = fn(&mut EhFrames, &[u8]) -> Result<(), String>;
@@ -83,14 +80,15 @@ impl ActionContext {
         })
     }
 
-    /// `action`, a wire action as the SPS decoder stored it, bound to this context.
+    /// The action that runs a wire action, as the SPS decoder stores it (`stored`: function
+    /// address, then wire arguments), on this context.
     ///
     /// # Errors
     ///
-    /// Never in practice: the arguments come from an action, so they fit one.
-    pub(crate) fn bind(self: &Rc<Self>, action: &Action) -> Result<Action, ArgsTooLong> {
+    /// `stored` is longer than an action's arguments may be.
+    pub(crate) fn bind(self: &Rc<Self>, stored: &[u8]) -> Result<Action, ArgsTooLong> {
         let word = Rc::as_ptr(self).expose_provenance();
-        Action::with_context(trampoline, word, action.args())
+        Action::with_context(trampoline, word, stored)
     }
 
     /// Runs one of our own actions on the EH-frame registry.
@@ -128,12 +126,6 @@ impl ActionContext {
             eh_frames_registered: frames.registered_count(),
         }
     }
-}
-
-/// The function the SPS decoder stores in wire actions; [`ActionContext::bind`] replaces each
-/// one before the map sees it, so this runs only if a binding was missed, and then fails.
-pub(crate) fn unbound(_: &[u8]) -> Result<(), ActionError> {
-    Err(ActionError::new(UNBOUND_ACTION))
 }
 
 /// Runs one bound wire action: `args` is the function address (8 bytes) then the wire
@@ -183,12 +175,11 @@ mod tests {
     }
 
     /// A wire action as the decoder stores it: `func` then an `ExecutorAddrRange`.
-    fn wire(func: u64, start: u64, end: u64) -> Action {
-        let args: Vec<u8> = [func, start, end]
+    fn wire(func: u64, start: u64, end: u64) -> Vec<u8> {
+        [func, start, end]
             .iter()
             .flat_map(|v| v.to_le_bytes())
-            .collect();
-        Action::new(unbound, &args).unwrap()
+            .collect()
     }
 
     #[test]
@@ -225,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn other_symbols_and_unbound_actions_fail() {
+    fn other_symbols_and_malformed_actions_fail() {
         let context = ActionContext::new(route, Log::default());
         let bound = context.bind(&wire(RESERVE, 0, 0)).unwrap();
         assert_eq!(bound.context(), Some(Rc::as_ptr(&context).addr()));
@@ -234,11 +225,7 @@ mod tests {
             context.take_failures(),
             ["reserve is not an allocation action"]
         );
-        assert_eq!(
-            wire(REGISTER, 0, 0).run(),
-            Err(ActionError::new(UNBOUND_ACTION))
-        );
-        let short = context.bind(&Action::new(unbound, &[1]).unwrap()).unwrap();
+        let short = context.bind(&[1]).unwrap();
         assert_eq!(short.run(), Err(ActionError::new(MALFORMED_ACTION)));
     }
 }

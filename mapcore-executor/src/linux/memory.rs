@@ -14,7 +14,7 @@ use std::rc::Rc;
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
 use mapcore_std::{LibcHost, StdError, StdJitMap};
 
-use super::action_context::{self, ActionContext, RouteFn};
+use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
 use super::log::{self, Log};
 use super::reply::{self, Failure};
@@ -124,19 +124,10 @@ pub(crate) fn initialize(
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "initialize";
     stats.initialize_calls += 1;
-    let mut args = InitializeArgs::decode(args, action_context::unbound)
+    let actions = &memory.actions;
+    let args = InitializeArgs::decode(args, |stored| actions.bind(stored))
         .map_err(|e| Failure::decode(NAME, e))?;
     check_instance(NAME, args.instance)?;
-    for pair in &mut args.actions {
-        for action in [&mut pair.finalize, &mut pair.dealloc]
-            .into_iter()
-            .flatten()
-        {
-            *action = memory.actions.bind(action).map_err(|e| {
-                Failure::protocol(format_args!("{NAME}: cannot bind an alloc action: {e}"))
-            })?;
-        }
-    }
     let request = args.init_request();
     memory.actions.take_failures();
     let key = memory

@@ -1,9 +1,10 @@
 //! Wire alloc actions stored as mapcore actions.
 //!
 //! A wire action names a foreign function by address, while a mapcore
-//! [`Action`](mapcore::Action) is a Rust `fn(&[u8])` plus at most
-//! [`MAX_ACTION_ARGS`](mapcore::MAX_ACTION_ARGS) argument bytes. Decoding therefore stores every
-//! wire action as the caller's *trampoline* with the arguments
+//! [`Action`](mapcore::Action) is a Rust function (with an optional context word) plus at most
+//! [`MAX_ACTION_ARGS`](mapcore::MAX_ACTION_ARGS) argument bytes. Decoding therefore hands the
+//! caller the stored arguments of every wire action, to make its *trampoline* action from
+//! ([`MakeAction`]):
 //!
 //! | Bytes | Content |
 //! |---|---|
@@ -13,7 +14,15 @@
 //! and the trampoline splits them with [`split_wire_action`] and makes the call.
 
 use heapless::Vec;
-use mapcore::{Action, ActionFn, MAX_ACTION_ARGS};
+use mapcore::{Action, ArgsTooLong, MAX_ACTION_ARGS};
+
+/// How a decoder turns a wire action into a mapcore [`Action`]: given the stored arguments
+/// (the function address, then the wire arguments), the caller's trampoline action, for
+/// example `|stored| Action::new(trampoline, stored)`, or [`Action::with_context`] to reach
+/// the caller's own state.
+pub trait MakeAction: Fn(&[u8]) -> Result<Action, ArgsTooLong> {}
+
+impl<F: Fn(&[u8]) -> Result<Action, ArgsTooLong>> MakeAction for F {}
 
 /// Bytes a wire action's function address takes at the front of its [`Action`] arguments.
 const FN_LEN: usize = 8;
@@ -31,13 +40,13 @@ pub fn split_wire_action(args: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*addr), rest))
 }
 
-/// The action that calls `trampoline` for the wire action `func(args)`; `None` if `args` is
-/// longer than [`MAX_WIRE_ACTION_ARGS`].
-pub(super) fn wire_action(trampoline: ActionFn, func: u64, args: &[u8]) -> Option<Action> {
+/// The action `make` makes for the wire action `func(args)`; `None` if `args` is longer than
+/// [`MAX_WIRE_ACTION_ARGS`].
+pub(super) fn wire_action(make: &impl MakeAction, func: u64, args: &[u8]) -> Option<Action> {
     let mut stored = Vec::<u8, MAX_ACTION_ARGS>::new();
     stored.extend_from_slice(&func.to_le_bytes()).ok()?;
     stored.extend_from_slice(args).ok()?;
-    Action::new(trampoline, &stored).ok()
+    make(&stored).ok()
 }
 
 #[cfg(test)]
@@ -48,6 +57,10 @@ mod tests {
 
     fn nothing(_: &[u8]) -> Result<(), ActionError> {
         Ok(())
+    }
+
+    fn make(stored: &[u8]) -> Result<Action, ArgsTooLong> {
+        Action::new(nothing, stored)
     }
 
     #[test]
@@ -66,14 +79,14 @@ mod tests {
     #[test]
     fn stored_arguments_split_back_into_address_and_wire_arguments() {
         let args = [7u8; MAX_WIRE_ACTION_ARGS];
-        let action = wire_action(nothing, 0x5601_0000_1000, &args).unwrap();
+        let action = wire_action(&make, 0x5601_0000_1000, &args).unwrap();
         assert_eq!(action.args().len(), MAX_ACTION_ARGS);
         assert_eq!(
             split_wire_action(action.args()),
             Some((0x5601_0000_1000, &args[..]))
         );
-        assert!(wire_action(nothing, 1, &[7; MAX_WIRE_ACTION_ARGS + 1]).is_none());
-        let empty = wire_action(nothing, 1, &[]).unwrap();
+        assert!(wire_action(&make, 1, &[7; MAX_WIRE_ACTION_ARGS + 1]).is_none());
+        let empty = wire_action(&make, 1, &[]).unwrap();
         assert_eq!(split_wire_action(empty.args()), Some((1, &[][..])));
     }
 }

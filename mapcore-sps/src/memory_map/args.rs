@@ -2,11 +2,9 @@
 //! (the table is in the parent module).
 
 use heapless::Vec;
-use mapcore::{
-    ActionFn, ActionPair, Content, InitRequest, Segment, MAX_ACTION_PAIRS, MAX_SEGMENTS,
-};
+use mapcore::{ActionPair, Content, InitRequest, Segment, MAX_ACTION_PAIRS, MAX_SEGMENTS};
 
-use super::action::wire_action;
+use super::action::{wire_action, MakeAction};
 use super::error::RequestDecodeError;
 use super::group::decode_group;
 use crate::codec::{from_bytes, AddrSeq, Decode, DecodeError, Reader};
@@ -103,8 +101,8 @@ pub struct InitializeArgs<'a> {
 }
 
 impl<'a> InitializeArgs<'a> {
-    /// Decodes a whole initialize argument buffer; each non-null wire action becomes an
-    /// [`Action`](mapcore::Action) calling `trampoline` with `fn address (8 bytes LE) ++ wire
+    /// Decodes a whole initialize argument buffer; each non-null wire action becomes the
+    /// [`Action`](mapcore::Action) `make_action` makes from `fn address (8 bytes LE) ++ wire
     /// args`.
     ///
     /// # Errors
@@ -119,7 +117,10 @@ impl<'a> InitializeArgs<'a> {
     ///   [`RequestDecodeError::TooManyActionPairs`] (more than [`MAX_ACTION_PAIRS`]) or
     ///   [`RequestDecodeError::ActionArgsTooLong`] (more than
     ///   [`MAX_WIRE_ACTION_ARGS`](super::MAX_WIRE_ACTION_ARGS) argument bytes).
-    pub fn decode(args: &'a [u8], trampoline: ActionFn) -> Result<Self, RequestDecodeError> {
+    pub fn decode(
+        args: &'a [u8],
+        make_action: impl MakeAction,
+    ) -> Result<Self, RequestDecodeError> {
         let mut reader = Reader::new(args);
         let instance = reader.addr()?;
         let mut request = Self {
@@ -146,8 +147,8 @@ impl<'a> InitializeArgs<'a> {
             return Err(too_many);
         }
         for _ in 0..count {
-            let finalize = read_action(&mut reader, trampoline)?;
-            let dealloc = read_action(&mut reader, trampoline)?;
+            let finalize = read_action(&mut reader, &make_action)?;
+            let dealloc = read_action(&mut reader, &make_action)?;
             request
                 .actions
                 .push(ActionPair { finalize, dealloc })
@@ -182,7 +183,7 @@ fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, RequestDecod
 /// `(Addr fn, Seq<char> args)`; `None` for `fn == 0`.
 fn read_action(
     reader: &mut Reader<'_>,
-    trampoline: ActionFn,
+    make_action: &impl MakeAction,
 ) -> Result<Option<mapcore::Action>, RequestDecodeError> {
     let func = reader.addr()?;
     let offset = reader.offset();
@@ -194,7 +195,7 @@ fn read_action(
             Err(RequestDecodeError::NullActionWithArgs { offset })
         };
     }
-    wire_action(trampoline, func, args)
+    wire_action(make_action, func, args)
         .map(Some)
         .ok_or(RequestDecodeError::ActionArgsTooLong { offset })
 }
@@ -221,6 +222,11 @@ mod tests {
     const REGISTER_EH: u64 = 0x5601_0000_1000;
     const DEREGISTER_EH: u64 = 0x5601_0000_2000;
     const WRONG_ARGS: ActionError = ActionError::new(-1);
+
+    /// The test trampoline as an action.
+    fn make(stored: &[u8]) -> Result<mapcore::Action, mapcore::ArgsTooLong> {
+        mapcore::Action::new(trampoline, stored)
+    }
 
     /// Accepts only the EH-frame actions with a 16-byte `ExecutorAddrRange`.
     fn trampoline(args: &[u8]) -> Result<(), ActionError> {
@@ -344,7 +350,7 @@ mod tests {
     #[test]
     fn lli_initialize_golden() {
         let bytes = lli_initialize();
-        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
         assert_eq!(args.instance, INSTANCE);
         let request = args.init_request();
         let base = BASE as usize;
@@ -396,7 +402,7 @@ mod tests {
             .action(DEREGISTER_EH, &eh)
             .0;
         assert_eq!(bytes.len(), 264);
-        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
         assert_eq!(args.segments.len(), 2);
         assert_eq!(args.segments[1].group, AllocGroup::new(Prot::READ_EXEC));
         assert_eq!(args.segments[1].content.len(), 0x1e);
@@ -406,7 +412,7 @@ mod tests {
     fn every_proper_prefix_of_a_valid_request_is_rejected() {
         let bytes = lli_initialize();
         for cut in 0..bytes.len() {
-            let result = InitializeArgs::decode(&bytes[..cut], trampoline);
+            let result = InitializeArgs::decode(&bytes[..cut], make);
             assert!(
                 matches!(
                     result,
@@ -420,7 +426,7 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(
-            InitializeArgs::decode(&long, trampoline).err(),
+            InitializeArgs::decode(&long, make).err(),
             Some(RequestDecodeError::Decode(DecodeError::TrailingBytes {
                 offset: bytes.len()
             }))
@@ -436,7 +442,7 @@ mod tests {
             .u64(0)
             .0;
         assert_eq!(
-            InitializeArgs::decode(&bytes, trampoline).err(),
+            InitializeArgs::decode(&bytes, make).err(),
             Some(RequestDecodeError::UnknownGroup { offset: 16 })
         );
         // 0x08 alone is a valid group: no access, Finalize lifetime.
@@ -446,7 +452,7 @@ mod tests {
             .segment(0x08, BASE, 0, &[])
             .u64(0)
             .0;
-        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
         assert_eq!(
             args.segments[0].group,
             AllocGroup::with_lifetime(Prot::NONE, Lifetime::Finalize)
@@ -465,7 +471,7 @@ mod tests {
             .action(REGISTER_EH, &eh)
             .action(0, &[])
             .0;
-        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
         let actions = &args.actions;
         assert!(actions[0].finalize.is_none() && actions[0].dealloc.is_some());
         assert!(actions[1].finalize.is_some() && actions[1].dealloc.is_none());
@@ -478,7 +484,7 @@ mod tests {
             .action(0, &[])
             .0;
         assert_eq!(
-            InitializeArgs::decode(&bytes, trampoline).err(),
+            InitializeArgs::decode(&bytes, make).err(),
             Some(RequestDecodeError::NullActionWithArgs { offset: 32 })
         );
     }
@@ -492,7 +498,7 @@ mod tests {
         }
         let bytes = g.u64(0).0;
         assert_eq!(
-            InitializeArgs::decode(&bytes, trampoline).err(),
+            InitializeArgs::decode(&bytes, make).err(),
             Some(RequestDecodeError::TooManySegments { offset: 8 })
         );
 
@@ -504,7 +510,7 @@ mod tests {
             g = g.action(REGISTER_EH, &[]).action(0, &[]);
         }
         assert_eq!(
-            InitializeArgs::decode(&g.0, trampoline).err(),
+            InitializeArgs::decode(&g.0, make).err(),
             Some(RequestDecodeError::TooManyActionPairs { offset: 16 })
         );
 
@@ -516,7 +522,7 @@ mod tests {
             .action(REGISTER_EH, &[7; MAX_WIRE_ACTION_ARGS])
             .action(0, &[])
             .0;
-        let args = InitializeArgs::decode(&fits, trampoline).unwrap();
+        let args = InitializeArgs::decode(&fits, make).unwrap();
         let action = args.actions[0].finalize.as_ref().unwrap();
         assert_eq!(action.args().len(), MAX_ACTION_ARGS);
         let too_long = Golden::default()
@@ -527,7 +533,7 @@ mod tests {
             .action(0, &[])
             .0;
         assert_eq!(
-            InitializeArgs::decode(&too_long, trampoline).err(),
+            InitializeArgs::decode(&too_long, make).err(),
             Some(RequestDecodeError::ActionArgsTooLong { offset: 32 })
         );
     }
@@ -537,14 +543,14 @@ mod tests {
         for count in [u64::MAX, u64::MAX / 25 + 1, 1 << 40, 2] {
             let segments = Golden::default().u64(INSTANCE).u64(count).0;
             assert_eq!(
-                InitializeArgs::decode(&segments, trampoline).err(),
+                InitializeArgs::decode(&segments, make).err(),
                 Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
                     offset: 8
                 }))
             );
             let pairs = Golden::default().u64(INSTANCE).u64(0).u64(count).0;
             assert_eq!(
-                InitializeArgs::decode(&pairs, trampoline).err(),
+                InitializeArgs::decode(&pairs, make).err(),
                 Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
                     offset: 16
                 }))
@@ -558,7 +564,7 @@ mod tests {
                 .u64(count)
                 .0;
             assert_eq!(
-                InitializeArgs::decode(&content, trampoline).err(),
+                InitializeArgs::decode(&content, make).err(),
                 Some(RequestDecodeError::Decode(DecodeError::CountTooLarge {
                     offset: 33
                 }))
@@ -575,7 +581,7 @@ mod tests {
     fn empty_request_decodes() {
         // Empty is well formed; the map rejects it for having no Standard segment.
         let bytes = Golden::default().u64(INSTANCE).u64(0).u64(0).0;
-        let args = InitializeArgs::decode(&bytes, trampoline).unwrap();
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
         assert!(args.init_request().segments.is_empty() && args.init_request().actions.is_empty());
     }
 
@@ -611,17 +617,14 @@ mod tests {
             let err = |offset| Some(DecodeError::ValueTooLarge { offset });
             let request_err = |offset| err(offset).map(RequestDecodeError::Decode);
             assert_eq!(
-                InitializeArgs::decode(&segment, trampoline).err(),
+                InitializeArgs::decode(&segment, make).err(),
                 request_err(17)
             );
-            assert_eq!(
-                InitializeArgs::decode(&size, trampoline).err(),
-                request_err(25)
-            );
+            assert_eq!(InitializeArgs::decode(&size, make).err(), request_err(25));
             assert_eq!(AddrListArgs::decode(&addrs).err(), err(24));
         } else {
-            assert!(InitializeArgs::decode(&segment, trampoline).is_ok());
-            assert!(InitializeArgs::decode(&size, trampoline).is_ok());
+            assert!(InitializeArgs::decode(&segment, make).is_ok());
+            assert!(InitializeArgs::decode(&size, make).is_ok());
             assert!(AddrListArgs::decode(&addrs).is_ok());
         }
     }
