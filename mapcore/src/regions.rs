@@ -148,16 +148,16 @@ impl<S: Storage> Regions<S> {
     /// Returns its slab and, if it was the slab's newest, the slab's newest region now.
     pub(crate) fn remove(&mut self, id: RegionId) -> Option<Removed> {
         let region = self.records.get(id)?;
-        let (older, newer) = (region.older, region.newer);
+        let (older, newer, deallocs) = (region.older, region.newer, region.deallocs);
+        let empty_key = region.empty_key.then_some(region.key);
         let removed = Removed {
             slab: region.slab,
             newest: newer.is_none().then_some(older),
         };
-        if region.empty_key {
-            let key = region.key;
+        if let Some(key) = empty_key {
             self.empty_keys.remove(&key);
         }
-        if let Some(deallocs) = self.records.get(id).and_then(|r| r.deallocs) {
+        if let Some(deallocs) = deallocs {
             self.deallocs.free(deallocs);
         }
         self.records.free(id);
