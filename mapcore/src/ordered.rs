@@ -1,8 +1,9 @@
 //! The ordered index the tables are built on, with one implementation per storage: an AVL
 //! tree in a fixed-capacity table (one node per key, so the capacity is exact and there is no
-//! heap) and a B-tree in a growable one (fewer, wider nodes: at 4,096 keys a cycle of inserts,
-//! removes and lookups costs about a third less than with the AVL tree). Both are O(log n) in
-//! every operation and never allocate once they have grown to their working size.
+//! heap) and a B-tree in a growable one (fewer, wider nodes: with 4,095 other live regions, a
+//! map's initialize/deinitialize cycle measured 3,102 instructions on B-trees against 4,545 on
+//! AVL trees). Both are O(log n) in every operation and never allocate once they have grown to
+//! their working size.
 
 /// The entries on both sides of a point: the one at or below it, the one above it.
 pub(crate) type Around<K, V> = (Option<(K, V)>, Option<(K, V)>);
