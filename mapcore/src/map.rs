@@ -337,23 +337,13 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         Ok(())
     }
 
-    /// Which pages of a region being forgotten stay out of use: all of them if resetting them
-    /// `failed`, else the executable ones on a host that cannot reuse them.
-    fn quarantine(&self, failed: bool) -> Quarantine {
-        if failed {
-            Quarantine::All
-        } else if self.host.capabilities().reuse_executable {
-            Quarantine::Nothing
-        } else {
-            Quarantine::Executable
-        }
-    }
-
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
     /// Returns whether some pages had to be quarantined.
     fn roll_back(&self, region: RegionId, spans: &[Span]) -> bool {
         let quarantined = self.reset_pages(spans, |_| true).is_err();
-        self.with_state(|s| s.forget(region, self.quarantine(quarantined)));
+        let reuse_exec = self.host.capabilities().reuse_executable;
+        let quarantine = Quarantine::after_reset(quarantined, reuse_exec);
+        self.with_state(|s| s.forget(region, quarantine));
         quarantined
     }
 
@@ -481,7 +471,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // 3. Forget the regions.
         self.with_state(|s| {
             for entry in chunk.iter() {
-                s.forget(entry.region, self.quarantine(entry.error.is_some()));
+                let quarantine = Quarantine::after_reset(entry.error.is_some(), reuse_exec);
+                s.forget(entry.region, quarantine);
             }
         });
     }

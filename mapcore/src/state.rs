@@ -34,6 +34,20 @@ pub(crate) enum Quarantine {
     All,
 }
 
+impl Quarantine {
+    /// What stays out of use after a region's pages were reset: all of them if the reset
+    /// `failed`, else the executable ones when the host cannot reuse them (`reuse_exec`).
+    pub(crate) fn after_reset(failed: bool, reuse_exec: bool) -> Self {
+        if failed {
+            Self::All
+        } else if reuse_exec {
+            Self::Nothing
+        } else {
+            Self::Executable
+        }
+    }
+}
+
 /// A region taken out of service.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retired {
