@@ -79,8 +79,9 @@ impl LibcHost {
 // 3. On Linux `MADV_DONTNEED` on private anonymous memory makes later reads see zero-filled
 //    pages and leaves the protection alone; elsewhere `discard` does nothing and
 //    `capabilities().discard` is false.
-// 4. `write` and `fill_zero` store exactly the bytes asked for at the given addresses, the
-//    execution addresses themselves (no alias).
+// 4. `write`, `fill_zero` and `fill_trap` store exactly the bytes asked for at the given
+//    addresses, the execution addresses themselves (no alias: `writes_through_alias` is
+//    false).
 // 5. No method calls back into a map.
 // 6. `page_size` returns the cached `sysconf` value, asserted to be a power of two.
 unsafe impl Host for LibcHost {
@@ -183,6 +184,14 @@ unsafe impl Host for LibcHost {
         // SAFETY: as for `write`: `[addr, addr + len)` is live, read-write and not accessed
         // by anyone else during the call.
         unsafe { ptr::write_bytes(at(addr).cast::<u8>(), 0, len) };
+    }
+
+    /// Fills with the architecture's trap instruction (see [`trap`](crate::trap)). The map
+    /// never calls it on this host, which writes at the execution addresses themselves.
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        // SAFETY: as for `write`: `[addr, addr + len)` is live, read-write and not accessed
+        // by anyone else during the call.
+        unsafe { crate::trap::fill(at(addr).cast::<u8>(), len) };
     }
 
     /// Makes the instruction cache coherent with the data just written to `range`: on aarch64

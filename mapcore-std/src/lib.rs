@@ -47,6 +47,7 @@ mod icache;
 mod memory;
 mod page_size;
 mod sys;
+mod trap;
 
 #[cfg(feature = "cranelift")]
 pub use crate::cranelift::MapcoreMemoryProvider;

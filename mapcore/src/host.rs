@@ -51,6 +51,14 @@ pub struct Capabilities {
     /// Pages that were executable may be made writable again and reused. Some systems forbid
     /// this; the map then never hands such pages out again until their slab is released.
     pub reuse_executable: bool,
+    /// [`Host::write`], [`Host::fill_zero`] and [`Host::fill_trap`] reach the pages through a
+    /// read-write alias, whatever the protection of the execution view (a dual-mapped host).
+    ///
+    /// The map then protects lazily: a freed page keeps its last protection, its old bytes
+    /// overwritten (trap instructions where it was executable, zeros elsewhere), and
+    /// initialize protects only the pages whose protection differs from the request's. Reusing
+    /// a region of the same layout makes no protect call at all.
+    pub writes_through_alias: bool,
 }
 
 impl Capabilities {
@@ -58,6 +66,7 @@ impl Capabilities {
     pub const FULL: Self = Self {
         discard: true,
         reuse_executable: true,
+        writes_through_alias: false,
     };
 }
 
@@ -95,8 +104,11 @@ pub enum HostOp {
 ///    range. On `Err`, any part of the range may have changed.
 /// 3. `Ok` from [`discard`](Host::discard) means the range reads as zero afterwards, with its
 ///    protection unchanged. A host whose [`Capabilities::discard`] is false may do nothing.
-/// 4. [`write`](Host::write) and [`fill_zero`](Host::fill_zero) store exactly the given bytes
-///    at the given execution addresses (through whatever alias the host uses) and nothing else.
+/// 4. [`write`](Host::write), [`fill_zero`](Host::fill_zero) and
+///    [`fill_trap`](Host::fill_trap) store exactly the given bytes at the given execution
+///    addresses (through whatever alias the host uses) and nothing else; with
+///    [`Capabilities::writes_through_alias`] they do so whatever the execution view's
+///    protection.
 /// 5. No method calls back into the map.
 /// 6. [`page_size`](Host::page_size) is a power of two and never changes.
 pub unsafe trait Host: Sync {
@@ -159,7 +171,7 @@ pub unsafe trait Host: Sync {
     /// # Safety
     ///
     /// 1. `[addr, addr + bytes.len())` lies inside one live reservation and is currently
-    ///    read-write.
+    ///    read-write, or the host's [`Capabilities::writes_through_alias`] is true.
     /// 2. No one else accesses that memory during the call.
     /// 3. `bytes` does not overlap `[addr, addr + bytes.len())`.
     unsafe fn write(&self, addr: usize, bytes: &[u8]);
@@ -170,6 +182,16 @@ pub unsafe trait Host: Sync {
     ///
     /// The same as [`write`](Host::write) with `len` for `bytes.len()`.
     unsafe fn fill_zero(&self, addr: usize, len: usize);
+
+    /// Fills `len` bytes at `addr` with the architecture's trap instruction (`int3` on x86-64,
+    /// `udf` on Arm), so that a stale call into freed code traps instead of running. The map
+    /// calls it only on hosts with [`Capabilities::writes_through_alias`], on pages that were
+    /// executable. `addr` and `len` are page-aligned.
+    ///
+    /// # Safety
+    ///
+    /// The same as [`write`](Host::write) with `len` for `bytes.len()`.
+    unsafe fn fill_trap(&self, addr: usize, len: usize);
 
     /// Makes the instruction cache coherent with the data just written to `range`.
     ///
@@ -226,6 +248,11 @@ unsafe impl<H: Host + ?Sized> Host for &H {
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
         // SAFETY: the caller upholds `fill_zero`'s contract, which is forwarded unchanged.
         unsafe { (**self).fill_zero(addr, len) }
+    }
+
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        // SAFETY: the caller upholds `fill_trap`'s contract, which is forwarded unchanged.
+        unsafe { (**self).fill_trap(addr, len) }
     }
 
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), Self::Error> {

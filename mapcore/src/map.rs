@@ -21,7 +21,7 @@ use crate::plan::{runs, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
 use crate::regions::RegionId;
 use crate::request::{Content, InitRequest};
-use crate::state::{NextSpan, Quarantine, Retired, State};
+use crate::state::{NextSpan, Quarantine, Retired, SegmentSet, State};
 use crate::table::{Fixed, Storage};
 
 /// What deinitialize does with the contents of freed pages.
@@ -66,6 +66,40 @@ impl Default for Config {
 /// it takes about 48 KiB, most of it room for the regions' dealloc actions. Pick other capacities with [`Fixed`], or use
 /// `Growable` (feature `alloc`).
 pub type DefaultStorage = Fixed<8, 64, 256>;
+
+/// How freed pages are reset, from the host's capabilities and the discard policy.
+#[derive(Debug, Clone, Copy)]
+struct Reset {
+    /// The host writes through an alias: freed pages keep their protection.
+    lazy: bool,
+    /// Freed pages are discarded.
+    discard: bool,
+}
+
+impl Reset {
+    /// Whether resetting pages at `prot` protects them back to read-write. `changed`: a
+    /// failed initialize changed (or tried to change) their protection.
+    ///
+    /// Eagerly (flip hosts) every page not read-write is. Lazily, only pages whose
+    /// protection is in doubt, and executable pages whose bytes are discarded (zeros are no
+    /// trap instructions); the others keep their protection.
+    fn protects(self, prot: Prot, changed: bool) -> bool {
+        if self.lazy {
+            changed || (self.discard && prot.contains(Prot::EXEC))
+        } else {
+            prot != Prot::READ_WRITE
+        }
+    }
+
+    /// The protection pages at `prot` are left at by a reset.
+    fn leaves(self, prot: Prot, changed: bool) -> Prot {
+        if self.protects(prot, changed) {
+            Prot::READ_WRITE
+        } else {
+            prot
+        }
+    }
+}
 
 /// Entries of a batch handled together, so that their adjacent pages share host calls.
 const BATCH_CHUNK: usize = 16;
@@ -159,6 +193,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.config.discard == DiscardPolicy::Retain || !self.host.capabilities().discard
     }
 
+    /// How freed pages are reset.
+    fn reset(&self) -> Reset {
+        let capabilities = self.host.capabilities();
+        Reset {
+            lazy: capabilities.writes_through_alias,
+            discard: self.config.discard == DiscardPolicy::Discard && capabilities.discard,
+        }
+    }
+
     /// Reserves a slab of `size` bytes of read-write memory that reads as zero and returns
     /// its base.
     ///
@@ -225,11 +268,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             let placement = s.place(&plan, request.segments, has_deallocs)?;
             Ok::<_, Error<H::Error>>(s.claim(placement))
         })?;
-        let region = claim.region;
+        let (region, changed) = (claim.region, claim.protect);
         self.write_contents(request, &plan, claim.touched);
 
         let fail = |op, segment, error| {
-            let quarantined = self.roll_back(region, plan.spans);
+            let quarantined = self.roll_back(region, plan.spans, changed);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
@@ -237,22 +280,24 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 quarantined,
             })
         };
-        for run in runs(plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
-            // SAFETY: the claimed pages lie inside one live slab and are read-write.
-            if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
-                return fail(HostOp::FlushIcache, run.segment, error);
-            }
-        }
-        for run in runs(plan.spans, true, |s| s.prot != Prot::READ_WRITE) {
+        // Only the pages not at their protection yet: on a lazy host, reused pages may be.
+        for run in runs(plan.spans, true, |s| changed.contains(s.segment)) {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
                 return fail(HostOp::Protect, run.segment, error);
             }
         }
+        for run in runs(plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
+            // SAFETY: the claimed pages lie inside one live slab, and are readable: executable
+            // spans are at their protection now, which includes read.
+            if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
+                return fail(HostOp::FlushIcache, run.segment, error);
+            }
+        }
         let mut deallocs = Deallocs::new();
         if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
-            let quarantined = self.roll_back(region, plan.spans);
+            let quarantined = self.roll_back(region, plan.spans, changed);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
                 error: failure.error,
@@ -262,14 +307,19 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         if plan.has_finalize {
             let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
-            if let Err((op, segment, error)) = self.reset_pages(plan.spans, finalize_only) {
+            let reset = self.reset_pages(plan.spans, finalize_only, SegmentSet::default());
+            if let Err((op, segment, error)) = reset {
                 run_dealloc_actions(&deallocs);
                 return fail(op, segment, error);
             }
         }
         let reuse_exec = self.host.capabilities().reuse_executable;
-        let has_finalize = plan.has_finalize;
-        self.with_state(|s| s.commit(region, &deallocs, has_finalize, reuse_exec));
+        let (has_finalize, reset) = (plan.has_finalize, self.reset());
+        self.with_state(|s| {
+            s.commit(region, &deallocs, has_finalize, reuse_exec, |span| {
+                reset.leaves(span.prot, false)
+            });
+        });
         Ok(plan.key)
     }
 
@@ -283,7 +333,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             if let Content::Bytes(bytes) = seg.content {
                 if !bytes.is_empty() {
                     // SAFETY: (1) the span's pages are claimed, inside one slab, and free pages
-                    // are read-write; (2) the claim keeps every other thread away; (3) the
+                    // are read-write unless the host writes through an alias (the map protects
+                    // lazily only then); (2) the claim keeps every other thread away; (3) the
                     // caller's `bytes` are borrowed memory, which cannot be the claimed pages
                     // (they belong to the map until initialize returns).
                     unsafe { self.host.write(seg.addr, bytes) };
@@ -298,52 +349,103 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
     }
 
-    /// Returns the pages of the selected spans to the free state: one protect back to
-    /// read-write per run of touching pages that holds a non-read-write page, then (policy)
-    /// one discard per run, falling back to zero-filling if the discard fails. Keeps going
-    /// after a failed protect and reports the first.
+    /// Returns the pages of the selected spans to the free state. Eagerly (flip hosts): one
+    /// protect back to read-write per run of touching pages that holds a page that is not,
+    /// then (policy) one discard per run, falling back to zero-filling if the discard fails.
+    /// Lazily (alias hosts): only the pages [`Reset::protects`] selects are protected (spans
+    /// of `changed` segments are in doubt), and the others' bytes are overwritten instead.
+    /// Keeps going after a failed protect and reports the first.
     fn reset_pages(
         &self,
         spans: &[Span],
         keep: impl Fn(&Span) -> bool,
+        changed: SegmentSet,
     ) -> Result<(), (HostOp, usize, H::Error)> {
         // Executable pages a host cannot reuse are never reset: they are quarantined.
         let reuse_exec = self.host.capabilities().reuse_executable;
         let keep = |s: &Span| keep(s) && (reuse_exec || !s.prot.contains(Prot::EXEC));
+        let reset = self.reset();
+        let protects = |s: &Span| reset.protects(s.prot, changed.contains(s.segment));
         let mut first_error = None;
-        for run in runs(spans, false, keep) {
-            if let Err(e) = self.reset_run(run.range, run.prot != Prot::READ_WRITE) {
-                first_error.get_or_insert((HostOp::Protect, run.segment, e));
+        // Lazily, a run holds only spans that are protected, or only spans that are not.
+        for protected in [true, false] {
+            let member = |s: &Span| keep(s) && (!reset.lazy || protects(s) == protected);
+            for run in runs(spans, false, member) {
+                let needs_protect = if reset.lazy {
+                    protected
+                } else {
+                    run.prot != Prot::READ_WRITE
+                };
+                if let Err(e) = self.reset_run(run.range, needs_protect, reset) {
+                    first_error.get_or_insert((HostOp::Protect, run.segment, e));
+                }
+            }
+            if !reset.lazy {
+                break;
+            }
+        }
+        if reset.lazy && !reset.discard {
+            for span in spans.iter().filter(|s| keep(s)) {
+                self.overwrite(
+                    span.range,
+                    reset.leaves(span.prot, changed.contains(span.segment)),
+                );
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
     /// Resets one run of pages; fails only if the protect back to read-write fails.
-    fn reset_run(&self, range: PageRange, needs_protect: bool) -> Result<(), H::Error> {
+    fn reset_run(
+        &self,
+        range: PageRange,
+        needs_protect: bool,
+        reset: Reset,
+    ) -> Result<(), H::Error> {
         if needs_protect {
             // SAFETY: (1) the run lies inside one slab, in pages this thread owns; (2) the map
             // holds no references into them, and their region is being torn down.
             unsafe { self.host.protect(range, Prot::READ_WRITE) }?;
         }
-        if self.config.discard == DiscardPolicy::Discard && self.host.capabilities().discard {
+        if reset.discard {
             // SAFETY: as above; the contents are no longer needed.
             if unsafe { self.host.discard(range) }.is_err() {
-                // The pages are read-write now: zero them so that they still read as zero.
-                // SAFETY: as above; the pages are read-write after the protect.
+                // Zero them so that they still read as zero.
+                // SAFETY: as above; the pages are read-write after the protect, or were before
+                // (eager hosts), or the host writes through an alias.
                 unsafe { self.host.fill_zero(range.start(), range.len()) };
             }
         }
         Ok(())
     }
 
+    /// Overwrites the old bytes of freed pages that a lazy host leaves at `prot`: trap
+    /// instructions if they are executable, so that a stale call traps, zeros otherwise.
+    fn overwrite(&self, range: PageRange, prot: Prot) {
+        if prot.contains(Prot::EXEC) {
+            // SAFETY: (1) the pages lie inside one slab, in pages this thread owns, and the
+            // host writes through an alias; (2) their region is being torn down; (3) no bytes
+            // are passed.
+            unsafe { self.host.fill_trap(range.start(), range.len()) };
+        } else {
+            // SAFETY: as above.
+            unsafe { self.host.fill_zero(range.start(), range.len()) };
+        }
+    }
+
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
-    /// Returns whether some pages had to be quarantined.
-    fn roll_back(&self, region: RegionId, spans: &[Span]) -> bool {
-        let quarantined = self.reset_pages(spans, |_| true).is_err();
+    /// Returns whether some pages had to be quarantined. `changed`: the segments whose
+    /// protection initialize changed or tried to change.
+    fn roll_back(&self, region: RegionId, spans: &[Span], changed: SegmentSet) -> bool {
+        let quarantined = self.reset_pages(spans, |_| true, changed).is_err();
         let reuse_exec = self.host.capabilities().reuse_executable;
         let quarantine = Quarantine::after_reset(quarantined, reuse_exec);
-        self.with_state(|s| s.forget(region, quarantine));
+        let reset = self.reset();
+        self.with_state(|s| {
+            s.forget(region, quarantine, |span| {
+                reset.leaves(span.prot, changed.contains(span.segment))
+            });
+        });
         quarantined
     }
 
@@ -429,6 +531,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// recorded in the entries.
     fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
         let reuse_exec = self.host.capabilities().reuse_executable;
+        let reset = self.reset();
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
@@ -451,9 +554,16 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             if !reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
             }
-            let protect = span.prot != Prot::READ_WRITE;
+            let protect = reset.protects(span.prot, false);
+            if reset.lazy && !reset.discard {
+                // No host call: the pages keep their protection, their bytes overwritten.
+                self.overwrite(span.range, span.prot);
+                continue;
+            }
             if let Some((range, needs, members)) = &mut run {
-                if let Some(joined) = range.join(&span.range).filter(|_| run_slab == slab) {
+                // Lazily, a run holds only spans that are protected, or only spans that are not.
+                let joins = run_slab == slab && (!reset.lazy || *needs == protect);
+                if let Some(joined) = range.join(&span.range).filter(|_| joins) {
                     *range = joined;
                     *needs |= protect;
                     *members |= 1 << entry;
@@ -472,7 +582,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.with_state(|s| {
             for entry in chunk.iter() {
                 let quarantine = Quarantine::after_reset(entry.error.is_some(), reuse_exec);
-                s.forget(entry.region, quarantine);
+                s.forget(entry.region, quarantine, |span| {
+                    reset.leaves(span.prot, false)
+                });
             }
         });
     }
@@ -505,7 +617,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         (range, needs_protect, members): (PageRange, bool, u32),
         chunk: &mut [Retiring<H::Error>],
     ) {
-        if let Err(error) = self.reset_run(range, needs_protect) {
+        if let Err(error) = self.reset_run(range, needs_protect, self.reset()) {
             for (bit, entry) in chunk.iter_mut().enumerate() {
                 if members & (1 << bit) != 0 {
                     entry.error.get_or_insert(Error::Host {
@@ -533,7 +645,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut dealloc_failures = 0;
         while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
             dealloc_failures += self.run_deallocs(&retired);
-            self.with_state(|s| s.forget(retired.region, Quarantine::Nothing));
+            // The slab is unmapped next: its pages need no reset.
+            self.with_state(|s| s.forget(retired.region, Quarantine::Nothing, |span| span.prot));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no

@@ -34,6 +34,9 @@ pub(crate) struct Slab {
     /// Covers every page ever claimed in the slab; the pages outside it are fresh from the
     /// host and read as zero.
     pub(crate) touched: PageRange,
+    /// Some free pages without a span entry may not be read-write: their entries were
+    /// forgotten to make room in a full table.
+    pub(crate) lost_prots: bool,
     /// The newest region in the slab: the head of its regions' list, newest first.
     pub(crate) newest_region: Option<RegionId>,
 }

@@ -1,9 +1,17 @@
-//! The span table: every page in use (a segment of a region, or quarantined pages), sorted by
-//! address and disjoint, with O(log n) point and range queries.
+//! The span table: every page in use (a segment of a region, or quarantined pages) and the
+//! free pages whose protection is known, sorted by address and disjoint, with O(log n) point
+//! and range queries.
+//!
+//! A freed span stays recorded as [`Owner::Free`] with the protection its pages were left at,
+//! so that initialize knows which pages already have the protection it wants, and reusing the
+//! same pages takes no insert or remove. Free pages without an entry (never claimed, or
+//! evicted to make room in a full fixed table) are read-write unless their slab says
+//! otherwise.
 
 use crate::addr::PageRange;
 use crate::ordered::OrderedMap;
 use crate::plan::Span;
+use crate::prot::{Lifetime, Prot};
 use crate::regions::RegionId;
 use crate::table::Storage;
 
@@ -14,6 +22,22 @@ pub(crate) enum Owner {
     Region(RegionId),
     /// Nobody: the pages could not be reset and are never handed out again.
     Quarantined,
+    /// Nobody: free pages, left at the span's protection.
+    Free,
+}
+
+/// What claiming a range of pages would meet: see [`Spans::survey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Survey {
+    /// Some page of the range is in use (not free).
+    pub(crate) in_use: bool,
+    /// The protection all free entries over the range agree on, if they do (pages without an
+    /// entry count as read-write).
+    pub(crate) prot: Option<Prot>,
+    /// Some page of the range has no entry.
+    pub(crate) gaps: bool,
+    /// At most how many entries claiming the range adds.
+    pub(crate) extra: usize,
 }
 
 /// Pages in use: one segment of a region, or quarantined pages.
@@ -28,6 +52,26 @@ impl PageSpan {
     fn start(&self) -> usize {
         self.span.range.start()
     }
+}
+
+/// `first` if nothing else is in the way: gaps (pages with no entry) read-write.
+fn agree(first: Option<Prot>, gaps: bool) -> Option<Prot> {
+    first.filter(|&p| !gaps || p == Prot::READ_WRITE)
+}
+
+/// The span of a free entry: only its pages and protection mean something.
+fn free_span(range: PageRange, prot: Prot) -> Span {
+    Span {
+        range,
+        prot,
+        lifetime: Lifetime::Standard,
+        segment: 0,
+    }
+}
+
+/// `start..end`, both page-aligned and ordered by the caller.
+fn page_range(start: usize, end: usize) -> PageRange {
+    PageRange::new(start, end, 1).unwrap_or_default()
 }
 
 /// The spans in use, keyed by their first page.
@@ -54,23 +98,60 @@ impl<S: Storage> Spans<S> {
         self.by_start.make_room(extra)
     }
 
-    /// Records a span whose pages are free. `false` only if no room was made.
-    pub(crate) fn insert(&mut self, span: Span, owner: Owner) -> bool {
-        debug_assert!(!self.overlaps(span.range), "pages in use");
+    /// Records `span` for `owner` over pages that are free: free entries it covers are cut
+    /// back or removed. `false` only if no room was made.
+    pub(crate) fn take(&mut self, span: Span, owner: Owner) -> bool {
+        let (start, end) = (span.range.start(), span.range.end());
         let entry = PageSpan { span, owner };
-        self.by_start.insert(entry.start(), entry).is_ok()
+        // The same pages freed before: one entry, changed in place.
+        if let Some(free) = self.by_start.get_mut(&start) {
+            if free.owner == Owner::Free && free.span.range.end() == end {
+                *free = entry;
+                return true;
+            }
+        }
+        while let Some(free) = self.first_ending_after(start).filter(|e| e.start() < end) {
+            debug_assert!(free.owner == Owner::Free, "pages in use");
+            let (from, to) = (free.start(), free.span.range.end());
+            if from < start {
+                if let Some(kept) = self.by_start.get_mut(&from) {
+                    kept.span.range = page_range(from, start);
+                }
+            } else {
+                self.by_start.remove(&from);
+            }
+            if to > end && !self.insert_free(page_range(end, to), free.span.prot) {
+                return false;
+            }
+        }
+        self.by_start.insert(start, entry).is_ok()
     }
 
-    /// Forgets the span starting at `start`.
-    pub(crate) fn remove(&mut self, start: usize) -> Option<PageSpan> {
-        self.by_start.remove(&start)
+    /// Records free pages at `prot`. `false` only if no room was made.
+    fn insert_free(&mut self, range: PageRange, prot: Prot) -> bool {
+        let entry = PageSpan {
+            span: free_span(range, prot),
+            owner: Owner::Free,
+        };
+        self.by_start.insert(range.start(), entry).is_ok()
     }
 
-    /// Gives the span starting at `start` to `owner`; returns it as it was.
-    pub(crate) fn set_owner(&mut self, start: usize, owner: Owner) -> Option<PageSpan> {
+    /// Ends the use of the span starting at `start`: quarantined if `settle` says `None`,
+    /// otherwise free at the protection it returns. Returns the span as it was.
+    pub(crate) fn settle(
+        &mut self,
+        start: usize,
+        settle: impl FnOnce(&Span) -> Option<Prot>,
+    ) -> Option<PageSpan> {
         let entry = self.by_start.get_mut(&start)?;
         let before = *entry;
-        entry.owner = owner;
+        match settle(&before.span) {
+            Some(prot) => {
+                entry.span = free_span(before.span.range, prot);
+                entry.owner = Owner::Free;
+            }
+            None => entry.owner = Owner::Quarantined,
+        }
         Some(before)
     }
 
@@ -106,14 +187,85 @@ impl<S: Storage> Spans<S> {
             .map(|(_, entry)| entry)
     }
 
-    /// Whether any span shares a page with `range`.
-    pub(crate) fn overlaps(&self, range: PageRange) -> bool {
-        // The last span starting inside or before `range` is the only one that can reach in.
-        !range.is_empty()
-            && self
-                .by_start
-                .below(&(range.end() - 1), true)
-                .is_some_and(|(_, s)| s.span.range.end() > range.start())
+    /// What claiming the non-empty `range` would meet: pages in use, the protection of its
+    /// free pages, how many entries it adds. One descent when one entry or none reaches in.
+    pub(crate) fn survey(&self, range: PageRange) -> Survey {
+        let (start, end) = (range.start(), range.end());
+        let nothing = Survey {
+            in_use: false,
+            prot: Some(Prot::READ_WRITE),
+            gaps: true,
+            extra: 1,
+        };
+        // The last span starting inside or before `range`.
+        let Some((_, last)) = self.by_start.below(&(end - 1), true) else {
+            return nothing;
+        };
+        if last.span.range.end() <= start {
+            return nothing;
+        }
+        if last.start() <= start {
+            // The only entry reaching in.
+            return Survey {
+                in_use: last.owner != Owner::Free,
+                prot: agree(Some(last.span.prot), last.span.range.end() < end),
+                gaps: last.span.range.end() < end,
+                extra: usize::from(last.start() != start)
+                    + usize::from(last.span.range.end() > end),
+            };
+        }
+        let mut survey = Survey {
+            in_use: false,
+            prot: None,
+            gaps: false,
+            extra: 1 + usize::from(last.span.range.end() > end),
+        };
+        let mut at = start;
+        let mut cursor = self.first_ending_after(start);
+        let mut first = true;
+        while let Some(entry) = cursor.filter(|e| e.start() < end) {
+            if entry.owner != Owner::Free {
+                survey.in_use = true;
+                return survey;
+            }
+            let gap = entry.start() > at;
+            survey.gaps |= gap;
+            survey.prot = if first {
+                agree(Some(entry.span.prot), gap)
+            } else {
+                survey
+                    .prot
+                    .filter(|&p| p == entry.span.prot && (!gap || p == Prot::READ_WRITE))
+            };
+            first = false;
+            at = entry.span.range.end();
+            cursor = self.next_after(&entry);
+        }
+        if at < end {
+            survey.gaps = true;
+            survey.prot = survey.prot.filter(|&p| p == Prot::READ_WRITE);
+        }
+        survey
+    }
+
+    /// Forgets free entries, lowest first, until `needed` more entries fit or none is left;
+    /// calls `lost` with each forgotten entry that was not read-write. Returns whether the
+    /// room is there. Walks the table: for a full fixed table only.
+    pub(crate) fn evict_free(&mut self, needed: usize, mut lost: impl FnMut(PageRange)) -> bool {
+        let mut cursor = self.by_start.above(&0, true);
+        while !self.by_start.make_room(needed) {
+            let Some((start, entry)) = cursor else {
+                return false;
+            };
+            cursor = self.by_start.above(&start, false);
+            if entry.owner == Owner::Free {
+                self.by_start.remove(&start);
+                if entry.span.prot != Prot::READ_WRITE {
+                    lost(entry.span.range);
+                }
+            }
+        }
+        true
     }
 
     /// Forgets every span inside `range`.

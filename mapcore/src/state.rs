@@ -62,6 +62,7 @@ pub(crate) struct Retired {
 #[derive(Debug)]
 pub(crate) struct Placement<'p> {
     spans: &'p [Span],
+    protect: SegmentSet,
     key: usize,
     empty_key: bool,
     hull: PageRange,
@@ -76,6 +77,29 @@ pub(crate) struct Claim {
     pub(crate) region: RegionId,
     /// The pages of the slab that had been claimed before (and may hold old bytes).
     pub(crate) touched: PageRange,
+    /// The segments whose pages are not at their protection yet.
+    pub(crate) protect: SegmentSet,
+}
+
+/// A set of segment indexes of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SegmentSet(u16);
+
+const _: () = assert!(
+    crate::request::MAX_SEGMENTS <= 16,
+    "a SegmentSet holds every segment"
+);
+
+impl SegmentSet {
+    /// Adds `segment` (below `MAX_SEGMENTS`).
+    pub(crate) fn insert(&mut self, segment: usize) {
+        self.0 |= 1 << segment;
+    }
+
+    /// Whether `segment` is in the set.
+    pub(crate) fn contains(self, segment: usize) -> bool {
+        self.0 & (1 << segment) != 0
+    }
 }
 
 /// One span of a region, as the deinitialize merge walks them.
@@ -163,7 +187,7 @@ impl<S: Storage> State<S> {
                 .get(id)
                 .filter(|r| r.key == key)
                 .map(|_| (id, Some(s))),
-            Owner::Quarantined => None,
+            Owner::Quarantined | Owner::Free => None,
         });
         spanned.or_else(|| self.regions.with_empty_key(key).map(|id| (id, None)))
     }
@@ -215,6 +239,7 @@ impl<S: Storage> State<S> {
             seq,
             state: SlabState::Live,
             touched: PageRange::default(),
+            lost_prots: false,
             newest_region: None,
         };
         debug_assert_eq!(slab.end(), end);
@@ -269,10 +294,22 @@ impl<S: Storage> State<S> {
                 });
             }
         }
-        if let Some(span) = plan.spans.iter().find(|s| self.spans.overlaps(s.range)) {
-            return Err(Error::Overlap {
-                segment: span.segment,
-            });
+        // Which spans need a protect: those whose pages are not all at the wanted protection
+        // already. Pages with no entry are read-write unless the slab lost track of some.
+        let mut protect = SegmentSet::default();
+        let mut extra = 0;
+        for span in plan.spans {
+            let survey = self.spans.survey(span.range);
+            if survey.in_use {
+                return Err(Error::Overlap {
+                    segment: span.segment,
+                });
+            }
+            let known = survey.prot.filter(|_| !(survey.gaps && slab.lost_prots));
+            if known != Some(span.prot) {
+                protect.insert(span.segment);
+            }
+            extra += survey.extra;
         }
         // A key segment that covers pages is free (checked above), so no span starts at the
         // key; an empty one may sit in used pages.
@@ -285,7 +322,11 @@ impl<S: Storage> State<S> {
         if key_in_use {
             return Err(Error::KeyInUse { key: plan.key });
         }
-        if key_is_empty && self.spans.containing(plan.key).is_some() {
+        let key_page_in_use = self
+            .spans
+            .containing(plan.key)
+            .is_some_and(|s| s.owner != Owner::Free);
+        if key_is_empty && key_page_in_use {
             return Err(Error::Overlap {
                 segment: plan.key_segment,
             });
@@ -293,16 +334,35 @@ impl<S: Storage> State<S> {
         if !self.regions.make_room(with_deallocs, key_is_empty) {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
-        if !self.spans.make_room(plan.spans.len()) {
+        // With every free entry forgotten, nothing is cut: one entry a span.
+        if !self.spans.make_room(extra)
+            && !self.evict_free(extra)
+            && !self.spans.make_room(plan.spans.len())
+        {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
         Ok(Placement {
             spans: plan.spans,
+            protect,
             key: plan.key,
             empty_key: key_is_empty,
             hull: plan.hull,
             slab: slab_id,
             with_deallocs,
+        })
+    }
+
+    /// Makes room for `needed` more spans in a full table by forgetting free entries; a slab
+    /// whose free pages lose a protection other than read-write remembers it.
+    fn evict_free(&mut self, needed: usize) -> bool {
+        let (spans, slabs) = (&mut self.spans, &mut self.slabs);
+        spans.evict_free(needed, |range| {
+            if let Some(slab) = slabs
+                .containing(range.start())
+                .and_then(|id| slabs.get_mut(id))
+            {
+                slab.lost_prots = true;
+            }
         })
     }
 
@@ -328,24 +388,27 @@ impl<S: Storage> State<S> {
         };
         slab.newest_region = Some(id);
         for span in placement.spans {
-            let inserted = self.spans.insert(*span, Owner::Region(id));
-            debug_assert!(inserted, "place made room for the spans");
+            let taken = self.spans.take(*span, Owner::Region(id));
+            debug_assert!(taken, "place made room for the spans");
         }
         Claim {
             region: id,
             touched,
+            protect: placement.protect,
         }
     }
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
-    /// Finalize-lifetime pages if it has any (`has_finalize`; already reset by the caller),
-    /// except executable ones when the host cannot reuse them: those are quarantined.
+    /// Finalize-lifetime pages if it has any (`has_finalize`; already reset by the caller, each
+    /// span's pages left at `freed(span)`), except executable ones when the host cannot reuse
+    /// them: those are quarantined.
     pub(crate) fn commit(
         &mut self,
         id: RegionId,
         deallocs: &[Action],
         has_finalize: bool,
         reuse_exec: bool,
+        freed: impl Fn(&Span) -> Prot,
     ) {
         let Some(region) = self.regions.get_mut(id) else {
             debug_assert!(false, "committed an unknown region");
@@ -367,11 +430,9 @@ impl<S: Storage> State<S> {
             if span.lifetime != Lifetime::Finalize {
                 return;
             }
-            if reuse_exec || !span.prot.contains(Prot::EXEC) {
-                spans.remove(span.range.start());
-            } else {
-                spans.set_owner(span.range.start(), Owner::Quarantined);
-            }
+            spans.settle(span.range.start(), |span| {
+                (reuse_exec || !span.prot.contains(Prot::EXEC)).then(|| freed(span))
+            });
         });
     }
 
@@ -464,8 +525,14 @@ impl<S: Storage> State<S> {
     }
 
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
-    /// Its pages become free, except those `quarantine` keeps recorded as quarantined.
-    pub(crate) fn forget(&mut self, id: RegionId, quarantine: Quarantine) {
+    /// Its pages become free, each span's left at `freed(span)`, except those `quarantine`
+    /// keeps recorded as quarantined.
+    pub(crate) fn forget(
+        &mut self,
+        id: RegionId,
+        quarantine: Quarantine,
+        freed: impl Fn(&Span) -> Prot,
+    ) {
         let Some(region) = self.regions.get(id) else {
             debug_assert!(false, "forgot an unknown region");
             return;
@@ -473,18 +540,14 @@ impl<S: Storage> State<S> {
         let (hull, key) = (region.hull, region.key);
         let settled = region.state != RegionState::Initializing && !region.empty_key;
         let free = |spans: &mut Spans<S>, start: usize| {
-            let keep = match quarantine {
-                Quarantine::Nothing => false,
-                Quarantine::All => true,
-                Quarantine::Executable => spans
-                    .starting_at(start)
-                    .is_some_and(|s| s.span.prot.contains(Prot::EXEC)),
-            };
-            if keep {
-                spans.set_owner(start, Owner::Quarantined)
-            } else {
-                spans.remove(start)
-            }
+            spans.settle(start, |span| {
+                let keep = match quarantine {
+                    Quarantine::Nothing => false,
+                    Quarantine::All => true,
+                    Quarantine::Executable => span.prot.contains(Prot::EXEC),
+                };
+                (!keep).then(|| freed(span))
+            })
         };
         // A settled region's lowest span starts at its key (its Finalize-lifetime spans are
         // gone): that one is freed without a search.
@@ -573,8 +636,8 @@ impl<S: Storage> State<S> {
             return;
         };
         debug_assert!(slab.newest_region.is_none(), "release retired every region");
-        // Only quarantined pages can remain: release retired every region, and claims need a
-        // live slab.
+        // Only free and quarantined pages can remain: release retired every region, and claims
+        // need a live slab.
         if let Some(range) = PageRange::new(slab.base, slab.end(), 1) {
             self.spans.remove_within(range);
         }

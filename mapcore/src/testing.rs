@@ -110,6 +110,13 @@ pub enum Call {
         /// Number of bytes.
         len: usize,
     },
+    /// `fill_trap(addr, len)`.
+    FillTrap {
+        /// Address.
+        addr: usize,
+        /// Number of bytes.
+        len: usize,
+    },
 }
 
 impl Call {
@@ -122,7 +129,7 @@ impl Call {
             Self::Protect { .. } => Some(HostOp::Protect),
             Self::Discard { .. } => Some(HostOp::Discard),
             Self::FlushIcache { .. } => Some(HostOp::FlushIcache),
-            Self::Write { .. } | Self::FillZero { .. } => None,
+            Self::Write { .. } | Self::FillZero { .. } | Self::FillTrap { .. } => None,
         }
     }
 }
@@ -172,10 +179,27 @@ impl Default for RecordingHost {
 }
 
 impl RecordingHost {
+    /// The byte [`Host::fill_trap`] stores (x86's `int3`).
+    pub const TRAP_BYTE: u8 = 0xcc;
+
     /// A host with pages of `page_size` bytes (a power of two) and full capabilities.
     #[must_use]
     pub fn new(page_size: usize) -> Self {
         Self::with_capabilities(page_size, Capabilities::FULL)
+    }
+
+    /// A host like a dual-mapped one: full capabilities, and the map's writes go through an
+    /// alias, whatever the protection (JIT'd code, [`poke`](Self::poke), still faults on a
+    /// page that is not writable).
+    #[must_use]
+    pub fn aliased(page_size: usize) -> Self {
+        Self::with_capabilities(
+            page_size,
+            Capabilities {
+                writes_through_alias: true,
+                ..Capabilities::FULL
+            },
+        )
     }
 
     /// A host with the given page size and capabilities.
@@ -299,7 +323,7 @@ impl RecordingHost {
     ///
     /// If a page is not reserved or not writable (a real process would fault).
     pub fn poke(&self, addr: usize, bytes: &[u8]) {
-        self.store(addr, bytes.len(), |i| bytes[i]);
+        self.store(addr, bytes.len(), false, |i| bytes[i]);
     }
 
     fn reserved(inner: &Inner, addr: usize) -> bool {
@@ -310,7 +334,9 @@ impl RecordingHost {
             .is_some_and(|(b, r)| addr < b + r.size)
     }
 
-    fn store(&self, addr: usize, len: usize, byte: impl Fn(usize) -> u8) {
+    /// Stores bytes; `alias`: through the host's alias, if it has one (no protection check).
+    fn store(&self, addr: usize, len: usize, alias: bool, byte: impl Fn(usize) -> u8) {
+        let alias = alias && self.capabilities.writes_through_alias;
         let page_size = self.page_size;
         let mut inner = self.inner();
         // One page at a time: look each page up once, not each byte.
@@ -325,7 +351,7 @@ impl RecordingHost {
                 .unwrap_or_else(|| panic!("write to unreserved address {a:#x}"));
             let prot = r.prots[(a - base) / page_size];
             assert!(
-                prot.contains(Prot::WRITE),
+                alias || prot.contains(Prot::WRITE),
                 "write to {a:#x}, a {prot} page: segmentation fault"
             );
             let page = a & !(page_size - 1);
@@ -376,9 +402,11 @@ impl RecordingHost {
         &mut r.prots[first..first + range.len() / page_size]
     }
 
-    /// Checks that `map`'s bookkeeping agrees with this host's memory: the same slabs; free
-    /// pages read-write (and, when the map discards, reading zero); each live region's pages
-    /// with their segment's protection; the tables' own invariants.
+    /// Checks that `map`'s bookkeeping agrees with this host's memory: the same slabs; each
+    /// live region's pages with their segment's protection; free pages at the protection the
+    /// map recorded (read-write where it recorded none) and, when the map discards or
+    /// protects lazily, holding no old bytes (trap bytes on executable free pages); the
+    /// tables' own invariants.
     ///
     /// # Errors
     ///
@@ -390,6 +418,7 @@ impl RecordingHost {
         map.check_invariants()?;
         let discarding =
             map.config().discard == DiscardPolicy::Discard && self.capabilities.discard;
+        let lazy = self.capabilities.writes_through_alias;
         map.with_state(|state| {
             let inner = self.inner();
             let slabs: Vec<(usize, usize)> = state.slabs().map(|s| (s.base, s.size)).collect();
@@ -403,56 +432,80 @@ impl RecordingHost {
                     "map slabs {slabs:x?} but host reservations {held:x?}"
                 ));
             }
-            // Per page of a region: the protection it should have, and whether its region is
-            // still being initialized or torn down (its pages may be mid-change).
-            let mut expected: BTreeMap<usize, (Prot, bool)> = BTreeMap::new();
+            // Per recorded page: the protection it should have, and who holds it.
+            let mut expected: BTreeMap<usize, (Prot, Holder)> = BTreeMap::new();
             let mut quarantined = BTreeSet::new();
             for page_span in state.page_spans() {
                 let span = page_span.span;
                 let pages = (span.range.start()..span.range.end()).step_by(self.page_size);
-                match page_span.owner {
+                let holder = match page_span.owner {
                     Owner::Region(id) => {
-                        let in_progress = state
+                        let live = state
                             .region(id)
-                            .is_none_or(|r| r.state != RegionState::Live);
-                        for page in pages {
-                            expected.insert(page, (span.prot, in_progress));
+                            .is_some_and(|r| r.state == RegionState::Live);
+                        if live {
+                            Holder::LiveRegion
+                        } else {
+                            Holder::RegionInProgress
                         }
                     }
-                    Owner::Quarantined => quarantined.extend(pages),
+                    Owner::Free => Holder::Free,
+                    Owner::Quarantined => {
+                        quarantined.extend(pages);
+                        continue;
+                    }
+                };
+                for page in pages {
+                    expected.insert(page, (span.prot, holder));
                 }
             }
-            let failed_slabs: Vec<(usize, usize)> = state
+            // Slabs being released or whose release failed, and slabs whose free pages may
+            // have lost their recorded protection.
+            let unsettled: Vec<(usize, usize)> = state
                 .slabs()
                 .filter(|s| s.state != SlabState::Live)
                 .map(|s| (s.base, s.base + s.size))
                 .collect();
-            let settled = |page: usize| {
-                !quarantined.contains(&page)
-                    && !failed_slabs.iter().any(|(b, e)| *b <= page && page < *e)
+            let lost: Vec<(usize, usize)> = state
+                .slabs()
+                .filter(|s| s.lost_prots)
+                .map(|s| (s.base, s.base + s.size))
+                .collect();
+            let within = |list: &[(usize, usize)], page: usize| {
+                list.iter().any(|(b, e)| *b <= page && page < *e)
             };
+            let settled = |page: usize| !quarantined.contains(&page) && !within(&unsettled, page);
             for (base, r) in &inner.reservations {
                 for (i, prot) in r.prots.iter().enumerate() {
                     let page = base + i * self.page_size;
                     if !settled(page) {
                         continue;
                     }
-                    let (want, in_progress) = expected
-                        .get(&page)
-                        .copied()
-                        .unwrap_or((Prot::READ_WRITE, false));
-                    if *prot != want && !in_progress {
-                        return Err(std::format!("page {page:#x} is {prot}, expected {want}"));
+                    let (want, holder) = match expected.get(&page) {
+                        Some(&found) => found,
+                        None if within(&lost, page) => continue,
+                        None => (Prot::READ_WRITE, Holder::Free),
+                    };
+                    if *prot != want && holder != Holder::RegionInProgress {
+                        return Err(std::format!(
+                            "page {page:#x} is {prot}, expected {want} ({holder:?})"
+                        ));
                     }
-                }
-            }
-            if discarding {
-                for (page, bytes) in &inner.pages {
-                    if settled(*page)
-                        && !expected.contains_key(page)
-                        && bytes.iter().any(|b| *b != 0)
-                    {
-                        return Err(std::format!("free page {page:#x} holds stale bytes"));
+                    let free = holder == Holder::Free;
+                    if free && (discarding || lazy) {
+                        let trap = lazy && !discarding && want.contains(Prot::EXEC);
+                        let bytes = inner.pages.get(&page);
+                        let clean = if trap {
+                            bytes.is_some_and(|b| b.iter().all(|&v| v == Self::TRAP_BYTE))
+                        } else {
+                            bytes.is_none_or(|b| b.iter().all(|&v| v == 0))
+                        };
+                        if !clean {
+                            let what = if trap { "trap bytes" } else { "zeros" };
+                            return Err(std::format!(
+                                "free page {page:#x} ({want}) holds old bytes, not {what}"
+                            ));
+                        }
                     }
                 }
             }
@@ -462,10 +515,21 @@ impl RecordingHost {
     }
 }
 
+/// Who holds a page, for [`RecordingHost::check_map`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    LiveRegion,
+    /// A region being initialized or torn down: its pages may be mid-change.
+    RegionInProgress,
+    Free,
+}
+
 // SAFETY: (1) reserve hands out first-fit, page-aligned, disjoint ranges of simulated memory
 // that read as zero and are read-write; (2) protect applies the whole range on Ok; (3) discard
 // drops contents so pages read zero; (4) write and fill_zero store exactly the given bytes;
-// (5) nothing calls back into a map; (6) the page size is fixed at construction.
+// (5) nothing calls back into a map; (6) the page size is fixed at construction. (4) holds for
+// fill_trap too, and with `writes_through_alias` the stores skip the protection check as an
+// alias would.
 unsafe impl Host for RecordingHost {
     type Error = FakeError;
 
@@ -582,7 +646,7 @@ unsafe impl Host for RecordingHost {
             },
             ok: true,
         });
-        self.store(addr, bytes.len(), |i| bytes[i]);
+        self.store(addr, bytes.len(), true, |i| bytes[i]);
     }
 
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
@@ -590,7 +654,15 @@ unsafe impl Host for RecordingHost {
             call: Call::FillZero { addr, len },
             ok: true,
         });
-        self.store(addr, len, |_| 0);
+        self.store(addr, len, true, |_| 0);
+    }
+
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        self.inner().log.push(Event {
+            call: Call::FillTrap { addr, len },
+            ok: true,
+        });
+        self.store(addr, len, true, |_| Self::TRAP_BYTE);
     }
 
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {

@@ -297,6 +297,7 @@ fn host_without_discard_gets_zero_filled_pages<S: Storage>() {
         Capabilities {
             discard: false,
             reuse_executable: true,
+            writes_through_alias: false,
         },
     ));
     let map: Map<'_, S> = JitMap::new(&*host);
@@ -326,6 +327,7 @@ fn host_without_exec_reuse_quarantines_executable_pages<S: Storage>() {
         Capabilities {
             discard: true,
             reuse_executable: false,
+            writes_through_alias: false,
         },
     ));
     let map: Map<'_, S> = JitMap::new(&*host);

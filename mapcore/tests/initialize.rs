@@ -167,11 +167,11 @@ fn b2_unaligned_size_rounds_protection_up<S: Storage>() {
                 addr: base,
                 len: P + 1
             }),
-            ok(Call::FlushIcache { range: two_pages }),
             ok(Call::Protect {
                 range: two_pages,
                 prot: Prot::READ_EXEC
-            })
+            }),
+            ok(Call::FlushIcache { range: two_pages })
         ]
     );
     assert_segment(&host, &segs[0], &content);

@@ -117,6 +117,12 @@ unsafe impl Host for Yielding {
         unsafe { self.rec.fill_zero(addr, len) }
     }
 
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        self.point();
+        // SAFETY: the map's contract for `fill_trap`, forwarded unchanged.
+        unsafe { self.rec.fill_trap(addr, len) }
+    }
+
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
         self.point();
         // SAFETY: the map's contract for `flush_icache`, forwarded unchanged.

@@ -71,6 +71,11 @@ unsafe impl Host for Quiet<'_> {
         without_counting(|| unsafe { self.0.fill_zero(addr, len) });
     }
 
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        // SAFETY: the map's promises for this call are forwarded unchanged.
+        without_counting(|| unsafe { self.0.fill_trap(addr, len) });
+    }
+
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
         // SAFETY: the map's promises for this call are forwarded unchanged.
         without_counting(|| unsafe { self.0.flush_icache(range) })
@@ -156,7 +161,7 @@ fn c3_no_path_allocates_with_fixed_tables() {
             Err(Error::NotInSlab { segment: 0 })
         );
     });
-    recording.fail_nth(1, ENOMEM);
+    recording.fail_nth(0, ENOMEM);
     let err = no_alloc("initialize protect failure", || {
         map.initialize(&InitRequest::new(&[rx(2)], std::slice::from_ref(&ok_pair)))
     });

@@ -251,6 +251,11 @@ unsafe impl Host for LyingHost<'_> {
         unsafe { self.inner.fill_zero(addr, len) }
     }
 
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        // SAFETY: the map's promise for this call is forwarded unchanged.
+        unsafe { self.inner.fill_trap(addr, len) }
+    }
+
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), FakeError> {
         // SAFETY: the map's promise for this call is forwarded unchanged.
         unsafe { self.inner.flush_icache(range) }

@@ -324,6 +324,7 @@ pub fn run_checked(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>, checks:
     let capabilities = Capabilities {
         discard: setup.host_discards(),
         reuse_executable: setup.reuse_exec(),
+        writes_through_alias: false,
     };
     let host = RecordingHost::with_capabilities(page, capabilities);
     let probe = Recording(&host);
@@ -536,7 +537,7 @@ fn expected_form(call: Call) -> Option<ExpCall> {
             start: range.start(),
             end: range.end(),
         },
-        Call::Write { .. } | Call::FillZero { .. } => return None,
+        Call::Write { .. } | Call::FillZero { .. } | Call::FillTrap { .. } => return None,
     })
 }
 

@@ -810,9 +810,30 @@ impl Model {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
 
-        // Side effects: content, icache, protections, finalize actions, Finalize pages.
+        // Side effects: content, protections, icache, finalize actions, Finalize pages.
         self.writable.extend(rp.iter().map(|p| p.addr));
         let rollback = |m: &mut Self| m.roll_back(&rp, segs, &nonempty, &ends, slab);
+        let non_rw: Vec<ReqPage> = rp
+            .iter()
+            .copied()
+            .filter(|p| p.prot != Prot::READ_WRITE)
+            .collect();
+        for run in runs(&non_rw, page, |a, b| a.prot == b.prot) {
+            let call = ExpCall::Protect {
+                start: run.start,
+                end: run.end,
+                prot: run.prot,
+            };
+            if let Err(error) = self.call(call, HostOp::Protect) {
+                let quarantined = rollback(self);
+                return Err(Error::Host {
+                    op: HostOp::Protect,
+                    segment: Some(run.seg),
+                    error,
+                    quarantined,
+                });
+            }
+        }
         let exec: Vec<ReqPage> = rp
             .iter()
             .copied()
@@ -829,27 +850,6 @@ impl Model {
                 let quarantined = rollback(self);
                 return Err(Error::Host {
                     op: HostOp::FlushIcache,
-                    segment: Some(run.seg),
-                    error,
-                    quarantined,
-                });
-            }
-        }
-        let non_rw: Vec<ReqPage> = rp
-            .iter()
-            .copied()
-            .filter(|p| p.prot != Prot::READ_WRITE)
-            .collect();
-        for run in runs(&non_rw, page, |a, b| a.prot == b.prot) {
-            let call = ExpCall::Protect {
-                start: run.start,
-                end: run.end,
-                prot: run.prot,
-            };
-            if let Err(error) = self.call(call, HostOp::Protect) {
-                let quarantined = rollback(self);
-                return Err(Error::Host {
-                    op: HostOp::Protect,
                     segment: Some(run.seg),
                     error,
                     quarantined,

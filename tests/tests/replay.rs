@@ -567,6 +567,7 @@ mod scenarios {
             Capabilities {
                 discard: true,
                 reuse_executable: false,
+                writes_through_alias: false,
             },
         )
     }
