@@ -41,19 +41,27 @@
 
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod dual_host;
 mod error;
 mod flip_host;
 mod icache;
 mod memory;
 mod page_size;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod strategy;
 mod sys;
 mod trap;
 
 #[cfg(feature = "cranelift")]
 pub use crate::cranelift::MapcoreMemoryProvider;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use crate::dual_host::{Backing, DualMappedHost};
 pub use crate::error::OsError;
 pub use crate::flip_host::LibcHost;
-pub use crate::memory::{StdError, StdJitMap};
+pub use crate::memory::{StdError, StdHost, StdJitMap};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use crate::strategy::{detect, Detection, WxMode};
 pub use crate::page_size::page_size;
 
 pub use mapcore;

@@ -1,19 +1,128 @@
-//! [`StdJitMap`]: the map of a normal process.
+//! [`StdJitMap`]: the map of a normal process, over [`StdHost`], either of the crate's Linux
+//! hosts.
 //!
-//! No wrapper type is needed: [`JitMap`]'s own `Drop` already releases every slab (running
-//! every remaining dealloc action), [`LibcHost`] has no state, and [`Growable`] storage lifts
-//! the fixed table limits. So the std map is a type alias and this module has no unsafe code.
+//! [`JitMap`]'s own `Drop` already releases every slab (running every remaining dealloc
+//! action), so the map needs no teardown of its own: [`StdJitMap`] only adds constructors
+//! (one that picks the host by [`detect`]ing what the kernel allows) and derefs to the
+//! [`JitMap`]. This module has no unsafe code but the forwarding of the [`Host`] trait.
+#![expect(unsafe_code, reason = "StdHost forwards the unsafe Host trait")]
 
-use mapcore::{Error, Growable, JitMap};
+use core::ops::Deref;
 
+use mapcore::{Capabilities, Config, Error, Growable, Host, JitMap, PageRange, Prot};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use crate::dual_host::DualMappedHost;
 use crate::error::OsError;
 use crate::flip_host::LibcHost;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use crate::strategy::{detect, Detection, WxMode};
 
-/// A [`JitMap`] over [`LibcHost`] with [`Growable`] tables: real `mmap`ed memory, no fixed
+/// The host of a [`StdJitMap`]: the flip host or the dual-mapped one, chosen at run time.
+#[derive(Debug)]
+pub enum StdHost {
+    /// Pages flipped with `mprotect` ([`LibcHost`]).
+    Flip(LibcHost),
+    /// A memory file mapped twice ([`DualMappedHost`]).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    DualMapped(DualMappedHost),
+}
+
+impl StdHost {
+    /// Which host this is.
+    #[must_use]
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Flip(_) => "flip",
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Self::DualMapped(_) => "dual-mapped",
+        }
+    }
+}
+
+impl From<LibcHost> for StdHost {
+    fn from(host: LibcHost) -> Self {
+        Self::Flip(host)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl From<DualMappedHost> for StdHost {
+    fn from(host: DualMappedHost) -> Self {
+        Self::DualMapped(host)
+    }
+}
+
+/// Calls `$method` on whichever host `$self` holds.
+macro_rules! forward {
+    ($self:ident, $host:ident => $call:expr) => {
+        match $self {
+            StdHost::Flip($host) => $call,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            StdHost::DualMapped($host) => $call,
+        }
+    };
+}
+
+// SAFETY: every call goes to the one host the value holds, which upholds the trait's
+// promises; the capabilities are that host's, so the map treats each as itself.
+unsafe impl Host for StdHost {
+    type Error = OsError;
+
+    fn page_size(&self) -> usize {
+        forward!(self, host => host.page_size())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        forward!(self, host => host.capabilities())
+    }
+
+    fn reserve(&self, size: usize) -> Result<usize, OsError> {
+        forward!(self, host => host.reserve(size))
+    }
+
+    unsafe fn release(&self, base: usize, size: usize) -> Result<(), OsError> {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.release(base, size) })
+    }
+
+    unsafe fn protect(&self, range: PageRange, prot: Prot) -> Result<(), OsError> {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.protect(range, prot) })
+    }
+
+    unsafe fn discard(&self, range: PageRange) -> Result<(), OsError> {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.discard(range) })
+    }
+
+    unsafe fn write(&self, addr: usize, bytes: &[u8]) {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.write(addr, bytes) })
+    }
+
+    unsafe fn fill_zero(&self, addr: usize, len: usize) {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.fill_zero(addr, len) })
+    }
+
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.fill_trap(addr, len) })
+    }
+
+    unsafe fn flush_icache(&self, range: PageRange) -> Result<(), OsError> {
+        // SAFETY: the caller's promises, forwarded unchanged.
+        forward!(self, host => unsafe { host.flush_icache(range) })
+    }
+}
+
+/// A [`JitMap`] over [`StdHost`] with [`Growable`] tables: real `mmap`ed memory, no fixed
 /// limit on slabs, live regions or their segments (the per-request limits
 /// [`MAX_SEGMENTS`](mapcore::MAX_SEGMENTS) and [`MAX_ACTION_PAIRS`](mapcore::MAX_ACTION_PAIRS)
 /// still apply), `Send + Sync`, and dropping it releases everything: pending dealloc actions
-/// run, newest first, then every slab is unmapped.
+/// run, newest first, then every slab is unmapped. Every [`JitMap`] method is available
+/// through `Deref`.
 ///
 /// # Examples
 ///
@@ -30,7 +139,56 @@ use crate::flip_host::LibcHost;
 /// drop(map); // unmaps the slab
 /// # Ok::<(), mapcore_std::StdError>(())
 /// ```
-pub type StdJitMap = JitMap<LibcHost, Growable>;
+#[derive(Debug)]
+pub struct StdJitMap {
+    map: JitMap<StdHost, Growable>,
+}
+
+impl StdJitMap {
+    /// A map over `host` with the default [`Config`].
+    pub fn new(host: impl Into<StdHost>) -> Self {
+        Self::with_config(host, Config::DEFAULT)
+    }
+
+    /// A map over `host` with `config`.
+    pub fn with_config(host: impl Into<StdHost>, config: Config) -> Self {
+        Self {
+            map: JitMap::with_config(host.into(), config),
+        }
+    }
+
+    /// A map over the host [`detect`] picks for this process (dual-mapped where a memory file
+    /// may be mapped executable, flip otherwise), with `config`; returns what was detected
+    /// too, whose `Display` says which host and why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mapcore_std::{Config, StdJitMap};
+    ///
+    /// let (map, detection) = StdJitMap::detect(Config::DEFAULT);
+    /// println!("W^X mode: {detection}");
+    /// assert_eq!(map.host().mode(), detection.mode.to_string());
+    /// ```
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[must_use]
+    pub fn detect(config: Config) -> (Self, Detection) {
+        let detection = detect();
+        let host = match detection.mode {
+            WxMode::DualMapped => StdHost::DualMapped(DualMappedHost::new()),
+            WxMode::Flip => StdHost::Flip(LibcHost::new()),
+        };
+        (Self::with_config(host, config), detection)
+    }
+}
+
+impl Deref for StdJitMap {
+    type Target = JitMap<StdHost, Growable>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
 
 /// The error of every [`StdJitMap`] operation: a map [`Error`] whose host errors are
 /// [`OsError`]s.
