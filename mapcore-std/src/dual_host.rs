@@ -164,13 +164,15 @@ impl DualMappedHost {
 
     /// A new memory file of `size` bytes: its descriptor and its shared-memory name, if any.
     fn create_file(&self, size: usize) -> Result<(OwnedFd, Option<CString>), OsError> {
-        let len = libc::off_t::try_from(size).map_err(|_| OsError::from_raw_os_error(libc::EFBIG))?;
+        let len =
+            libc::off_t::try_from(size).map_err(|_| OsError::from_raw_os_error(libc::EFBIG))?;
         let (file, name) = match &self.backing {
             Backing::MemoryFile => (create_memory_file()?, None),
             Backing::SharedMemory { prefix } => {
                 let n = self.next_name.fetch_add(1, Ordering::Relaxed);
                 let name = format!("/{prefix}_{}_{n}", std::process::id());
-                let name = CString::new(name).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
+                let name =
+                    CString::new(name).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
                 let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
                 // SAFETY: `name` is a valid C string; shm_open creates a new object (O_EXCL) and
                 // returns a new descriptor that nothing else owns.
@@ -203,15 +205,16 @@ pub(crate) fn create_memory_file() -> Result<OwnedFd, OsError> {
     const NAME: &core::ffi::CStr = c"mapcore";
     let flags: c_uint = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: `NAME` is a valid C string; memfd_create returns a new descriptor.
-    let fd = cvt(unsafe { libc::memfd_create(NAME.as_ptr(), flags | libc::MFD_EXEC) })
-        .or_else(|error| {
+    let fd = cvt(unsafe { libc::memfd_create(NAME.as_ptr(), flags | libc::MFD_EXEC) }).or_else(
+        |error| {
             if error.raw_os_error() == libc::EINVAL {
                 // SAFETY: as above.
                 cvt(unsafe { libc::memfd_create(NAME.as_ptr(), flags) })
             } else {
                 Err(error)
             }
-        })?;
+        },
+    )?;
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -239,7 +242,8 @@ unsafe fn map_file(
     fd: c_int,
     offset: usize,
 ) -> Result<usize, OsError> {
-    let offset = libc::off_t::try_from(offset).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
     let hint: *mut c_void = ptr::with_exposed_provenance_mut(hint);
     // SAFETY: the caller's promise covers MAP_FIXED; otherwise the kernel picks free address
     // space and nothing existing is replaced.
@@ -308,7 +312,11 @@ unsafe impl Host for DualMappedHost {
             // SAFETY: `alias` is the range just mapped; MADV_DONTFORK only changes what a
             // fork inherits.
             let advised = cvt(unsafe {
-                libc::madvise(ptr::with_exposed_provenance_mut(alias), size, libc::MADV_DONTFORK)
+                libc::madvise(
+                    ptr::with_exposed_provenance_mut(alias),
+                    size,
+                    libc::MADV_DONTFORK,
+                )
             });
             if let Err(error) = advised {
                 // SAFETY: both ranges were mapped just above and are known to nobody else.
@@ -363,7 +371,8 @@ unsafe impl Host for DualMappedHost {
         let (addr, len, bits) = (range.start(), range.len(), prot_bits(prot));
         // SAFETY: (1) the range lies inside one live reservation of this host; (2) the caller
         // promises no live reference into it is invalidated by the new protection.
-        let protected = cvt(unsafe { libc::mprotect(ptr::with_exposed_provenance_mut(addr), len, bits) });
+        let protected =
+            cvt(unsafe { libc::mprotect(ptr::with_exposed_provenance_mut(addr), len, bits) });
         match protected {
             Err(error) if error.raw_os_error() == libc::EACCES && prot.contains(Prot::EXEC) => {
                 self.translate(addr, |_, fd, offset| {
@@ -382,9 +391,11 @@ unsafe impl Host for DualMappedHost {
     #[doc(alias = "fallocate")]
     unsafe fn discard(&self, range: PageRange) -> Result<(), OsError> {
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        let len = libc::off_t::try_from(range.len()).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
+        let len = libc::off_t::try_from(range.len())
+            .map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
         self.translate(range.start(), |_, fd, offset| {
-            let offset = libc::off_t::try_from(offset).map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
+            let offset = libc::off_t::try_from(offset)
+                .map_err(|_| OsError::from_raw_os_error(libc::EINVAL))?;
             // SAFETY: punches a hole in this slab's own file, inside the range the caller
             // promises nobody needs any more.
             cvt(unsafe { libc::fallocate(fd, mode, offset, len) })?;

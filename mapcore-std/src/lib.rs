@@ -60,9 +60,9 @@ pub use crate::dual_host::{Backing, DualMappedHost};
 pub use crate::error::OsError;
 pub use crate::flip_host::LibcHost;
 pub use crate::memory::{StdError, StdHost, StdJitMap};
+pub use crate::page_size::page_size;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use crate::strategy::{detect, Detection, WxMode};
-pub use crate::page_size::page_size;
 
 pub use mapcore;
 pub use mapcore::{

@@ -129,7 +129,14 @@ fn memfd_maps_executable() -> bool {
     let prot = libc::PROT_READ | libc::PROT_EXEC;
     // SAFETY: no MAP_FIXED: the kernel picks free address space.
     let mapped = cvt(unsafe {
-        libc::mmap(ptr::null_mut(), page, prot, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        libc::mmap(
+            ptr::null_mut(),
+            page,
+            prot,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
     });
     match mapped {
         Ok(addr) => {

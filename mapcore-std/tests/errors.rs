@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::Kind;
+
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,14 +24,13 @@ fn page() -> usize {
     mapcore_std::page_size()
 }
 
-#[test]
-fn reserve_beyond_the_address_space_reports_enomem() {
+fn reserve_beyond_the_address_space_reports_enomem(kind: Kind) {
     // Let the request through the map's own limit so that the kernel is the one refusing.
     let config = Config {
         max_reservation: usize::MAX,
         ..Config::DEFAULT
     };
-    let map = StdJitMap::with_config(LibcHost::new(), config);
+    let map = StdJitMap::with_config(kind.host(), config);
     let size = 1usize << 60;
     let error = map.reserve(size).unwrap_err();
     let Error::Host {
@@ -61,6 +62,7 @@ fn exec_refused_by_mdwe_is_rolled_back() {
     common::in_mdwe_child("exec_refused_by_mdwe_is_rolled_back", mdwe_checks);
 }
 
+/// On the flip host: under MDWE, the dual-mapped host works instead (`tests/dual.rs`).
 fn mdwe_checks() {
     let map = StdJitMap::new(LibcHost::new());
     let p = page();
@@ -145,3 +147,5 @@ fn mdwe_checks() {
     assert_eq!(perms_of(base, base + 8 * p), Ok("rw-p".into()));
     map.release(base).unwrap();
 }
+
+for_each_host!(reserve_beyond_the_address_space_reports_enomem,);

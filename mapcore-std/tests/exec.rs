@@ -6,19 +6,20 @@
 
 mod common;
 
+use common::Kind;
+
 use std::sync::mpsc;
 use std::thread;
 
 use common::code;
-use mapcore_std::{InitRequest, LibcHost, Prot, Segment, StdJitMap};
+use mapcore_std::{InitRequest, Prot, Segment, StdJitMap};
 
 fn page() -> usize {
     mapcore_std::page_size()
 }
 
-#[test]
-fn code_computes_on_its_argument() {
-    let map = StdJitMap::new(LibcHost::new());
+fn code_computes_on_its_argument(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let base = map.reserve(4 * page()).unwrap();
     let seg = [Segment::new(
         Prot::READ_EXEC,
@@ -34,9 +35,8 @@ fn code_computes_on_its_argument() {
     map.deinitialize(key).unwrap();
 }
 
-#[test]
-fn code_reads_the_read_only_segment_by_absolute_address() {
-    let map = StdJitMap::new(LibcHost::new());
+fn code_reads_the_read_only_segment_by_absolute_address(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(4 * p).unwrap();
     let constants: Vec<u8> = [40u64, 2].iter().flat_map(|v| v.to_ne_bytes()).collect();
@@ -50,11 +50,10 @@ fn code_reads_the_read_only_segment_by_absolute_address() {
     map.deinitialize(key).unwrap();
 }
 
-#[test]
-fn new_code_at_reused_addresses_is_what_runs() {
+fn new_code_at_reused_addresses_is_what_runs(kind: Kind) {
     // Each round puts a different function at the same address: a stale instruction cache or
     // pipeline would return the previous round's value.
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let base = map.reserve(2 * page()).unwrap();
     for round in 0..200u16 {
         let code = code::ret_const(round);
@@ -67,11 +66,10 @@ fn new_code_at_reused_addresses_is_what_runs() {
     }
 }
 
-#[test]
-fn another_thread_runs_the_new_code_after_reuse() {
+fn another_thread_runs_the_new_code_after_reuse(kind: Kind) {
     // A second thread executes the code, then the main thread replaces it at the same address;
     // the other thread must see the new instructions.
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let base = map.reserve(2 * page()).unwrap();
     let (to_worker, jobs) = mpsc::channel::<usize>();
     let (to_main, results) = mpsc::channel::<u64>();
@@ -98,10 +96,9 @@ fn another_thread_runs_the_new_code_after_reuse() {
     worker.join().unwrap();
 }
 
-#[test]
-fn code_in_a_multi_page_segment_runs_from_every_page() {
+fn code_in_a_multi_page_segment_runs_from_every_page(kind: Kind) {
     // One function at the start of each of 8 pages of one executable segment.
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(8 * p).unwrap();
     let mut image = vec![0u8; 7 * p + 16];
@@ -117,3 +114,11 @@ fn code_in_a_multi_page_segment_runs_from_every_page() {
     }
     map.deinitialize(key).unwrap();
 }
+
+for_each_host!(
+    code_computes_on_its_argument,
+    code_reads_the_read_only_segment_by_absolute_address,
+    new_code_at_reused_addresses_is_what_runs,
+    another_thread_runs_the_new_code_after_reuse,
+    code_in_a_multi_page_segment_runs_from_every_page,
+);

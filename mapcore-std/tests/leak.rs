@@ -1,4 +1,4 @@
-//! Leak check on the libc host: many reserve / initialize / deinitialize / release cycles leave
+//! Leak check on both hosts: many reserve / initialize / deinitialize / release cycles leave
 //! VmSize unchanged, RSS within 512 KiB and the mapping count not growing. One test in its own
 //! binary, so that no other test thread changes the process's numbers while it measures.
 //! `CYCLES=<n>` changes the count (default 100,000).
@@ -6,7 +6,11 @@
 
 use std::fs;
 
-use mapcore_std::{page_size, InitRequest, LibcHost, Prot, Segment, StdJitMap};
+mod common;
+
+use common::Kind;
+
+use mapcore_std::{page_size, InitRequest, Prot, Segment, StdJitMap};
 
 /// A `/proc/self/status` field, in KiB.
 fn status_kib(field: &str) -> usize {
@@ -40,13 +44,12 @@ fn cycle(map: &StdJitMap, content: &[u8]) {
     map.release(base).unwrap();
 }
 
-#[test]
-fn cycles_leak_no_memory_and_no_mappings() {
+fn cycles_leak_no_memory_and_no_mappings(kind: Kind) {
     let cycles: usize = std::env::var("CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let content = [0xfe_u8; 256];
     for _ in 0..1_000 {
         cycle(&map, &content);
@@ -63,4 +66,11 @@ fn cycles_leak_no_memory_and_no_mappings() {
     assert!(rss1 <= rss0 + 512, "VmRSS grew by {} kB", rss1 - rss0);
     assert!(maps1 <= maps0, "mapping count grew from {maps0} to {maps1}");
     assert_eq!((map.slab_count(), map.region_count()), (0, 0));
+}
+
+/// Both hosts, one after the other: a second test thread would disturb the measurements.
+#[test]
+fn cycles_leak_nothing_on_either_host() {
+    cycles_leak_no_memory_and_no_mappings(Kind::Flip);
+    cycles_leak_no_memory_and_no_mappings(Kind::Dual);
 }

@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::{maps_perms, perms_of};
-use mapcore_std::{InitRequest, LibcHost, Lifetime, Prot, Segment, StdJitMap};
+use common::Kind;
+
+use common::perms_of;
+use mapcore_std::{InitRequest, Lifetime, Prot, Segment, StdJitMap};
 
 fn page() -> usize {
     mapcore_std::page_size()
@@ -16,16 +18,14 @@ fn pages(base: usize, page_index: usize, n: usize) -> Result<String, String> {
     perms_of(base + page_index * page(), base + (page_index + n) * page())
 }
 
-#[test]
-fn a_fresh_slab_is_read_write() {
-    let map = StdJitMap::new(LibcHost::new());
+fn a_fresh_slab_is_read_write(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let base = map.reserve(32 * page()).unwrap();
-    assert_eq!(pages(base, 0, 32), Ok("rw-p".into()));
+    assert_eq!(pages(base, 0, 32), Ok(kind.perms(Prot::READ_WRITE)));
 }
 
-#[test]
-fn each_segment_gets_its_protection_and_deinitialize_resets_them() {
-    let map = StdJitMap::new(LibcHost::new());
+fn each_segment_gets_its_protection_and_deinitialize_resets_them(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(16 * p).unwrap();
     let code = [0xC3u8; 16]; // never run: only its protection is checked
@@ -46,35 +46,43 @@ fn each_segment_gets_its_protection_and_deinitialize_resets_them() {
     let key = map.initialize(&InitRequest::new(&segments, &[])).unwrap();
     assert_eq!(key, base);
 
-    assert_eq!(pages(base, 0, 1), Ok("r-xp".into()));
-    assert_eq!(pages(base, 1, 2), Ok("r--p".into()));
-    assert_eq!(pages(base, 3, 1), Ok("rw-p".into()));
-    assert_eq!(pages(base, 4, 1), Ok("---p".into()));
+    assert_eq!(pages(base, 0, 1), Ok(kind.perms(Prot::READ_EXEC)));
+    assert_eq!(pages(base, 1, 2), Ok(kind.perms(Prot::READ)));
+    assert_eq!(pages(base, 3, 1), Ok(kind.perms(Prot::READ_WRITE)));
+    assert_eq!(pages(base, 4, 1), Ok(kind.perms(Prot::NONE)));
     assert_eq!(
         pages(base, 5, 1),
-        Ok("rw-p".into()),
+        Ok(kind.perms(Prot::READ_WRITE)),
         "the gap page is untouched"
     );
-    assert_eq!(pages(base, 6, 1), Ok("r--p".into()));
+    assert_eq!(pages(base, 6, 1), Ok(kind.perms(Prot::READ)));
     assert_eq!(
         pages(base, 7, 1),
-        Ok("rw-p".into()),
+        Ok(kind.perms(Prot::READ_WRITE)),
         "the Finalize segment is freed"
     );
-    assert_eq!(pages(base, 8, 8), Ok("rw-p".into()));
+    assert_eq!(pages(base, 8, 8), Ok(kind.perms(Prot::READ_WRITE)));
 
     map.deinitialize(key).unwrap();
-    assert_eq!(pages(base, 0, 16), Ok("rw-p".into()));
+    // The default policy discards: flip resets every page, dual makes code non-executable and
+    // leaves the rest as it was.
+    let freed = |prot| Ok(kind.perms(kind.freed(prot, true)));
+    assert_eq!(pages(base, 0, 1), freed(Prot::READ_EXEC));
+    assert_eq!(pages(base, 1, 2), freed(Prot::READ));
+    assert_eq!(pages(base, 3, 1), freed(Prot::READ_WRITE));
+    assert_eq!(pages(base, 4, 1), freed(Prot::NONE));
+    assert_eq!(pages(base, 5, 1), freed(Prot::READ_WRITE));
+    assert_eq!(pages(base, 6, 1), freed(Prot::READ));
+    assert_eq!(pages(base, 7, 9), freed(Prot::READ_WRITE));
 }
 
-#[test]
-fn every_protection_shows_as_requested() {
+fn every_protection_shows_as_requested(kind: Kind) {
     // W+X allowed here so that all eight protections can be seen.
     let config = mapcore_std::Config {
         allow_write_exec: true,
         ..mapcore_std::Config::DEFAULT
     };
-    let map = StdJitMap::with_config(LibcHost::new(), config);
+    let map = StdJitMap::with_config(kind.host(), config);
     let p = page();
     let base = map.reserve(8 * p).unwrap();
     let prots: Vec<Prot> = (0..8).map(|bits| Prot::from_bits(bits).unwrap()).collect();
@@ -85,23 +93,23 @@ fn every_protection_shows_as_requested() {
         .collect();
     let key = map.initialize(&InitRequest::new(&segments, &[])).unwrap();
     for (i, prot) in prots.iter().enumerate() {
-        assert_eq!(pages(base, i, 1), Ok(maps_perms(*prot)), "page {i}: {prot}");
+        assert_eq!(pages(base, i, 1), Ok(kind.perms(*prot)), "page {i}: {prot}");
     }
     map.deinitialize(key).unwrap();
-    assert_eq!(pages(base, 0, 8), Ok("rw-p".into()));
+    for (i, prot) in prots.iter().enumerate() {
+        let freed = kind.freed(*prot, true);
+        assert_eq!(pages(base, i, 1), Ok(kind.perms(freed)), "page {i}: {prot}");
+    }
 }
 
-#[test]
-fn batch_deinitialize_resets_adjacent_regions() {
-    let map = StdJitMap::new(LibcHost::new());
+fn batch_deinitialize_resets_adjacent_regions(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(8 * p).unwrap();
     let code = [0xC3u8; 16]; // never run
     let mut keys = Vec::new();
-    for (i, prot) in [Prot::READ_EXEC, Prot::READ, Prot::NONE, Prot::READ_EXEC]
-        .into_iter()
-        .enumerate()
-    {
+    let prots = [Prot::READ_EXEC, Prot::READ, Prot::NONE, Prot::READ_EXEC];
+    for (i, prot) in prots.into_iter().enumerate() {
         let seg = [Segment::new(
             prot,
             base + i * p,
@@ -110,19 +118,22 @@ fn batch_deinitialize_resets_adjacent_regions() {
         )];
         keys.push(map.initialize(&InitRequest::new(&seg, &[])).unwrap());
     }
-    assert_eq!(pages(base, 0, 1), Ok("r-xp".into()));
-    assert_eq!(pages(base, 2, 1), Ok("---p".into()));
+    assert_eq!(pages(base, 0, 1), Ok(kind.perms(Prot::READ_EXEC)));
+    assert_eq!(pages(base, 2, 1), Ok(kind.perms(Prot::NONE)));
     let mut reported = Vec::new();
     map.deinitialize_multiple(&keys, |i, e| reported.push((i, e)))
         .unwrap();
     assert!(reported.is_empty(), "{reported:?}");
-    assert_eq!(pages(base, 0, 8), Ok("rw-p".into()));
+    for (i, prot) in prots.into_iter().enumerate() {
+        let freed = kind.freed(prot, true);
+        assert_eq!(pages(base, i, 1), Ok(kind.perms(freed)), "page {i}: {prot}");
+    }
+    assert_eq!(pages(base, 4, 4), Ok(kind.perms(Prot::READ_WRITE)));
     assert_eq!(map.region_count(), 0);
 }
 
-#[test]
-fn refused_write_exec_changes_no_protection() {
-    let map = StdJitMap::new(LibcHost::new());
+fn refused_write_exec_changes_no_protection(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(4 * p).unwrap();
     let segments = [
@@ -133,7 +144,15 @@ fn refused_write_exec_changes_no_protection() {
         .initialize(&InitRequest::new(&segments, &[]))
         .unwrap_err();
     assert_eq!(error, mapcore_std::Error::WriteExecute { segment: 1 });
-    assert_eq!(pages(base, 0, 4), Ok("rw-p".into()));
+    assert_eq!(pages(base, 0, 4), Ok(kind.perms(Prot::READ_WRITE)));
     // SAFETY: the slab's pages are free and read-write; nothing else uses them.
     assert_eq!(unsafe { common::read(base, 1) }, [0], "nothing was written");
 }
+
+for_each_host!(
+    a_fresh_slab_is_read_write,
+    each_segment_gets_its_protection_and_deinitialize_resets_them,
+    every_protection_shows_as_requested,
+    batch_deinitialize_resets_adjacent_regions,
+    refused_write_exec_changes_no_protection,
+);

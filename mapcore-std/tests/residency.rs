@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::Kind;
+
 use common::resident_pages;
-use mapcore_std::{
-    Config, DiscardPolicy, InitRequest, LibcHost, Lifetime, Prot, Segment, StdJitMap,
-};
+use mapcore_std::{Config, DiscardPolicy, InitRequest, Lifetime, Prot, Segment, StdJitMap};
 
 const PAGES: usize = 64;
 
@@ -15,9 +15,8 @@ fn page() -> usize {
     mapcore_std::page_size()
 }
 
-#[test]
-fn discard_leaves_no_resident_page() {
-    let map = StdJitMap::new(LibcHost::new());
+fn discard_leaves_no_resident_page(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(PAGES * p).unwrap();
     let fill = vec![0x5A; PAGES * p];
@@ -41,9 +40,8 @@ fn discard_leaves_no_resident_page() {
     }
 }
 
-#[test]
-fn batch_discard_leaves_no_resident_page() {
-    let map = StdJitMap::new(LibcHost::new());
+fn batch_discard_leaves_no_resident_page(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(PAGES * p).unwrap();
     let fill = vec![0x5A; 8 * p];
@@ -64,9 +62,8 @@ fn batch_discard_leaves_no_resident_page() {
     assert_eq!(resident_pages(base, PAGES * p), 0);
 }
 
-#[test]
-fn finalize_lifetime_segments_are_discarded_by_initialize() {
-    let map = StdJitMap::new(LibcHost::new());
+fn finalize_lifetime_segments_are_discarded_by_initialize(kind: Kind) {
+    let map = StdJitMap::new(kind.host());
     let p = page();
     let base = map.reserve(PAGES * p).unwrap();
     let fill = vec![0x5A; 16 * p];
@@ -85,13 +82,12 @@ fn finalize_lifetime_segments_are_discarded_by_initialize() {
     assert_eq!(resident_pages(base, PAGES * p), 0);
 }
 
-#[test]
-fn retain_keeps_pages_resident() {
+fn retain_keeps_pages_resident(kind: Kind) {
     let config = Config {
         discard: DiscardPolicy::Retain,
         ..Config::DEFAULT
     };
-    let map = StdJitMap::with_config(LibcHost::new(), config);
+    let map = StdJitMap::with_config(kind.host(), config);
     let p = page();
     let base = map.reserve(PAGES * p).unwrap();
     let fill = vec![0x5A; PAGES * p];
@@ -104,3 +100,10 @@ fn retain_keeps_pages_resident() {
         "Retain must not drop the pages"
     );
 }
+
+for_each_host!(
+    discard_leaves_no_resident_page,
+    batch_discard_leaves_no_resident_page,
+    finalize_lifetime_segments_are_discarded_by_initialize,
+    retain_keeps_pages_resident,
+);

@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::{code, maps_perms, perms_of};
-use mapcore_std::{Config, Error, InitRequest, LibcHost, Prot, Segment, StdJitMap};
+use common::Kind;
+
+use common::{code, perms_of};
+use mapcore_std::{Config, DiscardPolicy, Error, InitRequest, Prot, Segment, StdJitMap};
 
 fn page() -> usize {
     mapcore_std::page_size()
@@ -21,8 +23,15 @@ fn all_prots() -> Vec<Prot> {
 /// Initializes a two-page-and-a-bit segment at `base` with protection `prot` and a function
 /// returning `tag` as content, and checks everything the protection allows. Returns the key,
 /// or `None` if the map refused a W+X segment as it must.
-fn initialize_and_check(map: &StdJitMap, base: usize, prot: Prot, tag: u16) -> Option<usize> {
+fn initialize_and_check(
+    kind: Kind,
+    map: &StdJitMap,
+    base: usize,
+    prot: Prot,
+    tag: u16,
+) -> Option<usize> {
     let p = page();
+    let before = perms_of(base, base + 3 * p);
     let size = 2 * p + 100;
     let content = code::ret_const(tag);
     let seg = [Segment::new(prot, base, size, &content)];
@@ -31,7 +40,7 @@ fn initialize_and_check(map: &StdJitMap, base: usize, prot: Prot, tag: u16) -> O
         assert_eq!(result, Err(Error::WriteExecute { segment: 0 }), "{prot}");
         assert_eq!(
             perms_of(base, base + 3 * p),
-            Ok("rw-p".into()),
+            before,
             "{prot} refused: nothing changed"
         );
         assert_eq!(map.region_count(), 0);
@@ -39,7 +48,7 @@ fn initialize_and_check(map: &StdJitMap, base: usize, prot: Prot, tag: u16) -> O
     }
     let key = result.unwrap_or_else(|e| panic!("initialize {prot} (tag {tag}): {e}"));
     assert_eq!(key, base);
-    assert_eq!(perms_of(base, base + 3 * p), Ok(maps_perms(prot)), "{prot}");
+    assert_eq!(perms_of(base, base + 3 * p), Ok(kind.perms(prot)), "{prot}");
     if prot.contains(Prot::READ) {
         // SAFETY: the segment's three pages are readable.
         let bytes = unsafe { common::read(base, 3 * p) };
@@ -67,8 +76,8 @@ fn initialize_and_check(map: &StdJitMap, base: usize, prot: Prot, tag: u16) -> O
     Some(key)
 }
 
-fn every_pair(config: Config) {
-    let map = StdJitMap::with_config(LibcHost::new(), config);
+fn every_pair(kind: Kind, config: Config) {
+    let map = StdJitMap::with_config(kind.host(), config);
     let base = map.reserve(4 * page()).unwrap();
     let prots = all_prots();
     let mut tag = 0;
@@ -76,9 +85,14 @@ fn every_pair(config: Config) {
         for &second in &prots {
             for prot in [first, second] {
                 tag += 1;
-                if let Some(key) = initialize_and_check(&map, base, prot, tag) {
+                if let Some(key) = initialize_and_check(kind, &map, base, prot, tag) {
                     map.deinitialize(key).unwrap();
-                    assert_eq!(perms_of(base, base + 4 * page()), Ok("rw-p".into()));
+                    let freed = kind.freed(prot, config.discard == DiscardPolicy::Discard);
+                    assert_eq!(perms_of(base, base + 3 * page()), Ok(kind.perms(freed)));
+                    assert_eq!(
+                        perms_of(base + 3 * page(), base + 4 * page()),
+                        Ok(kind.perms(Prot::READ_WRITE))
+                    );
                 }
             }
         }
@@ -86,24 +100,33 @@ fn every_pair(config: Config) {
     assert_eq!(map.region_count(), 0);
 }
 
-#[test]
-fn every_protection_pair_reuses_the_same_pages() {
-    every_pair(Config::DEFAULT);
+fn every_protection_pair_reuses_the_same_pages(kind: Kind) {
+    every_pair(kind, Config::DEFAULT);
 }
 
-#[test]
-fn every_protection_pair_with_write_exec_allowed() {
-    every_pair(Config {
-        allow_write_exec: true,
-        ..Config::DEFAULT
-    });
+fn every_protection_pair_with_write_exec_allowed(kind: Kind) {
+    every_pair(
+        kind,
+        Config {
+            allow_write_exec: true,
+            ..Config::DEFAULT
+        },
+    );
 }
 
-#[test]
-fn every_pair_with_retained_contents() {
+fn every_pair_with_retained_contents(kind: Kind) {
     // Retain keeps old bytes resident; initialize must zero-fill what it reuses itself.
-    every_pair(Config {
-        discard: mapcore_std::DiscardPolicy::Retain,
-        ..Config::DEFAULT
-    });
+    every_pair(
+        kind,
+        Config {
+            discard: DiscardPolicy::Retain,
+            ..Config::DEFAULT
+        },
+    );
 }
+
+for_each_host!(
+    every_protection_pair_reuses_the_same_pages,
+    every_protection_pair_with_write_exec_allowed,
+    every_pair_with_retained_contents,
+);

@@ -6,17 +6,18 @@
 
 mod common;
 
+use common::Kind;
+
 use std::sync::Arc;
 use std::thread;
 
-use mapcore_std::{page_size, InitRequest, LibcHost, Prot, Segment, StdJitMap};
+use mapcore_std::{page_size, InitRequest, Prot, Segment, StdJitMap};
 
 const THREADS: u64 = 8;
 const CYCLES: u64 = 2_000;
 
-#[test]
-fn eight_threads_each_see_only_their_own_cookies() {
-    let map = Arc::new(StdJitMap::new(LibcHost::new()));
+fn eight_threads_each_see_only_their_own_cookies(kind: Kind) {
+    let map = Arc::new(StdJitMap::new(kind.host()));
     let page = page_size();
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -44,3 +45,5 @@ fn eight_threads_each_see_only_their_own_cookies() {
     }
     assert_eq!((map.slab_count(), map.region_count()), (0, 0));
 }
+
+for_each_host!(eight_threads_each_see_only_their_own_cookies,);

@@ -7,11 +7,13 @@
 
 mod common;
 
+use common::Kind;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use common::{any_mapped, bump_action, read_action, write_action};
-use mapcore_std::{ActionPair, InitRequest, LibcHost, Prot, Segment, StdJitMap};
+use mapcore_std::{ActionPair, InitRequest, Prot, Segment, StdJitMap};
 
 const GIB: usize = 1 << 30;
 const KIB_64: usize = 64 << 10;
@@ -24,10 +26,9 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-#[test]
-fn t2_reserve_and_release() {
+fn t2_reserve_and_release(kind: Kind) {
     let _serial = serial();
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let base = map.reserve(GIB).unwrap();
     assert!(any_mapped(base, base + GIB));
     map.release_multiple(&[base], |i, e| panic!("entry {i}: {e}"))
@@ -36,12 +37,11 @@ fn t2_reserve_and_release() {
     assert_eq!(map.slab_count(), 0);
 }
 
-#[test]
-fn t3_full_pipeline_for_one_rw_segment() {
+fn t3_full_pipeline_for_one_rw_segment(kind: Kind) {
     let _serial = serial();
     // Sentinels first: they must outlive the map, whose drop may still run actions.
     let (s1, s2, s3) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(42));
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let a = map.reserve(GIB).unwrap();
     let b = a + KIB_64;
     let content: Vec<u8> = [42u64, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
@@ -76,27 +76,28 @@ fn t3_full_pipeline_for_one_rw_segment() {
     assert_eq!(sentinels(), [42, 42, 0], "no action ran again at release");
 }
 
-#[test]
-fn t5_reserve_accepts_page_size_multiple() {
+fn t5_reserve_accepts_page_size_multiple(kind: Kind) {
     let _serial = serial();
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let page = map.page_size();
     // Upstream uses 16384 with a mock 16 KiB page; here: one real page, and 16384 where that
     // is a multiple of the real page.
     for size in [page, 16384].into_iter().filter(|s| s % page == 0) {
         let base = map.reserve(size).unwrap();
-        assert_eq!(common::perms_of(base, base + size), Ok("rw-p".into()));
+        assert_eq!(
+            common::perms_of(base, base + size),
+            Ok(kind.perms(mapcore_std::Prot::READ_WRITE))
+        );
         map.release_multiple(&[base], |i, e| panic!("entry {i}: {e}"))
             .unwrap();
         assert!(!any_mapped(base, base + size));
     }
 }
 
-#[test]
-fn t8_reserve_initialize_shutdown() {
+fn t8_reserve_initialize_shutdown(kind: Kind) {
     let _serial = serial();
     let s = AtomicU64::new(0);
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let a = map.reserve(GIB).unwrap();
     let b = a + KIB_64;
     let segments = [Segment::new(Prot::READ_WRITE, b, KIB_64, &[])];
@@ -114,11 +115,10 @@ fn t8_reserve_initialize_shutdown() {
     map.release(again).unwrap();
 }
 
-#[test]
-fn t8_with_drop_instead_of_shutdown() {
+fn t8_with_drop_instead_of_shutdown(kind: Kind) {
     let _serial = serial();
     let s = AtomicU64::new(0);
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let a = map.reserve(GIB).unwrap();
     let b = a + KIB_64;
     let segments = [Segment::new(Prot::READ_WRITE, b, KIB_64, &[])];
@@ -130,11 +130,10 @@ fn t8_with_drop_instead_of_shutdown() {
     assert!(!any_mapped(a, a + GIB), "drop unmapped the slab");
 }
 
-#[test]
-fn dropping_the_map_releases_everything() {
+fn dropping_the_map_releases_everything(kind: Kind) {
     let _serial = serial();
     let deallocs = AtomicU64::new(0);
-    let map = StdJitMap::new(LibcHost::new());
+    let map = StdJitMap::new(kind.host());
     let p = map.page_size();
     let slabs: Vec<(usize, usize)> = [16 * p, 64 * p, 4 * p]
         .iter()
@@ -171,3 +170,12 @@ fn dropping_the_map_releases_everything() {
         assert!(!any_mapped(base, base + size), "slab {base:#x} is unmapped");
     }
 }
+
+for_each_host!(
+    t2_reserve_and_release,
+    t3_full_pipeline_for_one_rw_segment,
+    t5_reserve_accepts_page_size_multiple,
+    t8_reserve_initialize_shutdown,
+    t8_with_drop_instead_of_shutdown,
+    dropping_the_map_releases_everything,
+);

@@ -6,15 +6,17 @@
 
 mod common;
 
-use mapcore_std::{Config, DiscardPolicy, InitRequest, LibcHost, Prot, Segment, StdJitMap};
+use common::Kind;
+
+use mapcore_std::{Config, DiscardPolicy, InitRequest, Prot, Segment, StdJitMap};
 
 fn page() -> usize {
     mapcore_std::page_size()
 }
 
-fn map_with(discard: DiscardPolicy) -> StdJitMap {
+fn map_with(kind: Kind, discard: DiscardPolicy) -> StdJitMap {
     StdJitMap::with_config(
-        LibcHost::new(),
+        kind.host(),
         Config {
             discard,
             ..Config::DEFAULT
@@ -24,8 +26,8 @@ fn map_with(discard: DiscardPolicy) -> StdJitMap {
 
 /// Fills a 3½-page region with 0xFE as content, deinitializes it, initializes the same pages
 /// again without content (with `again` protection) and reads every byte of the pages.
-fn fill_then_reuse(discard: DiscardPolicy, again: Prot) {
-    let map = map_with(discard);
+fn fill_then_reuse(kind: Kind, discard: DiscardPolicy, again: Prot) {
+    let map = map_with(kind, discard);
     let p = page();
     let size = 3 * p + p / 2;
     let base = map.reserve(8 * p).unwrap();
@@ -57,22 +59,19 @@ fn fill_then_reuse(discard: DiscardPolicy, again: Prot) {
     }
 }
 
-#[test]
-fn discard_policy_reads_zero_on_reuse() {
-    fill_then_reuse(DiscardPolicy::Discard, Prot::READ_WRITE);
-    fill_then_reuse(DiscardPolicy::Discard, Prot::READ);
+fn discard_policy_reads_zero_on_reuse(kind: Kind) {
+    fill_then_reuse(kind, DiscardPolicy::Discard, Prot::READ_WRITE);
+    fill_then_reuse(kind, DiscardPolicy::Discard, Prot::READ);
 }
 
-#[test]
-fn retain_policy_reads_zero_on_reuse() {
-    fill_then_reuse(DiscardPolicy::Retain, Prot::READ_WRITE);
-    fill_then_reuse(DiscardPolicy::Retain, Prot::READ);
+fn retain_policy_reads_zero_on_reuse(kind: Kind) {
+    fill_then_reuse(kind, DiscardPolicy::Retain, Prot::READ_WRITE);
+    fill_then_reuse(kind, DiscardPolicy::Retain, Prot::READ);
 }
 
-#[test]
-fn shorter_content_on_reuse_is_followed_by_zeros() {
+fn shorter_content_on_reuse_is_followed_by_zeros(kind: Kind) {
     for discard in [DiscardPolicy::Discard, DiscardPolicy::Retain] {
-        let map = map_with(discard);
+        let map = map_with(kind, discard);
         let p = page();
         let base = map.reserve(4 * p).unwrap();
         let fill = vec![0xFE; 2 * p];
@@ -92,11 +91,10 @@ fn shorter_content_on_reuse_is_followed_by_zeros() {
     }
 }
 
-#[test]
-fn reuse_after_a_batch_reads_zero() {
+fn reuse_after_a_batch_reads_zero(kind: Kind) {
     // Adjacent regions freed in one batch (merged host calls) are all clean afterwards.
     for discard in [DiscardPolicy::Discard, DiscardPolicy::Retain] {
-        let map = map_with(discard);
+        let map = map_with(kind, discard);
         let p = page();
         let base = map.reserve(8 * p).unwrap();
         let fill = vec![0xFE; p];
@@ -120,3 +118,10 @@ fn reuse_after_a_batch_reads_zero() {
         map.deinitialize(key).unwrap();
     }
 }
+
+for_each_host!(
+    discard_policy_reads_zero_on_reuse,
+    retain_policy_reads_zero_on_reuse,
+    shorter_content_on_reuse_is_followed_by_zeros,
+    reuse_after_a_batch_reads_zero,
+);

@@ -18,7 +18,67 @@ use std::fs;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mapcore_std::{Action, ActionError, Prot};
+use mapcore_std::{Action, ActionError, DualMappedHost, LibcHost, Prot, StdHost};
+
+// ---- hosts -------------------------------------------------------------------------------
+
+/// The host a real-memory test runs on: each such test runs once per host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// [`LibcHost`]: private mappings flipped with `mprotect`.
+    Flip,
+    /// [`DualMappedHost`]: a memory file mapped twice, protections changed lazily.
+    Dual,
+}
+
+impl Kind {
+    /// A new host of this kind.
+    pub(crate) fn host(self) -> StdHost {
+        match self {
+            Self::Flip => LibcHost::new().into(),
+            Self::Dual => DualMappedHost::new().into(),
+        }
+    }
+
+    /// The `/proc/self/maps` permissions of the execution view at `prot` (private or shared
+    /// memory).
+    pub(crate) fn perms(self, prot: Prot) -> String {
+        match self {
+            Self::Flip => format!("{prot}p"),
+            Self::Dual => format!("{prot}s"),
+        }
+    }
+
+    /// The protection pages of a segment at `prot` are left at after deinitialize: flip hosts
+    /// reset them to read-write; lazily, they keep it, except code whose bytes are discarded.
+    pub(crate) fn freed(self, prot: Prot, discard: bool) -> Prot {
+        match self {
+            Self::Dual if !(discard && prot.contains(Prot::EXEC)) => prot,
+            _ => Prot::READ_WRITE,
+        }
+    }
+
+    /// The path of test `name` of this kind, as `for_each_host!` names it.
+    pub(crate) fn test_path(self, name: &str) -> String {
+        match self {
+            Self::Flip => format!("flip::{name}"),
+            Self::Dual => format!("dual::{name}"),
+        }
+    }
+}
+
+/// Makes one test per host, `flip::name` and `dual::name`, of functions `fn name(kind: Kind)`.
+#[macro_export]
+macro_rules! for_each_host {
+    ($($name:ident),* $(,)?) => {
+        mod flip {
+            $(#[test] fn $name() { super::$name(super::common::Kind::Flip); })*
+        }
+        mod dual {
+            $(#[test] fn $name() { super::$name(super::common::Kind::Dual); })*
+        }
+    };
+}
 
 // ---- /proc/self/maps -----------------------------------------------------------------------
 
