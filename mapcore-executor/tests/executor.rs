@@ -280,6 +280,9 @@ fn read_stats(path: &PathBuf) -> (HashMap<String, u64>, String) {
         let (key, value) = line.split_once('=').expect("key=value");
         if key == "session_end" {
             end = value.to_owned();
+        } else if key.starts_with("wx_") {
+            // The W^X mode and why: text, checked by `the_wx_mode_is_reported`.
+            assert!(!value.is_empty(), "{key} is empty");
         } else {
             stats.insert(key.to_owned(), value.parse().expect("number"));
         }
@@ -633,6 +636,54 @@ fn batches_go_back_to_front_and_report_each_failure() {
 }
 
 #[cfg(target_arch = "x86_64")]
+/// The stats name the W^X mode and why: detected by default, or forced with
+/// `MAPCORE_EXECUTOR_WX`; JIT code runs, is freed and runs again at the same address in
+/// either mode.
+#[test]
+fn the_wx_mode_is_reported_and_either_mode_runs_code() {
+    for forced in [None, Some("flip"), Some("dual-mapped")] {
+        let mut command = Command::new(EXE);
+        command.arg("filedescs=0,1");
+        match forced {
+            Some(mode) => command.env("MAPCORE_EXECUTOR_WX", mode),
+            None => command.env_remove("MAPCORE_EXECUTOR_WX"),
+        };
+        let mut exe = Executor::launch(&mut command);
+        let base = exe.reserve(exe.page_size);
+        for round in 0..3u8 {
+            // mov eax, edi; add eax, round; ret
+            let code = [0x89, 0xf8, 0x83, 0xc0, round, 0xc3];
+            exe.initialize(&[(0x05, base, code.len() as u64, &code)], &[])
+                .unwrap();
+            let args = Sps::new().u64(base).i32(40).0;
+            let reply = exe.call("__llvm_orc_bootstrap_run_as_int_function_wrapper", &args);
+            assert_eq!(reply, (40 + i32::from(round)).to_le_bytes(), "{forced:?}");
+            exe.deinitialize(&[base]).unwrap();
+        }
+        let stats_path = exe.stats_path.clone();
+        let done = exe.finish();
+        assert!(done.status.success());
+        let text = std::fs::read_to_string(stats_path).unwrap();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        let mode = value("wx_mode").expect("wx_mode line");
+        let reason = value("wx_reason").expect("wx_reason line");
+        match forced {
+            Some(want) => {
+                assert_eq!(mode, want);
+                assert_eq!(reason, "chosen by MAPCORE_EXECUTOR_WX");
+            }
+            None => {
+                assert!(mode == "flip" || mode == "dual-mapped", "{mode}");
+                assert!(reason.len() > 20, "{reason}");
+            }
+        }
+    }
+}
+
 #[test]
 fn runs_jit_code() {
     let mut exe = Executor::start();

@@ -12,7 +12,7 @@
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
-use mapcore_std::{LibcHost, StdError, StdJitMap};
+use mapcore_std::{Config, DualMappedHost, LibcHost, StdError, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
@@ -27,15 +27,69 @@ pub(crate) struct Memory {
     /// which reach `actions`.
     map: StdJitMap,
     actions: Rc<ActionContext>,
+    /// Which W^X mode the map uses, and why.
+    wx: WxChoice,
+}
+
+/// The W^X mode of the session's map and why it was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WxChoice {
+    /// `flip` or `dual-mapped`.
+    pub(crate) mode: WxMode,
+    /// One sentence: what was detected, or that `MAPCORE_EXECUTOR_WX` chose it.
+    pub(crate) reason: &'static str,
+}
+
+impl WxChoice {
+    /// `MAPCORE_EXECUTOR_WX=flip` or `=dual-mapped` forces a mode; otherwise
+    /// [`mapcore_std::detect`] picks it. Anything else is reported and ignored.
+    fn choose() -> Self {
+        let forced = std::env::var("MAPCORE_EXECUTOR_WX").ok();
+        let reason = "chosen by MAPCORE_EXECUTOR_WX";
+        match forced.as_deref() {
+            Some("flip") => Self {
+                mode: WxMode::Flip,
+                reason,
+            },
+            Some("dual-mapped") => Self {
+                mode: WxMode::DualMapped,
+                reason,
+            },
+            other => {
+                if let Some(value) = other.filter(|v| !v.is_empty()) {
+                    log::diag(format_args!(
+                        "MAPCORE_EXECUTOR_WX={value:?} is neither `flip` nor `dual-mapped`; detecting"
+                    ));
+                }
+                let detection = mapcore_std::detect();
+                Self {
+                    mode: detection.mode,
+                    reason: detection.reason(),
+                }
+            }
+        }
+    }
 }
 
 impl Memory {
     /// A fresh map; its actions' addresses are resolved by `route`.
+    /// The map's host is the one [`WxChoice::choose`] picks.
     pub(crate) fn new(route: RouteFn, log: Log) -> Self {
+        let wx = WxChoice::choose();
+        let map = match wx.mode {
+            WxMode::Flip => StdJitMap::with_config(LibcHost::new(), Config::DEFAULT),
+            WxMode::DualMapped => StdJitMap::with_config(DualMappedHost::new(), Config::DEFAULT),
+        };
         Self {
-            map: StdJitMap::new(LibcHost::new()),
+            map,
             actions: ActionContext::new(route, log),
+            wx,
         }
+    }
+
+    /// The map's W^X mode and why.
+    pub(crate) fn wx(&self) -> WxChoice {
+        self.wx
     }
 
     /// What the map's actions reach.

@@ -41,6 +41,7 @@ impl Session {
             .filter(|(symbol, _)| symbol.is_callable())
             .map(|(symbol, &count)| (symbol.name, count));
         let actions = self.memory.actions().stats();
-        stats::render(session_end, calls, &self.stats, &actions, shutdown)
+        let wx = self.memory.wx();
+        stats::render(session_end, calls, &self.stats, &actions, shutdown, wx)
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::memory::WxChoice;
+
 /// Counters the router and the memory manager keep, in the [`Session`](super::session::Session).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -76,12 +78,15 @@ pub(crate) fn render<'a>(
     stats: &Stats,
     actions: &ActionStats,
     shutdown: &Shutdown,
+    wx: WxChoice,
 ) -> String {
     let mut out = String::new();
     let mut line = |key: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(out, "{key}={value}");
     };
     line("session_end", &session_end);
+    line("wx_mode", &wx.mode);
+    line("wx_reason", &wx.reason);
     let mut total = 0;
     for (name, count) in calls {
         line(&format!("calls.{name}"), &count);

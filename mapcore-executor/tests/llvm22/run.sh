@@ -78,6 +78,15 @@ compile gcc undef.c
 
 J=(llvm-jitlink-22 --debugger-support=false)
 
+# The MDWE launcher, and executors wrapped in it (llvm-jitlink appends filedescs=R,W).
+if ! gcc -O1 -o "$W/mdwe_exec" "$HERE/mdwe_exec.c" 2>"$W/cc.err"; then
+  fail "compile mdwe_exec.c" "$(tr '\n' ' ' <"$W/cc.err")"
+  finish
+fi
+printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$W/mdwe_exec" "$EXE" >"$W/ours-under-mdwe"
+printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$W/mdwe_exec" "$UP" >"$W/up-under-mdwe"
+chmod +x "$W/ours-under-mdwe" "$W/up-under-mdwe"
+
 # ---- helpers ----------------------------------------------------------------------------------
 
 # run NAME CMD...: runs CMD under timeout with its own stats file; leaves NAME.{out,err,rc,stats}.
@@ -247,6 +256,37 @@ for mm in generic simple-remote; do
   check "#8 debugger support on, --use-memmgr=$mm" \
     "expect_rc ours-dbg-$mm 42" "expect_stdout ours-dbg-$mm '$HELLO'" \
     "same_as ours-dbg-$mm up-dbg-$mm" "expect_clean_stats ours-dbg-$mm"
+done
+
+# #9: under memory-deny-write-execute (PR_SET_MDWE, set by a launcher and kept across exec),
+# where no mapping may gain execute permission: ours detects it and runs dual-mapped, with no
+# flag, and gives the same results as LLVM's executor without MDWE. (LLVM's executor itself
+# fails under MDWE; printed below, not checked.)
+run up-hello-mdwe "${J[@]}" --oop-executor="$W/up-under-mdwe" "$W/hello.o" --args a b
+echo "NOTE LLVM's executor under MDWE: exit code $(rc up-hello-mdwe), stderr: $(head -c 200 "$W/up-hello-mdwe.err" | tr '\n' ' ')"
+for mm in generic simple-remote; do
+  run "ours-hello-mdwe-$mm" "${J[@]}" --oop-executor="$W/ours-under-mdwe" --use-memmgr=$mm "$W/hello.o" --args a b
+  run "ours-ab-mdwe-$mm" "${J[@]}" --oop-executor="$W/ours-under-mdwe" --use-memmgr=$mm "$W/a.o" "$W/b.o" --args x
+  run "ours-ex-mdwe-$mm" "${J[@]}" --oop-executor="$W/ours-under-mdwe" --use-memmgr=$mm --preload=libstdc++.so.6 "$W/ex.o" "$W/ex_thrower.o"
+  check "#9 under MDWE: hello.o, a.o + b.o, C++ exceptions, --use-memmgr=$mm" \
+    "expect_rc ours-hello-mdwe-$mm 42" "expect_stdout ours-hello-mdwe-$mm '$HELLO'" \
+    "expect_clean_stats ours-hello-mdwe-$mm" \
+    "[ \"\$(stat ours-hello-mdwe-$mm wx_mode)\" = dual-mapped ] || { echo \"wx_mode=\$(stat ours-hello-mdwe-$mm wx_mode)\"; false; }" \
+    "expect_rc ours-ab-mdwe-$mm 0" "expect_stdout ours-ab-mdwe-$mm '$AB'" \
+    "same_as ours-ab-mdwe-$mm up-ab-$mm" "expect_clean_stats ours-ab-mdwe-$mm" \
+    "expect_rc ours-ex-mdwe-$mm 7" "expect_stdout ours-ex-mdwe-$mm '$EX'" \
+    "same_as ours-ex-mdwe-$mm up-ex-$mm" "expect_clean_stats ours-ex-mdwe-$mm"
+done
+
+# #10: the flip host, forced (MAPCORE_EXECUTOR_WX=flip): the other runs use the mode the
+# executor detects, dual-mapped on kernels that let memory files be executable.
+for mm in generic simple-remote; do
+  MAPCORE_EXECUTOR_WX=flip run "ours-ab-flip-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$W/a.o" "$W/b.o" --args x
+  MAPCORE_EXECUTOR_WX=flip run "ours-ex-flip-$mm" "${J[@]}" --oop-executor="$EXE" --use-memmgr=$mm --preload=libstdc++.so.6 "$W/ex.o" "$W/ex_thrower.o"
+  check "#10 flip host: a.o + b.o, C++ exceptions, --use-memmgr=$mm" \
+    "[ \"\$(stat ours-ab-flip-$mm wx_mode)\" = flip ] || { echo \"wx_mode=\$(stat ours-ab-flip-$mm wx_mode)\"; false; }" \
+    "same_as ours-ab-flip-$mm up-ab-$mm" "expect_clean_stats ours-ab-flip-$mm" \
+    "same_as ours-ex-flip-$mm up-ex-$mm" "expect_clean_stats ours-ex-flip-$mm"
 done
 
 if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then
