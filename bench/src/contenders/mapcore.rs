@@ -1,10 +1,13 @@
-//! M: mapcore-std's `StdJitMap` (libc host, growable tables), with `DiscardPolicy::Retain`
-//! (no decommit: the same two `mprotect`s as the floor) and `DiscardPolicy::Discard`
-//! (plus one `madvise`, like the decommitting floor). The bench places regions in fixed slots
+//! M: mapcore-std's `StdJitMap` (growable tables) on the flip host (`LibcHost`), with
+//! `DiscardPolicy::Retain` (no decommit: the same two `mprotect`s as the floor) and
+//! `DiscardPolicy::Discard` (plus one `madvise`, like the decommitting floor), and on the
+//! dual-mapped host (`DualMappedHost`: reuse of the same layout makes no system call under
+//! Retain; Discard punches the file and makes freed code non-executable). The bench places regions in fixed slots
 //! of one reserved slab, as a JIT linker would; batches use `deinitialize_multiple`.
 
 use mapcore_std::{
-    Action, ActionPair, Config, DiscardPolicy, InitRequest, LibcHost, Prot, Segment, StdJitMap,
+    Action, ActionPair, Config, DiscardPolicy, DualMappedHost, InitRequest, LibcHost, Prot,
+    Segment, StdHost, StdJitMap,
 };
 
 use super::{page_ceil, Contender, Layout, Security, Slots, Token};
@@ -14,6 +17,7 @@ use crate::blob::noop_action;
 #[derive(Debug)]
 pub(crate) struct Mapcore {
     policy: DiscardPolicy,
+    security: Security,
     map: StdJitMap,
     base: usize,
     slots: Slots,
@@ -22,7 +26,12 @@ pub(crate) struct Mapcore {
 }
 
 impl Mapcore {
-    pub(crate) fn new(policy: DiscardPolicy) -> Self {
+    /// A contender on the flip host (`Security::Flip`) or the dual-mapped one.
+    pub(crate) fn new(security: Security, policy: DiscardPolicy) -> Self {
+        let host: StdHost = match security {
+            Security::Flip => LibcHost::new().into(),
+            Security::Dual => DualMappedHost::new().into(),
+        };
         let config = Config {
             discard: policy,
             ..Config::DEFAULT
@@ -30,7 +39,8 @@ impl Mapcore {
         let noop = Action::new(noop_action, &[]).expect("no arguments");
         Self {
             policy,
-            map: StdJitMap::with_config(LibcHost::new(), config),
+            security,
+            map: StdJitMap::with_config(host, config),
             base: 0,
             slots: Slots::default(),
             keys: Vec::new(),
@@ -41,14 +51,16 @@ impl Mapcore {
 
 impl Contender for Mapcore {
     fn name(&self) -> &'static str {
-        match self.policy {
-            DiscardPolicy::Retain => "mapcore-retain",
-            DiscardPolicy::Discard => "mapcore-discard",
+        match (self.security, self.policy) {
+            (Security::Flip, DiscardPolicy::Retain) => "mapcore-retain",
+            (Security::Flip, DiscardPolicy::Discard) => "mapcore-discard",
+            (Security::Dual, DiscardPolicy::Retain) => "mapcore-dual",
+            (Security::Dual, DiscardPolicy::Discard) => "mapcore-dual-discard",
         }
     }
 
     fn security(&self) -> Security {
-        Security::Flip
+        self.security
     }
 
     fn prepare(&mut self, layout: Layout) {

@@ -7,6 +7,8 @@ mod jit_allocator;
 mod mapcore;
 mod region;
 
+use mapcore_std::DiscardPolicy;
+
 /// How a contender keeps code from being writable and executable at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Security {
@@ -86,8 +88,16 @@ pub(crate) fn all() -> Vec<Box<dyn Contender>> {
     vec![
         Box::new(floor::Floor::new(false)),
         Box::new(floor::Floor::new(true)),
-        Box::new(mapcore::Mapcore::new(mapcore_std::DiscardPolicy::Retain)),
-        Box::new(mapcore::Mapcore::new(mapcore_std::DiscardPolicy::Discard)),
+        Box::new(mapcore::Mapcore::new(Security::Flip, DiscardPolicy::Retain)),
+        Box::new(mapcore::Mapcore::new(
+            Security::Flip,
+            DiscardPolicy::Discard,
+        )),
+        Box::new(mapcore::Mapcore::new(Security::Dual, DiscardPolicy::Retain)),
+        Box::new(mapcore::Mapcore::new(
+            Security::Dual,
+            DiscardPolicy::Discard,
+        )),
         Box::new(region::RegionSlab::new()),
         Box::new(jit_allocator::JitAlloc::new()),
         Box::new(cranelift::Cranelift::new(cranelift::Provider::Arena)),
