@@ -98,17 +98,17 @@ unsafe impl Host for StdHost {
 
     unsafe fn write(&self, addr: usize, bytes: &[u8]) {
         // SAFETY: the caller's promises, forwarded unchanged.
-        forward!(self, host => unsafe { host.write(addr, bytes) })
+        forward!(self, host => unsafe { host.write(addr, bytes) });
     }
 
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
         // SAFETY: the caller's promises, forwarded unchanged.
-        forward!(self, host => unsafe { host.fill_zero(addr, len) })
+        forward!(self, host => unsafe { host.fill_zero(addr, len) });
     }
 
     unsafe fn fill_trap(&self, addr: usize, len: usize) {
         // SAFETY: the caller's promises, forwarded unchanged.
-        forward!(self, host => unsafe { host.fill_trap(addr, len) })
+        forward!(self, host => unsafe { host.fill_trap(addr, len) });
     }
 
     unsafe fn flush_icache(&self, range: PageRange) -> Result<(), OsError> {

@@ -102,10 +102,8 @@ fn jit_reuse_rollback_batches() {
                 .collect();
             for (i, key) in keys.iter().enumerate() {
                 // SAFETY: each key holds ret_const, executable.
-                assert_eq!(
-                    unsafe { common::call0(*key) },
-                    u64::from(round * 10) + i as u64
-                );
+                let returned = unsafe { common::call0(*key) };
+                assert_eq!(returned, u64::from(round * 10) + i as u64);
             }
             map.deinitialize_multiple(&keys, |i, e| panic!("entry {i}: {e}"))
                 .unwrap();
