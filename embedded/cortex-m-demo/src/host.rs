@@ -156,9 +156,10 @@ impl ArenaHost {
         };
         interrupt::free(|cs| {
             let mpu = host.mpu.borrow(cs);
-            // SAFETY: region 0 covers exactly the arena, read-write and not executable; regions
-            // 1 to 7 are switched off, then the ones the host uses are set up empty; the rest of
-            // the address space keeps the default map, so nothing the firmware uses changes.
+            // SAFETY: with the MPU off, every region is switched off, then region 0 covers
+            // exactly the arena, read-write and not executable (the class regions follow,
+            // empty); the rest of the address space keeps the default map, so nothing else the
+            // firmware uses changes.
             unsafe {
                 mpu.ctrl.write(0);
                 for region in 0..dregion.min(8) {
