@@ -91,7 +91,7 @@ impl<'s> Plan<'s> {
             }
         }
         let (key, key_segment) = key.ok_or(Error::NoStandardSegment)?;
-        spans.sort_unstable_by_key(|s| s.range.start());
+        sort_by_start(spans);
         for pair in spans.windows(2) {
             if pair[0].range.end() > pair[1].range.start() {
                 return Err(Error::SharedPage {
@@ -114,6 +114,19 @@ impl<'s> Plan<'s> {
             has_finalize,
             hull,
         })
+    }
+}
+
+/// Sorts spans by their first page: an insertion sort, which for at most `MAX_SEGMENTS`
+/// spans (usually one to four, often sorted already) is as fast as any and much smaller
+/// in code than the standard library's sort (which matters to embedded users).
+fn sort_by_start(spans: &mut [Span]) {
+    for i in 1..spans.len() {
+        let mut j = i;
+        while j > 0 && spans[j - 1].range.start() > spans[j].range.start() {
+            spans.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 

@@ -242,7 +242,7 @@ impl ArenaHost {
 //    them apply to every later access and fetch, for every page of the range.
 // 3. `capabilities().discard` is false and `discard` does nothing, which that allows; the map
 //    then zero-fills reused pages itself.
-// 4. `write` and `fill_zero` copy or zero exactly the bytes asked for, at those addresses: the
+// 4. `write`, `fill_zero` and `fill_trap` copy, zero or trap-fill exactly the bytes asked for, at those addresses: the
 //    arena has no alias, execution addresses are the storage.
 // 5. No method calls into a map.
 // 6. `page_size` is the constant `PAGE_SIZE`, a power of two.
@@ -257,6 +257,7 @@ unsafe impl Host for ArenaHost {
         Capabilities {
             discard: false,
             reuse_executable: true,
+            writes_through_alias: false,
         }
     }
 
@@ -326,6 +327,14 @@ unsafe impl Host for ArenaHost {
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
         // SAFETY: as in `write`.
         unsafe { ptr::write_bytes(Self::byte(addr), 0, len) };
+    }
+
+    /// Thumb `udf #0` (0xde00) halfwords. The map never calls it: this host has no alias.
+    unsafe fn fill_trap(&self, addr: usize, len: usize) {
+        for offset in (0..len).step_by(2) {
+            // SAFETY: as in `write`; `addr` is page-aligned, so each halfword is aligned.
+            unsafe { Self::byte(addr + offset).cast::<u16>().write_volatile(0xde00) };
+        }
     }
 
     unsafe fn flush_icache(&self, _range: PageRange) -> Result<(), ArenaError> {
