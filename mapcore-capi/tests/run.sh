@@ -2,10 +2,10 @@
 # The C side of mapcore-capi, as CI runs it (gate c-abi), from any directory:
 #   1. the checked-in header equals a fresh cbindgen run (a stale header fails);
 #   2. the static library builds (cargo build --release -p mapcore-capi);
-#   3. the C quickstart and every C test (tests/*.c), and the C++ header test (tests/*.cpp),
-#      compile with every warning as an error against target/release/libmapcore_capi.a
-#      and run; each test program prints "NAME: N passed, N failed" and exits non-zero on a
-#      failure.
+#   3. the C quickstart, the README's C example, every C test (tests/*.c) and the C++ header
+#      test (tests/*.cpp) compile with every warning as an error against
+#      target/release/libmapcore_capi.a and run; each test program prints
+#      "NAME: N passed, N failed" and exits non-zero on a failure.
 # Ends with one "N passed, N failed" line over the steps; exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,21 +44,38 @@ if ! cargo build --release -p mapcore-capi; then
 fi
 pass "$LIB built"
 
-# run NAME COMPILER FLAGS... -- SOURCE: compiles SOURCE against the library and runs it.
+# run NAME SOURCE COMPILER FLAGS...: compiles SOURCE against the library and runs it; LABEL,
+# if set, names it in the report instead of SOURCE.
 run() {
   local name=$1 source=$2
+  local label=${LABEL:-$source}
   shift 2
   if ! nice -n 10 "$@" "$source" "$LIB" "${LIBS[@]}" -o "$OUT/$name"; then
-    fail "$source does not compile"
+    fail "$label does not compile"
   elif ! "$OUT/$name"; then
-    fail "$source exited non-zero"
+    fail "$label exited non-zero"
   else
-    pass "$source"
+    pass "$label"
   fi
 }
 
 echo "-- C quickstart"
 run quickstart mapcore-capi/examples/quickstart.c "$CC" "${CFLAGS[@]}"
+
+echo "-- README example"
+# The README's C example (its section's first c block), with a main that checks its result.
+awk '/^## C and C\+\+ runtimes/ {in_section = 1} in_section && /^```c$/ {in_code = 1; next}
+     in_code && /^```$/ {exit} in_code {print}' README.md >"$OUT/readme.c"
+if [ ! -s "$OUT/readme.c" ]; then
+  fail "README.md has no C example in its section for C and C++ runtimes"
+else
+  if [ "$(uname -m)" = x86_64 ]; then
+    echo 'int main(void) { int got = jit_42(); printf("jit_42() = %d\n", got); return got != 42; }'
+  else
+    echo 'int main(void) { return 0; } /* the example carries x86-64 code: compiled, not run */'
+  fi >>"$OUT/readme.c"
+  LABEL="the C example of README.md" run readme "$OUT/readme.c" "$CC" "${CFLAGS[@]}"
+fi
 
 echo "-- C tests"
 for t in mapcore-capi/tests/*.c; do
