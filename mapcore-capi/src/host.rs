@@ -404,12 +404,20 @@ mod tests {
         let refused = unsafe { TableHost::new(&table(&odd)) }.unwrap_err();
         assert_eq!(refused, Invalid::PageSize(6000));
         let unknown = State {
-            caps: 4,
+            caps: 8,
             ..full_state()
         };
         // SAFETY: as above.
         let refused = unsafe { TableHost::new(&table(&unknown)) }.unwrap_err();
-        assert_eq!(refused, Invalid::CapabilityBits(4));
+        assert_eq!(refused, Invalid::CapabilityBits(8));
+        // An alias host must bring `fill_trap`.
+        let alias = State {
+            caps: MAPCORE_CAP_WRITES_THROUGH_ALIAS,
+            ..full_state()
+        };
+        // SAFETY: as above.
+        let refused = unsafe { TableHost::new(&table(&alias)) }.unwrap_err();
+        assert_eq!(refused, Invalid::MissingHostFunction("fill_trap"));
 
         let partial = State {
             caps: MAPCORE_CAP_DISCARD,
