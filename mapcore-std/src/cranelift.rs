@@ -90,7 +90,7 @@ pub use cranelift_native;
 
 use cranelift_jit::{BranchProtection, JITMemoryKind, JITMemoryProvider};
 use cranelift_module::{ModuleError, ModuleResult};
-use mapcore::{align_up, InitRequest, Prot, Segment, MAX_SEGMENTS};
+use mapcore::{align_up, Host, InitRequest, Prot, Segment, MAX_SEGMENTS};
 
 use crate::{Error, LibcHost, StdError, StdJitMap};
 
@@ -246,7 +246,9 @@ impl MapcoreMemoryProvider {
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] if `slab_size` is zero or above [`MAX_SLAB_SIZE`];
+    /// [`io::ErrorKind::InvalidInput`] if `slab_size` is zero or above [`MAX_SLAB_SIZE`], or
+    /// if `map`'s host writes through an alias (the dual-mapped host: Cranelift writes code in
+    /// place at the execution address, which such a host may leave executable after reuse);
     /// otherwise the map's [`StdError`] from
     /// [`reserve`](mapcore::JitMap::reserve) as the inner error (for example the kernel's
     /// `ENOMEM`, or [`Error::TooLarge`] above the map's configured maximum).
@@ -257,6 +259,17 @@ impl MapcoreMemoryProvider {
                 format!(
                     "slab size {slab_size:#x} is zero or above {MAX_SLAB_SIZE:#x}, the reach of \
                      Cranelift's PC-relative relocations"
+                ),
+            ));
+        }
+        if map.host().capabilities().writes_through_alias {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the Cranelift provider needs a map on the flip host, not {}: Cranelift \
+                     writes code in place, and that host leaves freed pages at their last \
+                     protection",
+                    map.host().mode()
                 ),
             ));
         }

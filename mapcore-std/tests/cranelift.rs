@@ -44,6 +44,20 @@ fn in_slab(addr: *const u8, (base, size): (usize, usize)) -> bool {
     (base..base + size).contains(&addr.addr())
 }
 
+/// The provider's own map is on the flip host: Cranelift writes code in place at the
+/// execution address, which must be read-write when the provider hands it out, and a
+/// dual-mapped host leaves freed pages at their last protection.
+#[test]
+fn the_provider_keeps_its_map_on_the_flip_host() {
+    let provider = MapcoreMemoryProvider::new().unwrap();
+    assert_eq!(provider.map().host().mode(), "flip");
+    // A map on the dual-mapped host is refused with a clear error.
+    let dual = Arc::new(StdJitMap::new(mapcore_std::DualMappedHost::new()));
+    let error = MapcoreMemoryProvider::with_map(dual, 1 << 20).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("flip host"), "{error}");
+}
+
 #[test]
 fn thousand_functions_compile_run_and_free() {
     const N: usize = 1000;

@@ -323,3 +323,69 @@ fn a_call_into_freed_code_traps() {
         );
     }
 }
+
+/// The open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Detection probes with real mappings and memory files, and leaves none behind.
+#[test]
+fn detection_leaves_nothing_behind() {
+    let (maps, fds) = (vmas().len(), open_fds());
+    for _ in 0..20 {
+        let detection = mapcore_std::detect();
+        assert!(!detection.reason().is_empty());
+    }
+    // Other tests of this binary run meanwhile; allow for their mappings, not for 20 probes'.
+    assert!(
+        vmas().len() < maps + 10,
+        "mappings: {maps} -> {}",
+        vmas().len()
+    );
+    assert!(
+        open_fds() < fds + 10,
+        "descriptors: {fds} -> {}",
+        open_fds()
+    );
+}
+
+/// A memory file that cannot be created (out of file descriptors) is an error from `reserve`
+/// that names the cause, and leaves no mapping, descriptor or slab behind.
+#[test]
+fn reserve_without_file_descriptors_reports_emfile() {
+    common::in_own_process("reserve_without_file_descriptors_reports_emfile", || {
+        let map = map_with(DiscardPolicy::Discard);
+        let (maps, fds) = (vmas().len(), open_fds());
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: reads this process's limit into a valid struct.
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) };
+        assert_eq!(rc, 0);
+        let saved = limit;
+        limit.rlim_cur = 0; // no new descriptor at all
+                            // SAFETY: lowers this (child) process's own soft limit; a valid struct.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) };
+        assert_eq!(rc, 0);
+        let error = map.reserve(4 * page()).unwrap_err();
+        // SAFETY: restores the limit read above.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const saved) };
+        assert_eq!(rc, 0);
+        let Error::Host { error: os, .. } = error else {
+            panic!("expected a host error, got {error:?}");
+        };
+        assert_eq!(os.raw_os_error(), libc::EMFILE, "{error}");
+        assert!(error.to_string().contains("Too many open files"), "{error}");
+        assert_eq!(map.slab_count(), 0);
+        assert_eq!(
+            (vmas().len(), open_fds()),
+            (maps, fds),
+            "nothing left behind"
+        );
+        // With descriptors again, reserve works.
+        let base = map.reserve(4 * page()).unwrap();
+        map.release(base).unwrap();
+    });
+}

@@ -21,6 +21,14 @@ pub enum Content<'a> {
     /// The first `len` bytes were already written at the segment's address (in place, while
     /// the pages were free and read-write); they are neither copied nor zeroed. The rest of the
     /// segment reads as zero.
+    ///
+    /// On a host that writes through an alias ([`Capabilities::writes_through_alias`]), freed
+    /// pages keep their last protection, so only pages never initialized before are certain
+    /// to be read-write at the execution address: write in place there, or use a host that
+    /// resets freed pages to read-write (a flip host), as mapcore-std's Cranelift provider
+    /// does.
+    ///
+    /// [`Capabilities::writes_through_alias`]: crate::Capabilities::writes_through_alias
     InPlace {
         /// How many bytes at the start of the segment were written in place.
         len: usize,

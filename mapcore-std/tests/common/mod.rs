@@ -395,11 +395,43 @@ pub(crate) fn in_mdwe_child(test: &str, checks: impl FnOnce()) {
         .lines()
         .find(|l| l.starts_with(MDWE_CHILD_UNSUPPORTED))
     {
+        // CI must not pass a check it did not make.
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "SKIPPED in CI: {test}: this kernel has no PR_SET_MDWE ({line})"
+        );
         eprintln!("SKIPPED {test}: this kernel has no PR_SET_MDWE ({line}); NOT checked");
         return;
     }
     assert!(
         stdout.contains(MDWE_CHILD_CHECKED),
+        "the child did not run the checks:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Set in the child process that [`in_own_process`] starts.
+const OWN_PROCESS_ENV: &str = "MAPCORE_STD_OWN_PROCESS";
+const OWN_PROCESS_CHECKED: &str = "OWN-PROCESS: all checks passed";
+
+/// Runs `checks` in a child process of its own (the test binary again, for the test `test`
+/// alone), for checks that change process-wide settings such as resource limits. In the
+/// parent, fails unless the child ran `checks` to the end.
+pub(crate) fn in_own_process(test: &str, checks: impl FnOnce()) {
+    if std::env::var_os(OWN_PROCESS_ENV).is_some() {
+        checks();
+        println!("{OWN_PROCESS_CHECKED}");
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(OWN_PROCESS_CHECKED),
         "the child did not run the checks:\n{stdout}\n{stderr}"
     );
 }
