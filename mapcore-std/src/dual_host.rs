@@ -424,7 +424,8 @@ unsafe impl Host for DualMappedHost {
         });
     }
 
-    /// Trap instructions through the alias (see [`trap`](crate::trap)).
+    /// Trap instructions through the alias: `int3` (0xcc) on x86-64, zero words (`udf #0`) on
+    /// aarch64.
     unsafe fn fill_trap(&self, addr: usize, len: usize) {
         self.translate(addr, |alias, _, _| {
             // SAFETY: as for `write`.
