@@ -186,8 +186,9 @@ unsafe impl Host for LibcHost {
         unsafe { ptr::write_bytes(at(addr).cast::<u8>(), 0, len) };
     }
 
-    /// Fills with the architecture's trap instruction (`int3` on x86-64, `udf #0` on aarch64). The map
-    /// never calls it on this host, which writes at the execution addresses themselves.
+    /// Fills with the architecture's trap instruction (`int3` on x86-64, `udf #0` on
+    /// aarch64). The map never calls it on this host, which writes at the execution addresses
+    /// themselves.
     unsafe fn fill_trap(&self, addr: usize, len: usize) {
         // SAFETY: as for `write`: `[addr, addr + len)` is live, read-write and not accessed
         // by anyone else during the call.
