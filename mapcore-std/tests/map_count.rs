@@ -20,9 +20,11 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::ptr;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use mapcore::testing::{count_allocations, CountingAllocator};
 use mapcore_std::{
@@ -198,7 +200,7 @@ fn max_map_count_exhaustion_rolls_back_without_allocating() {
         return;
     }
     let start = Instant::now();
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+    let mut child = common::this_test_binary()
         .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
         .stdout(Stdio::piped())
@@ -242,7 +244,8 @@ fn max_map_count_exhaustion_rolls_back_without_allocating() {
     let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with(FAIL)).collect();
     assert!(
         failures.is_empty() && status.success() && stderr.contains(PASSED),
-        "vm.max_map_count exhaustion: the child ({status}) reported {} failed check(s):\n{}\n\n{output}",
+        "vm.max_map_count exhaustion: the child ({status}{}) reported {} failed check(s):\n{}\n\n{output}",
+        common::exec_hint(status),
         failures.len(),
         failures.join("\n"),
     );
@@ -371,6 +374,16 @@ fn child() {
         ));
         return;
     }
+    // How far below the limit ENOMEM may come. Natively, 2: the mappings this process sees are
+    // all that count. Under an emulator (MAPCORE_TEST_RUNNER set, e.g. qemu-user) the
+    // emulator's own mappings (its binary, its translation buffer, ...) count toward the same
+    // limit but are not in the emulated /proc/self/maps: about 20 for qemu-aarch64 10; 64 allows
+    // for that and no more.
+    let slack = if std::env::var_os(common::TEST_RUNNER_ENV).is_some() {
+        64
+    } else {
+        2
+    };
     // Room for more regions than the limit allows: each one adds two mappings.
     let slots = f.max_map_count + 64;
     let mut keys: Vec<usize> = Vec::with_capacity(slots);
@@ -427,9 +440,9 @@ fn child() {
         ));
     }
     checks.check(
-        f.maps_at_failure + 2 >= f.max_map_count,
+        f.maps_at_failure + slack >= f.max_map_count,
         format_args!(
-            "ENOMEM with {} mappings, well below vm.max_map_count {}",
+            "ENOMEM with {} mappings, more than {slack} below vm.max_map_count {}",
             f.maps_at_failure, f.max_map_count
         ),
     );
