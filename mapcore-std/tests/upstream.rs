@@ -90,7 +90,13 @@ fn t5_reserve_accepts_page_size_multiple(kind: Kind) {
         );
         map.release_multiple(&[base], |i, e| panic!("entry {i}: {e}"))
             .unwrap();
-        assert!(!any_mapped(base, base + size));
+        if std::env::var_os(common::TEST_RUNNER_ENV).is_some() {
+            // qemu-user hands freed guest addresses out again at once (first fit), for example
+            // to the next test thread's stack.
+            println!("NOT checked under an emulator: the released range is unmapped");
+        } else {
+            assert!(!any_mapped(base, base + size));
+        }
     }
 }
 
