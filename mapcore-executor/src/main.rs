@@ -11,6 +11,11 @@
 //! stderr. `MAPCORE_EXECUTOR_STATS=<file>` writes counters as `key=value` lines when the
 //! session ends; `MAPCORE_EXECUTOR_TRACE=1` logs every call.
 //!
+//! The JIT memory's W^X mode is detected (`mapcore_std::detect`): dual-mapped wherever memory
+//! files may be mapped executable, which also works under memory-deny-write-execute
+//! (`PR_SET_MDWE`), flip otherwise; the stats name it (`wx_mode`, `wx_reason`).
+//! `MAPCORE_EXECUTOR_WX=flip` or `=dual-mapped` chooses it instead.
+//!
 //! At the end of the session (EOF, as LLVM 22 never sends Hangup), every slab is released, the
 //! remaining dealloc actions run (EH frames are deregistered), C stdio is flushed, and the
 //! process exits 0; 1 if the stream was broken; 2 for a usage error. It exits with `_exit`:
