@@ -700,6 +700,9 @@ impl<S: Storage> State<S> {
             if range.end() > slab_record.end() {
                 return Err("page span crosses its slab's end");
             }
+            if page_span.owner == Owner::Free && !slab_record.touched.encloses(&range) {
+                return Err("free span outside the pages its slab ever claimed");
+            }
             if let Owner::Region(id) = page_span.owner {
                 let Some(region) = self.regions.get(id) else {
                     return Err("span owned by an unknown region");
