@@ -248,17 +248,23 @@ impl<S: Storage> Spans<S> {
         survey
     }
 
-    /// Forgets free entries, lowest first, until `needed` more entries fit or none is left;
-    /// calls `lost` with each forgotten entry that was not read-write. Returns whether the
-    /// room is there. Walks the table: for a full fixed table only.
-    pub(crate) fn evict_free(&mut self, needed: usize, mut lost: impl FnMut(PageRange)) -> bool {
+    /// Forgets `evictable` free entries, lowest first, until `needed` more entries fit (all of
+    /// them if `needed` is `None`); calls `lost` with each forgotten entry that was not
+    /// read-write. Returns whether the room is there. Walks the table: for a full fixed table
+    /// only.
+    pub(crate) fn evict_free(
+        &mut self,
+        needed: Option<usize>,
+        evictable: impl Fn(PageRange) -> bool,
+        mut lost: impl FnMut(PageRange),
+    ) -> bool {
         let mut cursor = self.by_start.above(&0, true);
-        while !self.by_start.make_room(needed) {
+        while needed.is_none_or(|n| !self.by_start.make_room(n)) {
             let Some((start, entry)) = cursor else {
                 return false;
             };
             cursor = self.by_start.above(&start, false);
-            if entry.owner == Owner::Free {
+            if entry.owner == Owner::Free && evictable(entry.span.range) {
                 self.by_start.remove(&start);
                 if entry.span.prot != Prot::READ_WRITE {
                     lost(entry.span.range);

@@ -335,10 +335,17 @@ impl<S: Storage> State<S> {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
         // With every free entry forgotten, nothing is cut: one entry a span.
-        if !self.spans.make_room(extra)
-            && !self.evict_free(extra)
-            && !self.spans.make_room(plan.spans.len())
-        {
+        // A full fixed table makes room by forgetting free entries: first those the claim does
+        // not touch (so `extra` still counts right), then all of them, after which nothing is
+        // cut and the claim adds one entry a span.
+        let touches = |range: PageRange| plan.spans.iter().any(|s| s.range.overlaps(&range));
+        let fits = self.spans.make_room(extra)
+            || self.evict_free(Some(extra), |range| !touches(range))
+            || {
+                self.evict_free(None, touches);
+                self.spans.make_room(plan.spans.len())
+            };
+        if !fits {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
         Ok(Placement {
@@ -352,11 +359,12 @@ impl<S: Storage> State<S> {
         })
     }
 
-    /// Makes room for `needed` more spans in a full table by forgetting free entries; a slab
-    /// whose free pages lose a protection other than read-write remembers it.
-    fn evict_free(&mut self, needed: usize) -> bool {
+    /// Makes room for `needed` more spans in a full table by forgetting free entries that
+    /// are `evictable`; a slab whose free pages lose a protection other than read-write
+    /// remembers it.
+    fn evict_free(&mut self, needed: Option<usize>, evictable: impl Fn(PageRange) -> bool) -> bool {
         let (spans, slabs) = (&mut self.spans, &mut self.slabs);
-        spans.evict_free(needed, |range| {
+        spans.evict_free(needed, evictable, |range| {
             if let Some(slab) = slabs
                 .containing(range.start())
                 .and_then(|id| slabs.get_mut(id))
