@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
 use mapcore_tests::driver::{run, run_checked, Checks, Tally};
-use mapcore_tests::input::{BatchInput, CoreInput};
+use mapcore_tests::input::{encode, BatchInput, CoreInput};
 use mapcore_tests::std_host::run_std_with;
 
 fn fuzz_dir() -> PathBuf {
@@ -157,6 +157,30 @@ fn incremental_check_agrees_with_full_sweep() {
     }
     println!("incremental and full checks: {ran} inputs agree");
     assert!(ran > 0);
+}
+
+/// The encoder the directed scenarios become fuzz seeds with: every scenario decodes back
+/// to itself, as the fuzz target would read it.
+#[test]
+fn directed_scenarios_encode_as_seeds() {
+    for (name, setup, ops) in scenarios::directed() {
+        let input = CoreInput { setup, ops };
+        let bytes = encode::core(&input);
+        assert_eq!(decode::<CoreInput>(&bytes), Some(input), "{name}");
+    }
+}
+
+/// Writes the alias scenarios as `core_ops` seeds into `$MAPCORE_SEEDS` (how the
+/// `alias-*` seeds of `fuzz/corpus/core_ops` were made).
+#[test]
+#[ignore = "writes files; run by hand to make seeds"]
+fn write_alias_seeds() {
+    let dir = PathBuf::from(std::env::var_os("MAPCORE_SEEDS").expect("MAPCORE_SEEDS"));
+    fs::create_dir_all(&dir).unwrap();
+    for (i, (_, setup, ops)) in scenarios::alias_directed().into_iter().enumerate() {
+        let bytes = encode::core(&CoreInput { setup, ops });
+        fs::write(dir.join(format!("alias-directed-{i}")), bytes).unwrap();
+    }
 }
 
 /// xorshift64*: deterministic, no extra crate.
@@ -426,6 +450,156 @@ mod scenarios {
             ("span table full", fixed, spans),
             ("release with a failing dealloc action", fixed, release),
         ]
+        .into_iter()
+        .chain(alias_directed())
+        .collect()
+    }
+
+    /// An alias host under the retain policy: freed pages keep their protection.
+    const ALIAS_RETAIN: Setup = Setup {
+        page: 0,
+        flags: 0x81,
+        max_pages: 20,
+    };
+
+    /// An alias host under the discard policy: freed code goes back to read-write.
+    const ALIAS_DISCARD: Setup = Setup {
+        page: 0,
+        flags: 0x80,
+        max_pages: 20,
+    };
+
+    /// One segment of `pages` pages (1 to 3) at page `at` of the first slab, protection bits
+    /// `prot` (1 read, 2 write, 4 execute), no content.
+    fn at(at: i8, pages: u8, prot: u8) -> SegSpec {
+        seg(0, at, pages, prot, 0)
+    }
+
+    fn deinit(pick: u8) -> Op {
+        Op::Deinitialize {
+            key: live_key(pick),
+            fault: Fault::None,
+        }
+    }
+
+    /// Scenarios of lazy protection (alias hosts) whose host calls depend on what a full
+    /// fixed span table (12 entries in the driver) forgot; also seeds of the fuzz corpora.
+    pub(super) fn alias_directed() -> Vec<(&'static str, Setup, Vec<Op>)> {
+        // Five freed one-page segments (RX R RX R RX) and a live region of five: ten entries.
+        // Three more make room by forgetting the lowest record, an RX one: the slab has lost a
+        // protection. Then a never-used read-write page needs a protect to read-write, and the
+        // forgotten RX page one to RX.
+        let forgets = vec![
+            reserve(16),
+            init(
+                (0..5).map(|i| at(i, 1, [5, 1][i as usize % 2])).collect(),
+                vec![],
+            ),
+            init((5..10).map(|i| at(i, 1, 1)).collect(), vec![]),
+            deinit(0),
+            init((10..13).map(|i| at(i, 1, 3)).collect(), vec![]),
+            deinit(1),
+            init(vec![at(13, 1, 3)], vec![]),
+            init(vec![at(0, 1, 5)], vec![]),
+        ];
+        // A three-page read-only record and ten live entries; claiming its middle page
+        // reserves two entries (the piece below is kept, one is made above), so the record is
+        // forgotten: its first page, reused read-only, needs a protect.
+        let cut = vec![
+            reserve(16),
+            init(vec![at(0, 3, 1)], vec![]),
+            deinit(0),
+            init(
+                (3..8).map(|i| at(i, 1, [5, 1][i as usize % 2])).collect(),
+                vec![],
+            ),
+            init(
+                (8..13).map(|i| at(i, 1, [5, 1][i as usize % 2])).collect(),
+                vec![],
+            ),
+            init(vec![at(1, 1, 1)], vec![]),
+            deinit(0),
+            init(vec![at(0, 1, 1)], vec![]),
+        ];
+        // Freed code goes back to read-write and is discarded, in runs apart from the pages
+        // that keep their protection; reused, only what differs is protected.
+        let discard = vec![
+            reserve(8),
+            init(
+                vec![at(0, 1, 5), at(1, 1, 5), at(2, 1, 1), at(3, 1, 3)],
+                vec![],
+            ),
+            deinit(0),
+            init(vec![at(0, 2, 3), at(2, 1, 5), at(3, 1, 1)], vec![]),
+        ];
+        // Reused RX pages need no protect, the R segment does and its protect fails: the
+        // rollback sends the R pages (in doubt) back to read-write, the RX page keeps RX.
+        let rollback = vec![
+            reserve(8),
+            init(vec![at(0, 1, 5)], vec![]),
+            deinit(0),
+            Op::Initialize {
+                req: InitSpec {
+                    segs: vec![at(0, 1, 5), at(1, 2, 1)],
+                    pairs: vec![],
+                    over: 0,
+                },
+                fault: Fault::Nth { k: 0, errno: 0 },
+            },
+            init(vec![at(0, 1, 5), at(1, 2, 1)], vec![]),
+        ];
+        // A full table, and a claim over two whole read-only records: it reserves one entry,
+        // so the lowest record (page 0, read-only) is forgotten; reused, page 0 needs a
+        // protect.
+        let two = vec![
+            reserve(16),
+            init(vec![at(0, 1, 1)], vec![]),
+            deinit(0),
+            init(vec![at(1, 1, 1), at(2, 1, 1)], vec![]),
+            deinit(0),
+            init(
+                (3..8).map(|i| at(i, 1, [5, 1][i as usize % 2])).collect(),
+                vec![],
+            ),
+            init(
+                (8..12).map(|i| at(i, 1, [5, 1][i as usize % 2])).collect(),
+                vec![],
+            ),
+            init(vec![at(1, 2, 1)], vec![]),
+            deinit(0),
+            init(vec![at(0, 1, 1)], vec![]),
+        ];
+        // A failing finalize action rolls back R (kept, discarded) and RX (in no doubt, but
+        // freed code is made read-write when discarded): the pages going back to read-write
+        // are reset first.
+        let order = vec![
+            reserve(8),
+            init(vec![at(0, 1, 1)], vec![]),
+            deinit(0),
+            init(
+                vec![at(0, 1, 1), at(1, 1, 5)],
+                vec![PairSpec {
+                    finalize: 3,
+                    dealloc: 0,
+                }],
+            ),
+        ];
+        vec![
+            (
+                "alias: a full table forgets an RX record",
+                ALIAS_RETAIN,
+                forgets,
+            ),
+            ("alias: claiming two whole records", ALIAS_RETAIN, two),
+            (
+                "alias: rollback resets what goes back first",
+                ALIAS_DISCARD,
+                order,
+            ),
+            ("alias: claiming inside a record", ALIAS_RETAIN, cut),
+            ("alias: freed code discarded", ALIAS_DISCARD, discard),
+            ("alias: rollback of pages in doubt", ALIAS_RETAIN, rollback),
+        ]
     }
 
     #[test]
@@ -690,6 +864,37 @@ mod scenarios {
             caught.is_err(),
             "a map that keeps freed bytes went unnoticed"
         );
+    }
+
+    /// A model of lazy protection over a map on a flip host (which protects freed pages back
+    /// to read-write at once) must be caught: the model expects no protect on deinitialize.
+    #[test]
+    fn the_oracle_catches_eager_protection_where_it_expects_lazy() {
+        let ops = vec![
+            reserve(8),
+            init(vec![seg(0, 0, 1, 5, 1)], vec![]),
+            Op::Deinitialize {
+                key: live_key(0),
+                fault: Fault::None,
+            },
+        ];
+        let caught = std::panic::catch_unwind(|| {
+            let host = RecordingHost::new(64);
+            let lazy = Capabilities {
+                writes_through_alias: true,
+                ..Capabilities::FULL
+            };
+            let (config, model) = configs(&ALIAS_RETAIN, 64, lazy, (None, None, None));
+            let map: JitMap<&RecordingHost> = JitMap::with_config(&host, config);
+            drive(
+                Box::new(recording_subject(map)),
+                &Recording(&host),
+                Model::new(model),
+                &ops,
+                None,
+            );
+        });
+        assert!(caught.is_err(), "eager protection went unnoticed");
     }
 
     /// The recording host, but the first check after a region exists writes a byte into the
