@@ -301,6 +301,23 @@ impl Checks {
     }
 }
 
+/// `setup` with the alias bit set if `MAPCORE_FUZZ_ALIAS=1` (read once): a fuzz run that
+/// exercises lazy protection only, and whose execution count is then that of alias-mode runs.
+/// An input found so reproduces with bit 7 of its flags byte (its second byte) set.
+#[must_use]
+pub fn force_alias(setup: Setup) -> Setup {
+    static FORCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let force = *FORCE.get_or_init(|| std::env::var("MAPCORE_FUZZ_ALIAS").as_deref() == Ok("1"));
+    Setup {
+        flags: if force {
+            setup.flags | 0x80
+        } else {
+            setup.flags
+        },
+        ..setup
+    }
+}
+
 /// Replays an input's operations; panics on any disagreement.
 ///
 /// `#[inline]`, like [`run`] and [`run_checked`]: the map is instantiated (`JitMap<&RecordingHost,

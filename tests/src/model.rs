@@ -665,6 +665,23 @@ impl Model {
         out.into_iter().map(|(r, _)| r).collect()
     }
 
+    /// How many records there would be with the pages `claimed` taken out of them.
+    fn records_except(&self, claimed: &BTreeSet<usize>) -> usize {
+        let page = self.cfg.page_size;
+        let mut count = 0;
+        let mut last: Option<(usize, u64)> = None;
+        for (&addr, state) in &self.pages {
+            let number = state.record().filter(|_| !claimed.contains(&addr));
+            if let Some(n) = number {
+                if last != Some((addr, n)) {
+                    count += 1;
+                }
+                last = Some((addr + page, n));
+            }
+        }
+        count
+    }
+
     /// Numbers for `n` new records: the result plus 1 to `n`.
     fn new_records(&mut self, n: usize) -> u64 {
         let first = self.records;
@@ -1071,12 +1088,23 @@ impl Model {
             .collect();
         if let Some(cap) = self.cfg.spans {
             let records = self.records();
-            let needed = nonempty
+            let reserved = nonempty
                 .iter()
                 .map(|&i| room_for(&records, segs[i].addr, ends[i]))
                 .sum();
-            // With every record forgotten, a claim adds one entry per segment.
-            if !self.evict(cap, needed) && self.entries() + nonempty.len() > cap {
+            if self.evict(cap, reserved) {
+                // The claim must fit: its segments, and the records (or pieces) it leaves.
+                let claimed: BTreeSet<usize> = rp.iter().map(|p| p.addr).collect();
+                let left = self.records_except(&claimed);
+                let after = self.entries() + left + nonempty.len();
+                assert!(
+                    after <= cap,
+                    "core bug: initialize reserved {reserved} span-table entries and forgot \
+                     records to make room, but its claim leaves {after} entries in a table of \
+                     {cap} (replay.rs: forgotten_record_was_counted_as_reused)"
+                );
+            } else if self.entries() + nonempty.len() > cap {
+                // Every record forgotten: the claim adds one entry per segment.
                 return Err(Error::CapacityExceeded(Limit::Spans));
             }
         }

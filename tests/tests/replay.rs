@@ -866,6 +866,35 @@ mod scenarios {
         );
     }
 
+    /// Core bug (found by `batch_ops` with an 8-entry span table, minimized here to the
+    /// driver's 12-entry one and a flip host): with the span table full, initialize
+    /// reserves room for a segment that starts exactly where a free record starts and ends
+    /// with or after it as zero new entries (the record is reused or removed), then makes
+    /// room by forgetting the lowest free records, which may be that very record; the claim
+    /// then adds one entry more than the room made. Here: pages 2-12 hold 11 live segments,
+    /// page 0 a free record (12 entries); a request for page 0 and page 13 reserves one entry,
+    /// forgets the record at page 0 to get it, and needs two. `take` fails ("place made room
+    /// for the spans" in debug builds; in release the second segment goes unrecorded, so its
+    /// pages could be handed out twice). The contract answer is `CapacityExceeded(Spans)`:
+    /// 11 live entries and 2 new ones do not fit in 12.
+    #[test]
+    #[ignore = "core bug, reported: initialize reserves span-table room it then evicts"]
+    fn forgotten_record_was_counted_as_reused() {
+        let ops = vec![
+            reserve(16),
+            init(vec![seg(0, 0, 1, 1, 0)], vec![]),
+            Op::Deinitialize {
+                key: live_key(0),
+                fault: Fault::None,
+            },
+            init((2..7).map(|i| seg(0, i, 1, 1, 0)).collect(), vec![]),
+            init((7..12).map(|i| seg(0, i, 1, 1, 0)).collect(), vec![]),
+            init(vec![seg(0, 12, 1, 1, 0)], vec![]),
+            init(vec![seg(0, 0, 1, 1, 0), seg(0, 13, 1, 1, 0)], vec![]),
+        ];
+        run(&SETUP, &ops, None);
+    }
+
     /// A model of lazy protection over a map on a flip host (which protects freed pages back
     /// to read-write at once) must be caught: the model expects no protect on deinitialize.
     #[test]
