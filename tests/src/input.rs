@@ -721,7 +721,7 @@ pub mod encode {
     /// `derive(Arbitrary)` picks variant `(u32 * count) >> 32` of an enum: the smallest `u32`
     /// that picks `index`.
     fn variant(out: &mut Vec<u8>, index: u64, count: u64) {
-        let tag = ((index << 32) + count - 1) / count;
+        let tag = (index << 32).div_ceil(count);
         out.extend_from_slice(&u32::try_from(tag).unwrap_or(u32::MAX).to_le_bytes());
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
 use mapcore_tests::driver::{run, run_checked, Checks, Tally};
-use mapcore_tests::input::{encode, BatchInput, CoreInput};
+use mapcore_tests::input::{encode, BatchInput, CoreInput, Setup};
 use mapcore_tests::std_host::run_std_with;
 
 fn fuzz_dir() -> PathBuf {
@@ -63,20 +63,39 @@ fn target_of(path: &Path) -> Target {
     }
 }
 
-/// Runs one input; returns whether it decoded.
-fn replay(target: Target, bytes: &[u8], tally: Option<&mut Tally>) -> bool {
-    match target {
-        Target::Core => decode::<CoreInput>(bytes)
-            .map(|i| run(&i.setup, &i.ops, tally))
-            .is_some(),
-        Target::Batch => decode::<BatchInput>(bytes)
-            .map(|i| run(&i.setup, &i.ops(), tally))
-            .is_some(),
-        Target::Std => decode::<CoreInput>(bytes)
+/// How an input ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replayed {
+    /// Too short to decode.
+    Skipped,
+    /// On a host that writes through an alias (lazy protection), or not.
+    Ran { alias: bool },
+}
+
+/// Runs one input.
+fn replay(target: Target, bytes: &[u8], tally: Option<&mut Tally>) -> Replayed {
+    let setup = match target {
+        Target::Core => decode::<CoreInput>(bytes).map(|i| {
+            run(&i.setup, &i.ops, tally);
+            i.setup
+        }),
+        Target::Batch => decode::<BatchInput>(bytes).map(|i| {
+            run(&i.setup, &i.ops(), tally);
+            i.setup
+        }),
+        // The real host says what it is: never an alias.
+        Target::Std => decode::<CoreInput>(bytes).map(|i| {
             // Other test threads map memory too: no "released range is unmapped" check.
-            .map(|i| run_std_with(&i.setup, &i.ops, tally, false))
-            .is_some(),
-    }
+            run_std_with(&i.setup, &i.ops, tally, false);
+            Setup {
+                flags: 0,
+                ..i.setup
+            }
+        }),
+    };
+    setup.map_or(Replayed::Skipped, |s| Replayed::Ran {
+        alias: s.writes_through_alias(),
+    })
 }
 
 /// Runs one recording-host input (core or batch) with the given checks; returns whether it
@@ -93,30 +112,64 @@ fn replay_checked(target: Target, bytes: &[u8], checks: Checks) -> bool {
     }
 }
 
-fn replay_dir(dir: &Path, mut tally: Option<&mut Tally>) -> (usize, usize) {
-    let (mut ran, mut skipped) = (0, 0);
+/// What [`replay_dir`] ran.
+#[derive(Debug, Default)]
+struct Counts {
+    ran: usize,
+    /// Of `ran`, on an alias host.
+    alias: usize,
+    skipped: usize,
+}
+
+/// Replays every input of `dir`; outcomes go to `tally`, and those of alias-mode inputs to
+/// `alias_tally` as well.
+fn replay_dir(
+    dir: &Path,
+    mut tally: Option<&mut Tally>,
+    mut alias_tally: Option<&mut Tally>,
+) -> Counts {
+    let mut counts = Counts::default();
     for path in files(dir) {
         let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let target = target_of(&path);
+        let mut one = Tally::new();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            replay(target, &bytes, tally.as_deref_mut())
+            replay(target, &bytes, tally.is_some().then_some(&mut one))
         }));
-        match result {
-            Ok(true) => ran += 1,
-            Ok(false) => skipped += 1,
+        let alias = match result {
+            Ok(Replayed::Ran { alias }) => alias,
+            Ok(Replayed::Skipped) => {
+                counts.skipped += 1;
+                continue;
+            }
             Err(_) => panic!("{} fails (see the panic above)", path.display()),
+        };
+        counts.ran += 1;
+        counts.alias += usize::from(alias);
+        for (pair, n) in one {
+            if alias {
+                if let Some(t) = alias_tally.as_deref_mut() {
+                    *t.entry(pair.clone()).or_default() += n;
+                }
+            }
+            if let Some(t) = tally.as_deref_mut() {
+                *t.entry(pair).or_default() += n;
+            }
         }
     }
-    (ran, skipped)
+    counts
 }
 
 #[test]
 fn regressions_replay() {
     let mut total = 0;
     for target in ["core_ops", "batch_ops", "std_ops"] {
-        let (ran, skipped) = replay_dir(&fuzz_dir().join("regressions").join(target), None);
-        println!("regressions/{target}: {ran} replayed, {skipped} too short to decode");
-        total += ran;
+        let c = replay_dir(&fuzz_dir().join("regressions").join(target), None, None);
+        println!(
+            "regressions/{target}: {} replayed ({} on an alias host), {} too short to decode",
+            c.ran, c.alias, c.skipped
+        );
+        total += c.ran;
     }
     assert!(
         total > 0,
@@ -128,9 +181,20 @@ fn regressions_replay() {
 #[test]
 fn corpus_replays() {
     for target in ["core_ops", "batch_ops", "std_ops"] {
-        let (ran, skipped) = replay_dir(&fuzz_dir().join("corpus").join(target), None);
-        println!("corpus/{target}: {ran} replayed, {skipped} too short to decode");
-        assert!(ran > 0, "corpus/{target} is empty");
+        let c = replay_dir(&fuzz_dir().join("corpus").join(target), None, None);
+        println!(
+            "corpus/{target}: {} replayed ({} on an alias host), {} too short to decode",
+            c.ran, c.alias, c.skipped
+        );
+        assert!(c.ran > 0, "corpus/{target} is empty");
+        // The recording-host corpora cover lazy protection too.
+        if target != "std_ops" {
+            assert!(c.alias > 0, "corpus/{target} has no alias-host input");
+            assert!(
+                c.alias < c.ran,
+                "corpus/{target} has only alias-host inputs"
+            );
+        }
     }
 }
 
@@ -217,7 +281,7 @@ fn smoke_random_buffers() {
         } else {
             Target::Batch
         };
-        decoded += usize::from(replay(target, &bytes, None));
+        decoded += usize::from(replay(target, &bytes, None) != Replayed::Skipped);
     }
     println!("smoke: {decoded} of {SMOKE} random buffers decoded and replayed");
     assert!(decoded > SMOKE / 2);
@@ -303,19 +367,43 @@ const UNREACHABLE: &[(&str, &str)] = &[
 #[test]
 fn outcome_tally() {
     let mut tally = Tally::new();
+    let mut alias = Tally::new();
     for target in ["core_ops", "batch_ops"] {
-        replay_dir(&fuzz_dir().join("corpus").join(target), Some(&mut tally));
+        let dir = fuzz_dir().join("corpus").join(target);
+        replay_dir(&dir, Some(&mut tally), Some(&mut alias));
     }
     let fuzzed = tally.clone();
     for (_, setup, ops) in scenarios::directed() {
-        run(&setup, &ops, Some(&mut tally));
+        let mut one = Tally::new();
+        run(&setup, &ops, Some(&mut one));
+        for (pair, n) in one {
+            if setup.writes_through_alias() {
+                *alias.entry(pair.clone()).or_default() += n;
+            }
+            *tally.entry(pair).or_default() += n;
+        }
     }
     for target in ["core_ops", "batch_ops"] {
-        replay_dir(
-            &fuzz_dir().join("regressions").join(target),
-            Some(&mut tally),
-        );
+        let dir = fuzz_dir().join("regressions").join(target);
+        replay_dir(&dir, Some(&mut tally), Some(&mut alias));
     }
+    println!(
+        "outcome tally of the alias-host (lazy protection) inputs ({} pairs):",
+        alias.len()
+    );
+    for (pair, n) in &alias {
+        println!("  {pair:<50} {n}");
+    }
+    let alias_missing: Vec<&str> = REACHABLE
+        .iter()
+        .copied()
+        .filter(|p| !alias.contains_key(*p))
+        .collect();
+    println!("reachable pairs no alias-host input reaches: {alias_missing:?}");
+    assert!(
+        alias_missing.is_empty(),
+        "lazy protection misses reachable outcomes: {alias_missing:?}"
+    );
     println!(
         "outcome tally over the corpus and regressions ({} pairs):",
         tally.len()
@@ -446,9 +534,20 @@ mod scenarios {
             },
         ];
         vec![
-            ("region table full", fixed, regions),
-            ("span table full", fixed, spans),
-            ("release with a failing dealloc action", fixed, release),
+            ("region table full", fixed, regions.clone()),
+            ("span table full", fixed, spans.clone()),
+            (
+                "release with a failing dealloc action",
+                fixed,
+                release.clone(),
+            ),
+            ("alias: region table full", ALIAS_RETAIN, regions),
+            ("alias: span table full", ALIAS_RETAIN, spans),
+            (
+                "alias: release with a failing dealloc action",
+                ALIAS_RETAIN,
+                release,
+            ),
         ]
         .into_iter()
         .chain(alias_directed())
