@@ -326,6 +326,17 @@ impl RecordingHost {
         self.store(addr, bytes.len(), false, |i| bytes[i]);
     }
 
+    /// Writes as the caller of a dual-mapped host does, through its read-write alias: whatever
+    /// the protection if the host has [`Capabilities::writes_through_alias`], otherwise as
+    /// [`poke`](Self::poke).
+    ///
+    /// # Panics
+    ///
+    /// If a page is not reserved, or not writable on a host without an alias.
+    pub fn poke_through_alias(&self, addr: usize, bytes: &[u8]) {
+        self.store(addr, bytes.len(), true, |i| bytes[i]);
+    }
+
     fn reserved(inner: &Inner, addr: usize) -> bool {
         inner
             .reservations

@@ -35,7 +35,7 @@ use mapcore::{
 use crate::actions::{action, take_log};
 use crate::input::{resolve, Concrete, Op, Setup, Tags, MAX_OPS};
 use crate::model::{
-    pattern, CallM, ExpCall, FaultPlan, InitM, MErr, Model, ModelConfig, PageState,
+    pattern, CallM, ExpCall, FaultPlan, FreeBytes, InitM, MErr, Model, ModelConfig, PageState,
 };
 
 /// The fixed storage the fuzz targets use: small, so that every capacity is reachable.
@@ -179,6 +179,7 @@ pub fn configs(
         reuse_exec: capabilities.reuse_executable,
         allow_write_exec: setup.allow_write_exec(),
         max_reservation: setup.max_reservation(page_size),
+        alias: capabilities.writes_through_alias,
         slabs: capacities.0,
         regions: capacities.1,
         spans: capacities.2,
@@ -300,6 +301,23 @@ impl Checks {
     }
 }
 
+/// `setup` with the alias bit set if `MAPCORE_FUZZ_ALIAS=1` (read once): a fuzz run that
+/// exercises lazy protection only, and whose execution count is then that of alias-mode runs.
+/// An input found so reproduces with bit 7 of its flags byte (its second byte) set.
+#[must_use]
+pub fn force_alias(setup: Setup) -> Setup {
+    static FORCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let force = *FORCE.get_or_init(|| std::env::var("MAPCORE_FUZZ_ALIAS").as_deref() == Ok("1"));
+    Setup {
+        flags: if force {
+            setup.flags | 0x80
+        } else {
+            setup.flags
+        },
+        ..setup
+    }
+}
+
 /// Replays an input's operations; panics on any disagreement.
 ///
 /// `#[inline]`, like [`run`] and [`run_checked`]: the map is instantiated (`JitMap<&RecordingHost,
@@ -324,7 +342,7 @@ pub fn run_checked(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>, checks:
     let capabilities = Capabilities {
         discard: setup.host_discards(),
         reuse_executable: setup.reuse_exec(),
-        writes_through_alias: false,
+        writes_through_alias: setup.writes_through_alias(),
     };
     let host = RecordingHost::with_capabilities(page, capabilities);
     let probe = Recording(&host);
@@ -501,7 +519,9 @@ pub trait Probe {
     fn disarm(&self);
     /// The base the host will return for `reserve(size)`, or `None` to take the map's answer.
     fn predict_base(&self, model: &Model, size: usize) -> Option<usize>;
-    /// Writes `bytes` at `addr` (free, read-write pages), as a caller writing in place.
+    /// Writes `bytes` at `addr` (free pages), as a caller writing in place: through the
+    /// host's read-write alias if it has one (free pages may then be at any protection),
+    /// otherwise directly (free pages are read-write).
     fn poke(&self, addr: usize, bytes: &[u8]);
     /// Reads `len` bytes at `addr`, whatever the protection.
     fn read(&self, addr: usize, len: usize) -> Vec<u8>;
@@ -584,7 +604,7 @@ impl Probe for Recording<'_> {
     }
 
     fn poke(&self, addr: usize, bytes: &[u8]) {
-        self.0.poke(addr, bytes);
+        self.0.poke_through_alias(addr, bytes);
     }
 
     fn read(&self, addr: usize, len: usize) -> Vec<u8> {
@@ -623,7 +643,7 @@ impl Probe for Recording<'_> {
         for (i, e) in log.iter().enumerate() {
             let (addr, len, is_write) = match e.call {
                 Call::Write { addr, len } => (addr, len, true),
-                Call::FillZero { addr, len } => (addr, len, false),
+                Call::FillZero { addr, len } | Call::FillTrap { addr, len } => (addr, len, false),
                 _ => continue,
             };
             if len > 0 {
@@ -645,8 +665,14 @@ impl Probe for Recording<'_> {
             let after_failed_discard = i > 0
                 && matches!(log[i - 1], Event { call: Call::Discard { range }, ok: false }
                     if range.start() <= addr && addr + len <= range.end());
-            if !is_write && model.cfg.discarding() && len > 0 && !after_failed_discard {
+            let trap = matches!(e.call, Call::FillTrap { .. });
+            if !is_write && !trap && model.cfg.discarding() && len > 0 && !after_failed_discard {
                 return Err(format!("{:x?} of pages known to be zero", e.call));
+            }
+            // Trap bytes replace freed code only where the map protects lazily and does not
+            // discard.
+            if trap && (!model.cfg.alias || model.cfg.discarding()) {
+                return Err(format!("{:x?} on a host that does not need it", e.call));
             }
         }
         // Reservations.
@@ -677,7 +703,9 @@ impl Probe for Recording<'_> {
                         Call::Protect { range, .. } | Call::Discard { range } => {
                             add_pages(&mut pages, page, range.start(), range.end());
                         }
-                        Call::Write { addr, len } | Call::FillZero { addr, len } => {
+                        Call::Write { addr, len }
+                        | Call::FillZero { addr, len }
+                        | Call::FillTrap { addr, len } => {
                             add_pages(&mut pages, page, addr, addr + len);
                         }
                         _ => {}
@@ -690,22 +718,28 @@ impl Probe for Recording<'_> {
                 pages.dedup();
             }
         }
-        // Protections, and whole pages reading zero where they must: a page that is free and
-        // not stale (fresh from reserve, or freed while discarding). Contiguous such pages are
-        // read together, up to 4 KiB at a time (small reads keep the allocator's, and under
-        // ASan its quarantine's, memory warm).
-        let mut zero_run: Option<(usize, usize)> = None;
-        let check_zero = |run: Option<(usize, usize)>| -> Result<(), String> {
-            let Some((start, end)) = run else {
+        // Protections, and whole pages reading zero (or trap bytes) where they must: a page
+        // that is free and not stale (fresh from reserve, freed while discarding, or freed on
+        // an alias host). Contiguous such pages are read together, up to 4 KiB at a time
+        // (small reads keep the allocator's, and under ASan its quarantine's, memory warm).
+        let mut zero_run: Option<(usize, usize, u8)> = None;
+        let check_zero = |run: Option<(usize, usize, u8)>| -> Result<(), String> {
+            let Some((start, end, byte)) = run else {
                 return Ok(());
             };
             let bytes = host.read(start, end - start);
-            if all_zero(&bytes) {
+            let clean = if byte == 0 {
+                all_zero(&bytes)
+            } else {
+                bytes.iter().all(|b| *b == byte)
+            };
+            if clean {
                 return Ok(());
             }
-            let at = start + bytes.iter().position(|b| *b != 0).unwrap_or(0);
+            let at = start + bytes.iter().position(|b| *b != byte).unwrap_or(0);
+            let what = if byte == 0 { "zeros" } else { "trap bytes" };
             Err(format!(
-                "free page {:#x} holds stale bytes (at {at:#x})",
+                "free page {:#x} holds stale bytes (at {at:#x}), not {what}",
                 at & !(page - 1)
             ))
         };
@@ -722,11 +756,22 @@ impl Probe for Recording<'_> {
                     ));
                 }
             }
-            if state == (PageState::Free { stale: false }) {
-                match &mut zero_run {
-                    Some((start, end)) if *end == addr && *end - *start < 4096 => *end += page,
-                    run => check_zero(run.replace((addr, addr + page)))?,
+            let byte = match state {
+                PageState::Free {
+                    bytes: FreeBytes::Zero,
+                    ..
+                } => 0,
+                PageState::Free {
+                    bytes: FreeBytes::Trap,
+                    ..
+                } => RecordingHost::TRAP_BYTE,
+                _ => continue,
+            };
+            match &mut zero_run {
+                Some((start, end, b)) if *end == addr && *b == byte && *end - *start < 4096 => {
+                    *end += page;
                 }
+                run => check_zero(run.replace((addr, addr + page, byte)))?,
             }
         }
         check_zero(zero_run)
@@ -825,7 +870,9 @@ impl Driver<'_, '_> {
             }
             Concrete::Initialize(req) => {
                 let pokes = in_place_writes(req, &self.model);
+                let mut before = Vec::with_capacity(pokes.len());
                 for &(addr, len, seed) in &pokes {
+                    before.push(self.probe.read(addr, len));
                     let bytes: Vec<u8> = (0..len).map(|i| pattern(seed, i)).collect();
                     self.probe.poke(addr, &bytes);
                     self.pokes.push((addr, len));
@@ -843,11 +890,12 @@ impl Driver<'_, '_> {
                 }
                 if let Err(e) = &predicted {
                     // The caller cleans up what it wrote in place for a rejected request: the
-                    // pages are free again, and read zero if they did before (discarded, or
-                    // fresh from reserve under any policy).
+                    // pages are free again and hold what they held before (zeros if discarded
+                    // or fresh from reserve, trap bytes if freed code on an alias host).
                     if is_validation(e) {
-                        for &(addr, len, _) in &pokes {
-                            self.probe.poke(addr, &vec![0; len]);
+                        // Newest first: segments may share bytes.
+                        for (&(addr, _, _), old) in pokes.iter().zip(&before).rev() {
+                            self.probe.poke(addr, old);
                         }
                     }
                 }

@@ -22,7 +22,9 @@ pub struct Setup {
     /// Page size selector.
     pub page: u8,
     /// Bit 0: retain policy; bit 1: allow W+X; bits 2-3 both set: host cannot discard; bits 4-5
-    /// both set: host cannot reuse executable pages; bit 6: growable storage.
+    /// both set: host cannot reuse executable pages; bit 6: growable storage; bit 7: the
+    /// host writes through an alias (lazy protection; the recording host only, a real host
+    /// says what it is).
     pub flags: u8,
     /// Maximum reservation selector.
     pub max_pages: u8,
@@ -62,6 +64,12 @@ impl Setup {
     #[must_use]
     pub fn reuse_exec(&self) -> bool {
         self.flags & 0x30 != 0x30
+    }
+
+    /// `Capabilities::writes_through_alias`.
+    #[must_use]
+    pub fn writes_through_alias(&self) -> bool {
+        self.flags & 0x80 != 0
     }
 
     /// Growable instead of fixed storage.
@@ -698,5 +706,171 @@ pub fn resolve(op: &Op, model: &Model, tags: &mut Tags) -> Concrete {
             Concrete::ReleaseMultiple(out)
         }
         Op::Shutdown { .. } => Concrete::Shutdown,
+    }
+}
+
+/// The bytes that decode to an input, as `arbitrary` 1.x reads them (what libfuzzer-sys hands
+/// `fuzz_target!`), so that directed scenarios can be written as structured inputs and become
+/// fuzz seeds. `decode(encode(x)) == x` for every input (checked in `tests/tests/replay.rs`).
+pub mod encode {
+    use super::{
+        AddrSpec, BatchInput, BatchStep, CoreInput, Fault, InitSpec, Op, PairSpec, SegSpec, Setup,
+        SizeSpec,
+    };
+
+    /// `derive(Arbitrary)` picks variant `(u32 * count) >> 32` of an enum: the smallest `u32`
+    /// that picks `index`.
+    fn variant(out: &mut Vec<u8>, index: u64, count: u64) {
+        let tag = (index << 32).div_ceil(count);
+        out.extend_from_slice(&u32::try_from(tag).unwrap_or(u32::MAX).to_le_bytes());
+    }
+
+    /// A collection: each element after a `true` byte, then a `false` one (not needed when it
+    /// takes the rest of the input).
+    fn list<T>(out: &mut Vec<u8>, items: &[T], rest: bool, item: impl Fn(&mut Vec<u8>, &T)) {
+        for x in items {
+            out.push(1);
+            item(out, x);
+        }
+        if !rest {
+            out.push(0);
+        }
+    }
+
+    fn setup(out: &mut Vec<u8>, s: &Setup) {
+        out.extend_from_slice(&[s.page, s.flags, s.max_pages]);
+    }
+
+    fn size(out: &mut Vec<u8>, s: &SizeSpec) {
+        out.extend_from_slice(&[s.kind, s.n]);
+    }
+
+    fn addr(out: &mut Vec<u8>, a: &AddrSpec) {
+        out.extend_from_slice(&[a.kind, a.pick, a.off.to_le_bytes()[0]]);
+    }
+
+    fn seg(out: &mut Vec<u8>, s: &SegSpec) {
+        out.extend_from_slice(&[
+            s.place,
+            s.page.to_le_bytes()[0],
+            s.size,
+            s.extra,
+            s.group,
+            s.content,
+        ]);
+    }
+
+    fn pair(out: &mut Vec<u8>, p: &PairSpec) {
+        out.extend_from_slice(&[p.finalize, p.dealloc]);
+    }
+
+    fn init(out: &mut Vec<u8>, r: &InitSpec) {
+        list(out, &r.segs, false, seg);
+        list(out, &r.pairs, false, pair);
+        out.push(r.over);
+    }
+
+    fn fault(out: &mut Vec<u8>, f: &Fault) {
+        match *f {
+            Fault::None => variant(out, 0, 5),
+            Fault::Nth { k, errno } => {
+                variant(out, 1, 5);
+                out.extend_from_slice(&[k, errno]);
+            }
+            Fault::Two { k1, k2, errno } => {
+                variant(out, 2, 5);
+                out.extend_from_slice(&[k1, k2, errno]);
+            }
+            Fault::Op { op, errno } => {
+                variant(out, 3, 5);
+                out.extend_from_slice(&[op, errno]);
+            }
+            Fault::NthAndOp { k, op, errno } => {
+                variant(out, 4, 5);
+                out.extend_from_slice(&[k, op, errno]);
+            }
+        }
+    }
+
+    fn op(out: &mut Vec<u8>, o: &Op) {
+        match o {
+            Op::Reserve { size: s, fault: f } => {
+                variant(out, 0, 7);
+                size(out, s);
+                fault(out, f);
+            }
+            Op::Initialize { req, fault: f } => {
+                variant(out, 1, 7);
+                init(out, req);
+                fault(out, f);
+            }
+            Op::Deinitialize { key, fault: f } => {
+                variant(out, 2, 7);
+                addr(out, key);
+                fault(out, f);
+            }
+            Op::DeinitializeMultiple { keys, fault: f } => {
+                variant(out, 3, 7);
+                list(out, keys, false, addr);
+                fault(out, f);
+            }
+            Op::Release { base, fault: f } => {
+                variant(out, 4, 7);
+                addr(out, base);
+                fault(out, f);
+            }
+            Op::ReleaseMultiple { bases, fault: f } => {
+                variant(out, 5, 7);
+                list(out, bases, false, addr);
+                fault(out, f);
+            }
+            Op::Shutdown { fault: f } => {
+                variant(out, 6, 7);
+                fault(out, f);
+            }
+        }
+    }
+
+    fn step(out: &mut Vec<u8>, s: &BatchStep) {
+        match s {
+            BatchStep::Deinitialize { keys, fault: f } => {
+                variant(out, 0, 4);
+                list(out, keys, false, addr);
+                fault(out, f);
+            }
+            BatchStep::Release { bases, fault: f } => {
+                variant(out, 1, 4);
+                list(out, bases, false, addr);
+                fault(out, f);
+            }
+            BatchStep::Initialize(req) => {
+                variant(out, 2, 4);
+                init(out, req);
+            }
+            BatchStep::Reserve(s) => {
+                variant(out, 3, 4);
+                size(out, s);
+            }
+        }
+    }
+
+    /// A `core_ops` input.
+    #[must_use]
+    pub fn core(input: &CoreInput) -> Vec<u8> {
+        let mut out = Vec::new();
+        setup(&mut out, &input.setup);
+        list(&mut out, &input.ops, true, op);
+        out
+    }
+
+    /// A `batch_ops` input.
+    #[must_use]
+    pub fn batch(input: &BatchInput) -> Vec<u8> {
+        let mut out = Vec::new();
+        setup(&mut out, &input.setup);
+        out.extend_from_slice(&input.slabs);
+        list(&mut out, &input.regions, false, init);
+        list(&mut out, &input.steps, true, step);
+        out
     }
 }

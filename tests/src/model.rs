@@ -12,6 +12,35 @@
 //! The model also models the fault plan of the host ([`FaultPlan`]): "the k-th fallible call
 //! fails" and "every call of this kind fails", so it predicts exactly which call fails and
 //! everything that follows (rollback calls, quarantine, dealloc actions, the error).
+//!
+//! # Lazy protection (hosts that write through an alias)
+//!
+//! With [`ModelConfig::alias`] the host's writes reach every page whatever its protection,
+//! and the map protects lazily. The rules the model follows, in its own terms:
+//!
+//! - A free page keeps the protection it was left at, and its old bytes are gone: zeros, or
+//!   trap bytes where it was left executable and the bytes were not discarded.
+//! - What the map knows of a free page is its *record*: freeing a segment's pages records them
+//!   with the protection they were left at, one record per segment; claiming pages takes
+//!   them out of the records they were in (what is left of a record stays recorded, as pieces).
+//!   A page without a record is read-write, unless its slab has *lost* a protection (below):
+//!   then the map does not know it.
+//! - Initialize protects a segment iff some page of it is not known to be at the segment's
+//!   protection already; touching segments of equal protection that both need it share one
+//!   protect. Then the icache flushes, as with any host.
+//! - Freeing pages (deinitialize, rollback, Finalize pages) sends a page back to read-write
+//!   only if its protection is in doubt (a rolled-back segment that initialize protected or
+//!   meant to) or if it is executable and its bytes are discarded (zeros are no trap
+//!   instructions); the others keep their protection. Runs of pages reset together hold
+//!   only pages that go back, or only pages that do not; resetting one request's pages does
+//!   the ones that go back first.
+//! - A fixed span table counts the records among its entries. When initialize needs room it
+//!   forgets whole records, lowest address first, until what it reserves fits
+//!   ([`Model::evict`]); forgetting a record that was not read-write makes its slab lose a
+//!   protection for good (until it is released).
+//!
+//! The rules apply to flip hosts too, where every free page is read-write: the records
+//! exist, but nothing observable depends on them there.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,14 +53,29 @@ pub type MErr = Error<i32>;
 /// Not documented; observable through host-call merging.
 pub const BATCH_CHUNK: usize = 16;
 
+/// What a free page holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeBytes {
+    /// Zeros: fresh from reserve, discarded, or zero-filled.
+    Zero,
+    /// Trap bytes throughout ([`RecordingHost::TRAP_BYTE`](mapcore::testing::RecordingHost)):
+    /// freed executable on an alias host that does not discard.
+    Trap,
+    /// Old bytes may remain (retain policy or a host that cannot discard, flip host).
+    Stale,
+}
+
 /// What one page of a slab is, as far as the contract says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageState {
-    /// Free: read-write; reads zero unless `stale` (retain policy or a host that cannot
-    /// discard, where old bytes may remain).
+    /// Free.
     Free {
-        /// Old bytes may remain.
-        stale: bool,
+        /// The protection it is at: read-write, unless the host writes through an alias.
+        prot: Prot,
+        /// What it holds.
+        bytes: FreeBytes,
+        /// The map's record of its protection (see the module docs), by record number.
+        record: Option<u64>,
     },
     /// Part of the live region `key`, with the protection of its segment.
     Live {
@@ -60,6 +104,8 @@ pub enum PageState {
     Limbo {
         /// The protection it kept.
         prot: Prot,
+        /// The map's record of it: the region's pages are recorded free.
+        record: Option<u64>,
     },
 }
 
@@ -72,14 +118,22 @@ impl PageState {
         )
     }
 
+    /// The record of a free page (or of a page of a slab whose unmap failed).
+    fn record(self) -> Option<u64> {
+        match self {
+            Self::Free { record, .. } | Self::Limbo { record, .. } => record,
+            _ => None,
+        }
+    }
+
     /// The protection the host must show for the page, if the model knows it.
     #[must_use]
     pub fn expected_prot(self) -> Option<Prot> {
         match self {
-            Self::Free { .. } => Some(Prot::READ_WRITE),
-            Self::Live { prot, .. } | Self::Retiring { prot, .. } | Self::Limbo { prot } => {
-                Some(prot)
-            }
+            Self::Free { prot, .. }
+            | Self::Live { prot, .. }
+            | Self::Retiring { prot, .. }
+            | Self::Limbo { prot, .. } => Some(prot),
             Self::Quarantined { prot } => prot,
         }
     }
@@ -276,6 +330,9 @@ pub struct SlabM {
     pub seq: u64,
     /// A release ran but the host could not unmap: only a retried release is accepted.
     pub failed: bool,
+    /// A record that was not read-write was forgotten: pages without a record may be at any
+    /// protection.
+    pub lost: bool,
 }
 
 /// Model configuration: the map's `Config`, the host's capabilities, the storage capacities.
@@ -293,6 +350,8 @@ pub struct ModelConfig {
     pub allow_write_exec: bool,
     /// `Config::max_reservation`.
     pub max_reservation: usize,
+    /// `Capabilities::writes_through_alias`: lazy protection.
+    pub alias: bool,
     /// Slab table capacity (`None`: growable).
     pub slabs: Option<usize>,
     /// Region table capacity.
@@ -307,6 +366,29 @@ impl ModelConfig {
     pub fn discarding(&self) -> bool {
         self.discard_policy && self.host_discards
     }
+
+    /// Whether freeing pages at `prot` sends them back to read-write; `in_doubt`: a
+    /// rolled-back segment whose protection initialize changed or meant to.
+    fn goes_back(&self, prot: Prot, in_doubt: bool) -> bool {
+        if self.alias {
+            in_doubt || (self.discarding() && prot.contains(Prot::EXEC))
+        } else {
+            prot != Prot::READ_WRITE
+        }
+    }
+
+    /// What a page freed at `prot` holds afterwards (`left`: the protection it is left at).
+    fn freed_bytes(&self, left: Prot) -> FreeBytes {
+        if self.discarding() {
+            FreeBytes::Zero
+        } else if !self.alias {
+            FreeBytes::Stale
+        } else if left.contains(Prot::EXEC) {
+            FreeBytes::Trap
+        } else {
+            FreeBytes::Zero
+        }
+    }
 }
 
 /// One pages of an initialize request.
@@ -316,10 +398,12 @@ struct ReqPage {
     seg: usize,
     prot: Prot,
     finalize: bool,
+    /// When freed: goes back to read-write ([`ModelConfig::goes_back`]).
+    back: bool,
 }
 
 /// A maximal run of pages, with the first segment it covers (initialize) and whether some
-/// page in it is not read-write.
+/// page in it goes back to read-write when freed.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     start: usize,
@@ -339,19 +423,48 @@ fn runs(pages: &[ReqPage], page: usize, same: impl Fn(&ReqPage, &ReqPage) -> boo
         match out.last_mut() {
             Some(run) if joins => {
                 run.end = p.addr + page;
-                run.needs_protect |= p.prot != Prot::READ_WRITE;
+                run.needs_protect |= p.back;
             }
             _ => out.push(Run {
                 start: p.addr,
                 end: p.addr + page,
                 prot: p.prot,
                 seg: p.seg,
-                needs_protect: p.prot != Prot::READ_WRITE,
+                needs_protect: p.back,
             }),
         }
         prev = Some(*p);
     }
     out
+}
+
+/// A record of free pages (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    start: usize,
+    end: usize,
+    prot: Prot,
+}
+
+/// The entries initialize reserves room for to claim the pages `start..end`, given the records
+/// reaching into them. The map reserves for the worst case without counting the records a
+/// claim removes, except one: a single record that starts at or before the pages is reused
+/// when it starts there and cut when it starts below (one piece kept below, one made above if
+/// it reaches past them). Otherwise a new entry, plus one for the piece above the pages of a
+/// record reaching past them. Only observable through which records a full fixed table
+/// forgets ([`Model::evict`]).
+fn room_for(records: &[Record], start: usize, end: usize) -> usize {
+    let reached: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.start < end && start < r.end)
+        .collect();
+    match reached.as_slice() {
+        [] => 1,
+        [only] if only.start <= start => {
+            usize::from(only.start < start) + usize::from(only.end > end)
+        }
+        [.., last] => 1 + usize::from(last.end > end),
+    }
 }
 
 /// One reset of a deinitialize batch: `(start, end, needs_protect, member regions)`.
@@ -378,6 +491,8 @@ pub struct Model {
     /// capacity until the slab is unmapped).
     qentries: Vec<(usize, usize, usize)>,
     seq: u64,
+    /// The number of the last record made.
+    records: u64,
     faults: FaultState,
     /// Fallible host calls the current operation must make, in order.
     pub calls: Vec<CallM>,
@@ -415,6 +530,7 @@ impl Model {
             regions: BTreeMap::new(),
             qentries: Vec::new(),
             seq: 0,
+            records: 0,
             faults: FaultState::default(),
             calls: Vec::new(),
             actions: Vec::new(),
@@ -518,8 +634,161 @@ impl Model {
         failed
     }
 
+    /// Entries of the span table other than records: live regions' segments, quarantined
+    /// runs.
     fn entries(&self) -> usize {
         self.regions.values().map(|r| r.spans.len()).sum::<usize>() + self.qentries.len()
+    }
+
+    /// The records, lowest first. A record is a maximal run of consecutive pages carrying its
+    /// number: the pieces a claim leaves of one record are never adjacent (the claimed pages
+    /// lie between them, and freeing those makes a new record).
+    fn records(&self) -> Vec<Record> {
+        let page = self.cfg.page_size;
+        let mut out: Vec<(Record, u64)> = Vec::new();
+        for (&addr, state) in &self.pages {
+            let Some(number) = state.record() else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((r, last)) if *last == number && r.end == addr => r.end += page,
+                _ => out.push((
+                    Record {
+                        start: addr,
+                        end: addr + page,
+                        prot: state.expected_prot().unwrap_or(Prot::READ_WRITE),
+                    },
+                    number,
+                )),
+            }
+        }
+        out.into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// How many records there would be with the pages `claimed` taken out of them.
+    fn records_except(&self, claimed: &BTreeSet<usize>) -> usize {
+        let page = self.cfg.page_size;
+        let mut count = 0;
+        let mut last: Option<(usize, u64)> = None;
+        for (&addr, state) in &self.pages {
+            let number = state.record().filter(|_| !claimed.contains(&addr));
+            if let Some(n) = number {
+                if last != Some((addr, n)) {
+                    count += 1;
+                }
+                last = Some((addr + page, n));
+            }
+        }
+        count
+    }
+
+    /// Numbers for `n` new records: the result plus 1 to `n`.
+    fn new_records(&mut self, n: usize) -> u64 {
+        let first = self.records;
+        self.records += n as u64;
+        first
+    }
+
+    /// A page of a segment at `prot` once freed into record `record`; `back`: it goes back to
+    /// read-write.
+    fn freed(&self, prot: Prot, back: bool, record: u64) -> PageState {
+        let left = if self.cfg.alias && !back {
+            prot
+        } else {
+            Prot::READ_WRITE
+        };
+        PageState::Free {
+            prot: left,
+            bytes: self.cfg.freed_bytes(left),
+            record: Some(record),
+        }
+    }
+
+    /// Whether the map knows that the free page `addr` of a slab (`lost`: that lost a
+    /// protection) is at `prot`: its record says so, or it has none and is read-write by
+    /// default.
+    fn known_at(&self, addr: usize, lost: bool, prot: Prot) -> bool {
+        match self.pages[&addr] {
+            PageState::Free {
+                prot: at,
+                record: Some(_),
+                ..
+            } => at == prot,
+            PageState::Free {
+                prot: at,
+                record: None,
+                ..
+            } => {
+                assert!(
+                    lost || at == Prot::READ_WRITE,
+                    "model: {addr:#x} unrecorded at {at}"
+                );
+                !lost && prot == Prot::READ_WRITE
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes room for `needed` more entries in a span table of `cap` entries, forgetting
+    /// records lowest first while it is short; returns whether the room is there. A forgotten
+    /// record that was not read-write makes its slab lose a protection.
+    fn evict(&mut self, cap: usize, needed: usize) -> bool {
+        let page = self.cfg.page_size;
+        let records = self.records();
+        let mut count = self.entries() + records.len();
+        for r in records {
+            if count + needed <= cap {
+                break;
+            }
+            for addr in (r.start..r.end).step_by(page) {
+                let forgotten = match self.pages[&addr] {
+                    PageState::Free { prot, bytes, .. } => PageState::Free {
+                        prot,
+                        bytes,
+                        record: None,
+                    },
+                    PageState::Limbo { prot, .. } => PageState::Limbo { prot, record: None },
+                    other => other,
+                };
+                self.set_page(addr, forgotten);
+            }
+            if r.prot != Prot::READ_WRITE {
+                if let Some(slab) = self.slab_containing(r.start) {
+                    if let Some(s) = self.slabs.get_mut(&slab) {
+                        s.lost = true;
+                    }
+                }
+            }
+            count -= 1;
+        }
+        count + needed <= cap
+    }
+
+    /// Resets the pages of one request (a rollback, or its Finalize pages) in runs of
+    /// consecutive pages: one pass over them all on a flip host; lazily the pages that go back
+    /// to read-write first, then the others, never in one run. Keeps going after a failed
+    /// protect; returns the first failure with the segment its run starts in.
+    fn reset_pages(&mut self, pages: &[ReqPage]) -> Option<(usize, i32)> {
+        let page = self.cfg.page_size;
+        let passes: &[Option<bool>] = if self.cfg.alias {
+            &[Some(true), Some(false)]
+        } else {
+            &[None]
+        };
+        let mut first_error = None;
+        for pass in passes {
+            let these: Vec<ReqPage> = pages
+                .iter()
+                .copied()
+                .filter(|p| pass.is_none_or(|back| p.back == back))
+                .collect();
+            for run in runs(&these, page, |_, _| true) {
+                if let Err(e) = self.reset_run(run.start, run.end, run.needs_protect) {
+                    first_error.get_or_insert((run.seg, e));
+                }
+            }
+        }
+        first_error
     }
 
     /// Resets one run to the free state: protect back to read-write where needed, then
@@ -613,10 +882,16 @@ impl Model {
                 size,
                 seq,
                 failed: false,
+                lost: false,
             },
         );
+        let fresh = PageState::Free {
+            prot: Prot::READ_WRITE,
+            bytes: FreeBytes::Zero,
+            record: None,
+        };
         for p in (base..base + size).step_by(page) {
-            self.set_page(p, PageState::Free { stale: false });
+            self.set_page(p, fresh);
         }
         self.slab_history.push((base, size));
         Ok(base)
@@ -782,6 +1057,7 @@ impl Model {
                     seg: i,
                     prot: s.prot,
                     finalize: s.finalize,
+                    back: false,
                 });
             }
         }
@@ -802,23 +1078,46 @@ impl Model {
         {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
-        if self
-            .cfg
-            .spans
-            .is_some_and(|cap| self.entries() + nonempty.len() > cap)
-        {
-            return Err(Error::CapacityExceeded(Limit::Spans));
+        // The segments to protect: some page not known to be at the segment's protection
+        // (decided before records are forgotten below).
+        let lost = self.slabs[&slab].lost;
+        let changed: BTreeSet<usize> = rp
+            .iter()
+            .filter(|p| !self.known_at(p.addr, lost, p.prot))
+            .map(|p| p.seg)
+            .collect();
+        if let Some(cap) = self.cfg.spans {
+            let records = self.records();
+            let reserved = nonempty
+                .iter()
+                .map(|&i| room_for(&records, segs[i].addr, ends[i]))
+                .sum();
+            if self.evict(cap, reserved) {
+                // The claim must fit: its segments, and the records (or pieces) it leaves.
+                let claimed: BTreeSet<usize> = rp.iter().map(|p| p.addr).collect();
+                let left = self.records_except(&claimed);
+                let after = self.entries() + left + nonempty.len();
+                assert!(
+                    after <= cap,
+                    "core bug: initialize reserved {reserved} span-table entries and forgot \
+                     records to make room, but its claim leaves {after} entries in a table of \
+                     {cap} (replay.rs: forgotten_record_was_counted_as_reused)"
+                );
+            } else if self.entries() + nonempty.len() > cap {
+                // Every record forgotten: the claim adds one entry per segment.
+                return Err(Error::CapacityExceeded(Limit::Spans));
+            }
         }
 
         // Side effects: content, protections, icache, finalize actions, Finalize pages.
         self.writable.extend(rp.iter().map(|p| p.addr));
-        let rollback = |m: &mut Self| m.roll_back(&rp, segs, &nonempty, &ends, slab);
-        let non_rw: Vec<ReqPage> = rp
+        let rollback = |m: &mut Self| m.roll_back(&rp, segs, &nonempty, &ends, slab, &changed);
+        let to_protect: Vec<ReqPage> = rp
             .iter()
             .copied()
-            .filter(|p| p.prot != Prot::READ_WRITE)
+            .filter(|p| changed.contains(&p.seg))
             .collect();
-        for run in runs(&non_rw, page, |a, b| a.prot == b.prot) {
+        for run in runs(&to_protect, page, |a, b| a.prot == b.prot) {
             let call = ExpCall::Protect {
                 start: run.start,
                 end: run.end,
@@ -880,16 +1179,13 @@ impl Model {
         let kept_exec = move |prot: Prot| !reuse_exec && prot.contains(Prot::EXEC);
         let fin: Vec<ReqPage> = rp
             .iter()
-            .copied()
             .filter(|p| p.finalize && !kept_exec(p.prot))
+            .map(|p| ReqPage {
+                back: self.cfg.goes_back(p.prot, false),
+                ..*p
+            })
             .collect();
-        let mut first_error = None;
-        for run in runs(&fin, page, |_, _| true) {
-            if let Err(e) = self.reset_run(run.start, run.end, run.needs_protect) {
-                first_error.get_or_insert((run.seg, e));
-            }
-        }
-        if let Some((seg, error)) = first_error {
+        if let Some((seg, error)) = self.reset_pages(&fin) {
             // Dealloc failures during this cleanup are not reported (the error has no field).
             self.run_deallocs(&kept);
             let quarantined = rollback(self);
@@ -901,15 +1197,14 @@ impl Model {
             });
         }
 
-        // Commit.
-        let free = PageState::Free {
-            stale: !self.cfg.discarding(),
-        };
+        // Commit: Finalize pages freed, one record per segment.
+        let records = self.new_records(segs.len());
         for p in &rp {
             let state = if p.finalize && kept_exec(p.prot) {
                 PageState::Quarantined { prot: Some(p.prot) }
             } else if p.finalize {
-                free
+                let back = self.cfg.goes_back(p.prot, false);
+                self.freed(p.prot, back, records + 1 + p.seg as u64)
             } else {
                 PageState::Live { key, prot: p.prot }
             };
@@ -952,10 +1247,11 @@ impl Model {
         Ok(key)
     }
 
-    /// Undoes a claimed initialize: every page of the request back to free (one reset per
-    /// maximal run of request pages); if a protect back fails, every page of the request is
-    /// quarantined. Executable pages of a host that cannot reuse them are never reset, always
-    /// quarantined. Returns whether the rest had to be.
+    /// Undoes a claimed initialize: every page of the request back to free
+    /// ([`Model::reset_pages`]; the pages of `changed` segments, whose protection initialize
+    /// changed or meant to, are in doubt); if a protect back fails, every page of the request
+    /// is quarantined. Executable pages of a host that cannot reuse them are never reset,
+    /// always quarantined. Returns whether the rest had to be.
     fn roll_back(
         &mut self,
         rp: &[ReqPage],
@@ -963,25 +1259,30 @@ impl Model {
         nonempty: &[usize],
         ends: &[usize],
         slab: usize,
+        changed: &BTreeSet<usize>,
     ) -> bool {
         let reuse_exec = self.cfg.reuse_exec;
         let kept_exec = |prot: Prot| !reuse_exec && prot.contains(Prot::EXEC);
-        let resettable: Vec<ReqPage> = rp.iter().copied().filter(|p| !kept_exec(p.prot)).collect();
-        let mut quarantined = false;
-        for run in runs(&resettable, self.cfg.page_size, |_, _| true) {
-            quarantined |= self
-                .reset_run(run.start, run.end, run.needs_protect)
-                .is_err();
-        }
-        for p in rp {
-            let state = if quarantined || kept_exec(p.prot) {
+        let resettable: Vec<ReqPage> = rp
+            .iter()
+            .filter(|p| !kept_exec(p.prot))
+            .map(|p| ReqPage {
+                back: self.cfg.goes_back(p.prot, changed.contains(&p.seg)),
+                ..*p
+            })
+            .collect();
+        let quarantined = self.reset_pages(&resettable).is_some();
+        let records = self.new_records(segs.len());
+        for p in &resettable {
+            let state = if quarantined {
                 PageState::Quarantined { prot: None }
             } else {
-                PageState::Free {
-                    stale: !self.cfg.discarding(),
-                }
+                self.freed(p.prot, p.back, records + 1 + p.seg as u64)
             };
             self.set_page(p.addr, state);
+        }
+        for p in rp.iter().filter(|p| kept_exec(p.prot)) {
+            self.set_page(p.addr, PageState::Quarantined { prot: None });
         }
         for &i in nonempty {
             if quarantined || kept_exec(segs[i].prot) {
@@ -1081,17 +1382,27 @@ impl Model {
             }
         }
         all.sort_unstable();
-        // (start, end, needs_protect, members)
+        // Lazily without discarding, freed pages are only overwritten: no fallible call.
+        if self.cfg.alias && !self.cfg.discarding() {
+            all.clear();
+        }
+        // (start, end, needs_protect, members); lazily a run holds only pages that go back
+        // to read-write, or only pages that do not.
         let mut resets: Vec<Reset> = Vec::new();
         for (p, i, prot) in all {
             let slab = self.slab_containing(p);
+            let back = self.cfg.goes_back(prot, false);
             match resets.last_mut() {
-                Some((rs, re, needs, members)) if *re == p && self.slab_containing(*rs) == slab => {
+                Some((rs, re, needs, members))
+                    if *re == p
+                        && self.slab_containing(*rs) == slab
+                        && (!self.cfg.alias || *needs == back) =>
+                {
                     *re = p + page;
-                    *needs |= prot != Prot::READ_WRITE;
+                    *needs |= back;
                     members.insert(i);
                 }
-                _ => resets.push((p, p + page, prot != Prot::READ_WRITE, BTreeSet::from([i]))),
+                _ => resets.push((p, p + page, back, BTreeSet::from([i]))),
             }
         }
         for r in &retired {
@@ -1111,10 +1422,7 @@ impl Model {
                 }
             }
         }
-        // Forget the regions, then report.
-        let free = PageState::Free {
-            stale: !self.cfg.discarding(),
-        };
+        // Forget the regions (a record per segment), then report.
         for r in &retired {
             for &(s, e, prot) in &r.region.spans {
                 let exec_kept = !reuse_exec && prot.contains(Prot::EXEC);
@@ -1123,7 +1431,8 @@ impl Model {
                 } else if r.error.is_some() {
                     PageState::Quarantined { prot: None }
                 } else {
-                    free
+                    let record = self.new_records(1) + 1;
+                    self.freed(prot, self.cfg.goes_back(prot, false), record)
                 };
                 for p in (s..e).step_by(page) {
                     self.set_page(p, state);
@@ -1174,9 +1483,11 @@ impl Model {
                 continue;
             };
             dealloc_failures += self.run_deallocs(&region.deallocs);
+            // The pages are recorded free at their protection until the slab is unmapped.
             for &(s, e, prot) in &region.spans {
+                let record = Some(self.new_records(1) + 1);
                 for p in (s..e).step_by(page) {
-                    self.set_page(p, PageState::Limbo { prot });
+                    self.set_page(p, PageState::Limbo { prot, record });
                 }
             }
         }

@@ -17,7 +17,7 @@ use mapcore_std::LibcHost;
 
 use crate::driver::{configs, drive, Mapped, Probe, SmallStorage, Sweep, Tally};
 use crate::input::{Op, Setup};
-use crate::model::{FaultPlan, Model, PageState};
+use crate::model::{FaultPlan, FreeBytes, Model, PageState};
 
 /// `/proc/self` files of this process.
 #[derive(Debug)]
@@ -150,9 +150,14 @@ impl Probe for Libc {
         // in place and zeroed again (a rejected request) is resident without the map's fault.
         if model.cfg.discarding() {
             for &addr in &model.touched {
-                if model.page_state(addr) == Some(PageState::Free { stale: false })
-                    && self.resident(addr)
-                {
+                let zero = matches!(
+                    model.page_state(addr),
+                    Some(PageState::Free {
+                        bytes: FreeBytes::Zero,
+                        ..
+                    })
+                );
+                if zero && self.resident(addr) {
                     return Err(format!(
                         "free page {addr:#x} is still resident after discard"
                     ));
