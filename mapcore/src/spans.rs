@@ -248,6 +248,24 @@ impl<S: Storage> Spans<S> {
         survey
     }
 
+    /// How many free entries there are that `touched` selects, and how many it does not:
+    /// `(untouched, touched)`. Walks the table: for a full fixed table only.
+    pub(crate) fn count_free(&self, touched: impl Fn(PageRange) -> bool) -> (usize, usize) {
+        let (mut untouched, mut touching) = (0, 0);
+        let mut cursor = self.by_start.above(&0, true);
+        while let Some((start, entry)) = cursor {
+            if entry.owner == Owner::Free {
+                if touched(entry.span.range) {
+                    touching += 1;
+                } else {
+                    untouched += 1;
+                }
+            }
+            cursor = self.by_start.above(&start, false);
+        }
+        (untouched, touching)
+    }
+
     /// Forgets `evictable` free entries, lowest first, until `needed` more entries fit (all of
     /// them if `needed` is `None`); calls `lost` with each forgotten entry that was not
     /// read-write. Returns whether the room is there. Walks the table: for a full fixed table

@@ -335,16 +335,7 @@ impl<S: Storage> State<S> {
             return Err(Error::CapacityExceeded(Limit::Regions));
         }
         // With every free entry forgotten, nothing is cut: one entry a span.
-        // A full fixed table makes room by forgetting free entries: first those the claim does
-        // not touch (so `extra` still counts right), then all of them, after which nothing is
-        // cut and the claim adds one entry a span.
-        let touches = |range: PageRange| plan.spans.iter().any(|s| s.range.overlaps(&range));
-        let fits = self.spans.make_room(extra)
-            || self.evict_free(Some(extra), |range| !touches(range))
-            || {
-                self.evict_free(None, touches);
-                self.spans.make_room(plan.spans.len())
-            };
+        let fits = self.spans.make_room(extra) || self.forget_free_for(plan.spans, extra);
         if !fits {
             return Err(Error::CapacityExceeded(Limit::Spans));
         }
@@ -359,9 +350,31 @@ impl<S: Storage> State<S> {
         })
     }
 
-    /// Makes room for `needed` more spans in a full table by forgetting free entries that
-    /// are `evictable`; a slab whose free pages lose a protection other than read-write
-    /// remembers it.
+    /// Makes room in a full table for a claim of `spans` that needs `extra` more entries, by
+    /// forgetting free entries: first those the claim does not touch (so that `extra` still
+    /// counts right), lowest first; if that is not enough, all of them (then nothing is cut
+    /// and the claim needs one entry a span). Forgets nothing if even that would not make
+    /// room, so that a refused request changes nothing. Walks the table: for a full fixed
+    /// table only.
+    fn forget_free_for(&mut self, spans: &[Span], extra: usize) -> bool {
+        let touches = |range: PageRange| spans.iter().any(|s| s.range.overlaps(&range));
+        let (untouched, touched) = self.spans.count_free(touches);
+        if self.spans.make_room(extra.saturating_sub(untouched)) {
+            self.evict_free(Some(extra), |range| !touches(range))
+        } else if self
+            .spans
+            .make_room(spans.len().saturating_sub(untouched + touched))
+        {
+            self.evict_free(None, |_| true);
+            self.spans.make_room(spans.len())
+        } else {
+            false
+        }
+    }
+
+    /// Makes room for `needed` more spans (`None`: as much as there is) by forgetting free
+    /// entries that are `evictable`; a slab whose free pages lose a protection other than
+    /// read-write remembers it.
     fn evict_free(&mut self, needed: Option<usize>, evictable: impl Fn(PageRange) -> bool) -> bool {
         let (spans, slabs) = (&mut self.spans, &mut self.slabs);
         spans.evict_free(needed, evictable, |range| {

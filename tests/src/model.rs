@@ -729,15 +729,21 @@ impl Model {
         }
     }
 
-    /// Makes room for `needed` more entries in a span table of `cap` entries, forgetting
-    /// records lowest first while it is short; returns whether the room is there. A forgotten
-    /// record that was not read-write makes its slab lose a protection.
-    fn evict(&mut self, cap: usize, needed: usize) -> bool {
+    /// Makes room for `needed` more entries in a span table of `cap` entries (`None`: forgets
+    /// every record `evictable` selects), forgetting the selected records lowest first while
+    /// it is short; returns whether the room is there. A forgotten record that was not
+    /// read-write makes its slab lose a protection.
+    fn evict(
+        &mut self,
+        cap: usize,
+        needed: Option<usize>,
+        evictable: impl Fn(&Record) -> bool,
+    ) -> bool {
         let page = self.cfg.page_size;
         let records = self.records();
         let mut count = self.entries() + records.len();
-        for r in records {
-            if count + needed <= cap {
+        for r in records.into_iter().filter(|r| evictable(r)) {
+            if needed.is_some_and(|n| count + n <= cap) {
                 break;
             }
             for addr in (r.start..r.end).step_by(page) {
@@ -761,7 +767,7 @@ impl Model {
             }
             count -= 1;
         }
-        count + needed <= cap
+        needed.is_none_or(|n| count + n <= cap)
     }
 
     /// Resets the pages of one request (a rollback, or its Finalize pages) in runs of
@@ -1087,14 +1093,32 @@ impl Model {
             .map(|p| p.seg)
             .collect();
         if let Some(cap) = self.cfg.spans {
+            // The contract for a full fixed table: free records the claim does not touch are
+            // forgotten first, lowest first, until the claim's reservation fits; if forgetting
+            // all of those is not enough, every record is forgotten and the claim takes one
+            // entry a segment; if even that does not fit, nothing is forgotten.
             let records = self.records();
-            let reserved = nonempty
+            let reserved: usize = nonempty
                 .iter()
                 .map(|&i| room_for(&records, segs[i].addr, ends[i]))
                 .sum();
-            if self.evict(cap, reserved) {
+            let claimed: BTreeSet<usize> = rp.iter().map(|p| p.addr).collect();
+            let touches = |r: &Record| (r.start..r.end).step_by(page).any(|a| claimed.contains(&a));
+            let touching = records.iter().filter(|r| touches(r)).count();
+            let untouched = records.len() - touching;
+            let count = self.entries() + records.len();
+            let fits = if count + reserved <= cap {
+                true
+            } else if count - untouched + reserved <= cap {
+                self.evict(cap, Some(reserved), |r| !touches(r))
+            } else if count - records.len() + nonempty.len() <= cap {
+                self.evict(cap, None, |_| true);
+                true
+            } else {
+                false
+            };
+            if fits {
                 // The claim must fit: its segments, and the records (or pieces) it leaves.
-                let claimed: BTreeSet<usize> = rp.iter().map(|p| p.addr).collect();
                 let left = self.records_except(&claimed);
                 let after = self.entries() + left + nonempty.len();
                 assert!(
@@ -1103,8 +1127,7 @@ impl Model {
                      records to make room, but its claim leaves {after} entries in a table of \
                      {cap} (replay.rs: forgotten_record_was_counted_as_reused)"
                 );
-            } else if self.entries() + nonempty.len() > cap {
-                // Every record forgotten: the claim adds one entry per segment.
+            } else {
                 return Err(Error::CapacityExceeded(Limit::Spans));
             }
         }

@@ -965,19 +965,19 @@ mod scenarios {
         );
     }
 
-    /// Core bug (found by `batch_ops` with an 8-entry span table, minimized here to the
-    /// driver's 12-entry one and a flip host): with the span table full, initialize
-    /// reserves room for a segment that starts exactly where a free record starts and ends
-    /// with or after it as zero new entries (the record is reused or removed), then makes
-    /// room by forgetting the lowest free records, which may be that very record; the claim
-    /// then adds one entry more than the room made. Here: pages 2-12 hold 11 live segments,
-    /// page 0 a free record (12 entries); a request for page 0 and page 13 reserves one entry,
-    /// forgets the record at page 0 to get it, and needs two. `take` fails ("place made room
-    /// for the spans" in debug builds; in release the second segment goes unrecorded, so its
-    /// pages could be handed out twice). The contract answer is `CapacityExceeded(Spans)`:
-    /// 11 live entries and 2 new ones do not fit in 12.
+    /// A core bug, fixed (found by `batch_ops` with an 8-entry span table, minimized here to
+    /// the driver's 12-entry one and a flip host): with the span table full, initialize
+    /// reserved room for a segment that starts exactly where a free record starts and ends
+    /// with or after it as zero new entries (the record is reused or removed), then made
+    /// room by forgetting the lowest free records, which could be that very record; the
+    /// claim then added one entry more than the room made. Here: pages 2-12 hold 11 live
+    /// segments, page 0 a free record (12 entries); a request for page 0 and page 13 reserved
+    /// one entry, forgot the record at page 0 to get it, and needed two. `take` failed ("place
+    /// made room for the spans" in debug builds; in release the second segment went
+    /// unrecorded, so its pages could be handed out twice). The contract answer is
+    /// `CapacityExceeded(Spans)`: 11 live entries and 2 new ones do not fit in 12; and since
+    /// the request is refused, the free record at page 0 is not forgotten either.
     #[test]
-    #[ignore = "core bug, reported: initialize reserves span-table room it then evicts"]
     fn forgotten_record_was_counted_as_reused() {
         let ops = vec![
             reserve(16),
