@@ -138,6 +138,15 @@ impl DualMappedHost {
         self.read_slabs().get(&base).map(|s| s.alias)
     }
 
+    /// The alias address of the execution address `addr`, if it lies in a slab of this host:
+    /// where a caller writes in place into pages the map leaves at any protection.
+    #[must_use]
+    pub fn alias_address(&self, addr: usize) -> Option<usize> {
+        let slabs = self.read_slabs();
+        let (base, slab) = slabs.range(..=addr).next_back()?;
+        (addr < base + slab.size).then(|| slab.alias + (addr - base))
+    }
+
     fn read_slabs(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<usize, Slab>> {
         self.slabs.read().unwrap_or_else(PoisonError::into_inner)
     }

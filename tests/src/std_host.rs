@@ -1,4 +1,5 @@
-//! The libc host of mapcore-std as a [`Probe`]: the same operations and model as on the
+//! mapcore-std's real hosts as a [`Probe`], the flip host (`LibcHost`) or, with the setup's
+//! alias bit, the dual-mapped one (`DualMappedHost`): the same operations and model as on the
 //! recording host, with the kernel as the oracle. No faults can be injected into a real host,
 //! so the model is told none.
 //!
@@ -7,21 +8,25 @@
 //! - residency: freed pages must not be resident (`/proc/self/pagemap`, the `mincore`
 //!   information without unsafe code) when the map discards;
 //! - contents: read through `/proc/self/mem`, which ignores page protections; in-place content
-//!   is written the same way.
+//!   is written the same way on the flip host, and through the read-write alias on the
+//!   dual-mapped one (whose free pages may be at any protection, and whose shared mappings
+//!   `/proc/self/mem` cannot write where they are not writable).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use mapcore::{Capabilities, Growable, Host, JitMap, Prot, Storage};
-use mapcore_std::LibcHost;
+use mapcore_std::{DualMappedHost, LibcHost, OsError};
 
 use crate::driver::{configs, drive, Mapped, Probe, SmallStorage, Sweep, Tally};
 use crate::input::{Op, Setup};
 use crate::model::{FaultPlan, FreeBytes, Model, PageState};
 
-/// `/proc/self` files of this process.
+/// `/proc/self` files of this process, and the dual-mapped host whose alias in-place content
+/// is written through, if the map is on one.
 #[derive(Debug)]
-pub struct Libc {
+pub struct Libc<'h> {
+    alias: Option<&'h DualMappedHost>,
     mem: File,
     pagemap: File,
     page: usize,
@@ -31,7 +36,7 @@ pub struct Libc {
     pub check_released: bool,
 }
 
-impl Libc {
+impl Libc<'_> {
     /// Opens the files.
     ///
     /// # Panics
@@ -47,6 +52,7 @@ impl Libc {
                 .unwrap_or_else(|e| panic!("/proc/self/{name}: {e}"))
         };
         Self {
+            alias: None,
             mem: open("mem"),
             pagemap: open("pagemap"),
             page,
@@ -85,9 +91,9 @@ fn mappings() -> Vec<(usize, usize, Prot)> {
         .collect()
 }
 
-/// A map over the libc host as a [`Subject`](crate::driver::Subject), checked with
+/// A map over a real host as a [`Subject`](crate::driver::Subject), checked with
 /// [`JitMap::check_invariants`] after every operation.
-pub fn libc_subject<S: Storage>(map: JitMap<LibcHost, S>) -> Mapped<LibcHost, S> {
+pub fn libc_subject<H: Host<Error = OsError>, S: Storage>(map: JitMap<H, S>) -> Mapped<H, S> {
     Mapped {
         map,
         errno: |e| e.raw_os_error(),
@@ -98,7 +104,7 @@ pub fn libc_subject<S: Storage>(map: JitMap<LibcHost, S>) -> Mapped<LibcHost, S>
     }
 }
 
-impl Probe for Libc {
+impl Probe for Libc<'_> {
     fn injects_faults(&self) -> bool {
         false
     }
@@ -112,7 +118,13 @@ impl Probe for Libc {
     }
 
     fn poke(&self, addr: usize, bytes: &[u8]) {
-        if let Err(e) = self.mem.write_all_at(bytes, addr as u64) {
+        let at = self
+            .alias
+            .map_or(Some(addr), |host| host.alias_address(addr));
+        let Some(at) = at else {
+            panic!("in-place content at {addr:#x}, in no slab of the dual-mapped host");
+        };
+        if let Err(e) = self.mem.write_all_at(bytes, at as u64) {
             panic!("/proc/self/mem write at {addr:#x}: {e}");
         }
     }
@@ -168,8 +180,9 @@ impl Probe for Libc {
     }
 }
 
-/// Replays operations on mapcore-std's libc host; panics on any disagreement. Faults in the input are ignored; the setup's page size and capability flags
-/// are the real host's.
+/// Replays operations on one of mapcore-std's real hosts (the dual-mapped one if the setup's
+/// alias bit is set, else the flip host); panics on any disagreement. Faults in the input are
+/// ignored; the setup's page size and capability flags are the real host's.
 #[inline]
 pub fn run_std(setup: &Setup, ops: &[Op]) {
     run_std_with(setup, ops, None, true);
@@ -179,29 +192,50 @@ pub fn run_std(setup: &Setup, ops: &[Op]) {
 /// (false in a multi-threaded test harness).
 #[inline]
 pub fn run_std_with(setup: &Setup, ops: &[Op], tally: Option<&mut Tally>, check_released: bool) {
-    let host = LibcHost::new();
+    if setup.writes_through_alias() {
+        let host = DualMappedHost::new();
+        let probe = Libc {
+            check_released,
+            alias: Some(&host),
+            ..Libc::new(host.page_size())
+        };
+        run_on(&host, setup, ops, tally, &probe);
+    } else {
+        let host = LibcHost::new();
+        let probe = Libc {
+            check_released,
+            ..Libc::new(host.page_size())
+        };
+        run_on(host, setup, ops, tally, &probe);
+    }
+}
+
+/// Drives `ops` on a map over `host` with `probe`.
+fn run_on<H: Host<Error = OsError>>(
+    host: H,
+    setup: &Setup,
+    ops: &[Op],
+    tally: Option<&mut Tally>,
+    probe: &Libc<'_>,
+) {
     let page = host.page_size();
     let capabilities: Capabilities = host.capabilities();
-    let probe = Libc {
-        check_released,
-        ..Libc::new(page)
-    };
     if setup.growable() {
         let (config, model) = configs(setup, page, capabilities, (None, None, None));
-        let map: JitMap<LibcHost, Growable> = JitMap::with_config(host, config);
+        let map: JitMap<H, Growable> = JitMap::with_config(host, config);
         drive(
             Box::new(libc_subject(map)),
-            &probe,
+            probe,
             Model::new(model),
             ops,
             tally,
         );
     } else {
         let (config, model) = configs(setup, page, capabilities, (Some(4), Some(6), Some(12)));
-        let map: JitMap<LibcHost, SmallStorage> = JitMap::with_config(host, config);
+        let map: JitMap<H, SmallStorage> = JitMap::with_config(host, config);
         drive(
             Box::new(libc_subject(map)),
-            &probe,
+            probe,
             Model::new(model),
             ops,
             tally,
