@@ -244,19 +244,8 @@ pub unsafe extern "C" fn mapcore_map_new_libc(
     out: *mut *mut mapcore_map,
     err: *mut mapcore_error,
 ) -> mapcore_status {
-    let run = || {
-        if out.is_null() {
-            return Err(Invalid::Null("out").into());
-        }
-        // SAFETY: `NULL` or readable, as the caller promises.
-        let config = unsafe { config_of(config) };
-        let map: JitMap<LibcHost, Growable> = JitMap::with_config(LibcHost::new(), config);
-        // SAFETY: non-null and valid for one write, as the caller promises.
-        unsafe { new_map(map, out) };
-        Ok(())
-    };
-    // SAFETY: `err` is `NULL` or writable, as the caller promises.
-    unsafe { guarded(err, run) }
+    // SAFETY: the caller's promises, passed on.
+    unsafe { new_builtin(LibcHost::new(), config, out, err) }
 }
 
 /// Makes a map over the built-in dual-mapped Linux host: each slab a memory file
@@ -283,14 +272,28 @@ pub unsafe extern "C" fn mapcore_map_new_dual(
     out: *mut *mut mapcore_map,
     err: *mut mapcore_error,
 ) -> mapcore_status {
+    // SAFETY: the caller's promises, passed on.
+    unsafe { new_builtin(DualMappedHost::new(), config, out, err) }
+}
+
+/// A map over one of the built-in hosts, stored in `*out`.
+///
+/// # Safety
+///
+/// As for `mapcore_map_new_libc`.
+unsafe fn new_builtin<H: Host<Error = OsError> + Send + 'static>(
+    host: H,
+    config: *const mapcore_config,
+    out: *mut *mut mapcore_map,
+    err: *mut mapcore_error,
+) -> mapcore_status {
     let run = || {
         if out.is_null() {
             return Err(Invalid::Null("out").into());
         }
         // SAFETY: `NULL` or readable, as the caller promises.
         let config = unsafe { config_of(config) };
-        let host = DualMappedHost::new();
-        let map: JitMap<DualMappedHost, Growable> = JitMap::with_config(host, config);
+        let map: JitMap<H, Growable> = JitMap::with_config(host, config);
         // SAFETY: non-null and valid for one write, as the caller promises.
         unsafe { new_map(map, out) };
         Ok(())

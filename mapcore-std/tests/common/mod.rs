@@ -419,19 +419,7 @@ pub(crate) fn in_mdwe_child(test: &str, checks: impl FnOnce()) {
         println!("{MDWE_CHILD_CHECKED}");
         return;
     }
-    let output = this_test_binary()
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(MDWE_CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "child failed ({}{}):\n{stdout}\n{stderr}",
-        output.status,
-        exec_hint(output.status)
-    );
+    let (stdout, stderr) = run_child(test, MDWE_CHILD_ENV);
     // With --nocapture the child's line follows libtest's "test NAME ... " on the same line.
     if let Some(line) = stdout
         .lines()
@@ -471,20 +459,28 @@ pub(crate) fn in_own_process(test: &str, checks: impl FnOnce()) {
         println!("{OWN_PROCESS_CHECKED}");
         return;
     }
-    let output = this_test_binary()
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(OWN_PROCESS_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "child failed{}:\n{stdout}\n{stderr}",
-        exec_hint(output.status)
-    );
+    let (stdout, stderr) = run_child(test, OWN_PROCESS_ENV);
     assert!(
         stdout.contains(OWN_PROCESS_CHECKED),
         "the child did not run the checks:\n{stdout}\n{stderr}"
     );
+}
+
+/// Runs this test binary again for the test `test` alone, with `env` set, and returns its
+/// stdout and stderr; fails unless it exited successfully.
+fn run_child(test: &str, env: &str) -> (String, String) {
+    let output = this_test_binary()
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "child failed ({}{}):\n{stdout}\n{stderr}",
+        output.status,
+        exec_hint(output.status)
+    );
+    (stdout, stderr)
 }
