@@ -35,8 +35,10 @@
 //!   only pages that go back, or only pages that do not; resetting one request's pages does
 //!   the ones that go back first.
 //! - A fixed span table counts the records among its entries. When initialize needs room it
-//!   forgets whole records, lowest address first, until what it reserves fits
-//!   ([`Model::evict`]); forgetting a record that was not read-write makes its slab lose a
+//!   forgets whole records the claim does not touch, lowest address first, until what it
+//!   reserves fits; if forgetting all of those is not enough, it forgets every record and
+//!   the claim takes one entry a segment; if even that would not fit, it forgets nothing
+//!   (`Model::evict`). Forgetting a record that was not read-write makes its slab lose a
 //!   protection for good (until it is released).
 //!
 //! The rules apply to flip hosts too, where every free page is read-write: the records
