@@ -74,6 +74,8 @@ struct Reset {
     lazy: bool,
     /// Freed pages are discarded.
     discard: bool,
+    /// Executable pages may be reused; when not, freed ones are quarantined instead.
+    reuse_exec: bool,
 }
 
 impl Reset {
@@ -89,6 +91,18 @@ impl Reset {
         } else {
             prot != Prot::READ_WRITE
         }
+    }
+
+    /// Whether reused pages may hold old bytes and must be zero-filled by initialize: freed
+    /// pages are not discarded.
+    fn zero_on_reuse(self) -> bool {
+        !self.discard
+    }
+
+    /// Which pages of a region being forgotten stay out of use, after resetting them
+    /// `failed` or not.
+    fn quarantine(self, failed: bool) -> Quarantine {
+        Quarantine::after_reset(failed, self.reuse_exec)
     }
 
     /// The protection pages at `prot` are left at by a reset.
@@ -188,17 +202,13 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.state.with(f)
     }
 
-    /// Whether reused pages may hold old bytes and must be zero-filled by initialize.
-    fn zero_on_reuse(&self) -> bool {
-        self.config.discard == DiscardPolicy::Retain || !self.host.capabilities().discard
-    }
-
-    /// How freed pages are reset.
+    /// How freed pages are reset, from one read of the host's capabilities.
     fn reset(&self) -> Reset {
         let capabilities = self.host.capabilities();
         Reset {
             lazy: capabilities.writes_through_alias,
             discard: self.config.discard == DiscardPolicy::Discard && capabilities.discard,
+            reuse_exec: capabilities.reuse_executable,
         }
     }
 
@@ -269,10 +279,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             Ok::<_, Error<H::Error>>(s.claim(placement))
         })?;
         let (region, changed) = (claim.region, claim.protect);
-        self.write_contents(request, &plan, claim.touched);
+        let reset = self.reset();
+        self.write_contents(request, &plan, claim.touched, reset);
 
         let fail = |op, segment, error| {
-            let quarantined = self.roll_back(region, plan.spans, changed);
+            let quarantined = self.roll_back(region, plan.spans, changed, reset);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
@@ -297,7 +308,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         let mut deallocs = Deallocs::new();
         if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
-            let quarantined = self.roll_back(region, plan.spans, changed);
+            let quarantined = self.roll_back(region, plan.spans, changed, reset);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
                 error: failure.error,
@@ -307,16 +318,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         }
         if plan.has_finalize {
             let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
-            let reset = self.reset_pages(plan.spans, finalize_only, SegmentSet::default());
-            if let Err((op, segment, error)) = reset {
+            let freed = self.reset_pages(plan.spans, finalize_only, SegmentSet::default(), reset);
+            if let Err((op, segment, error)) = freed {
                 run_dealloc_actions(&deallocs);
                 return fail(op, segment, error);
             }
         }
-        let reuse_exec = self.host.capabilities().reuse_executable;
-        let (has_finalize, reset) = (plan.has_finalize, self.reset());
+        let has_finalize = plan.has_finalize;
         self.with_state(|s| {
-            s.commit(region, &deallocs, has_finalize, reuse_exec, |span| {
+            s.commit(region, &deallocs, has_finalize, reset.reuse_exec, |span| {
                 reset.leaves(span.prot, false)
             });
         });
@@ -326,8 +336,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// Copies each segment's content and zero-fills the rest of its pages where they may
     /// hold old bytes: pages in `touched` (claimed before), when freed pages are not
     /// discarded.
-    fn write_contents(&self, request: &InitRequest<'_>, plan: &Plan<'_>, touched: PageRange) {
-        let zero = self.zero_on_reuse();
+    fn write_contents(
+        &self,
+        request: &InitRequest<'_>,
+        plan: &Plan<'_>,
+        touched: PageRange,
+        reset: Reset,
+    ) {
+        let zero = reset.zero_on_reuse();
         for span in plan.spans {
             let seg = &request.segments[span.segment];
             if let Content::Bytes(bytes) = seg.content {
@@ -360,11 +376,10 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         spans: &[Span],
         keep: impl Fn(&Span) -> bool,
         changed: SegmentSet,
+        reset: Reset,
     ) -> Result<(), (HostOp, usize, H::Error)> {
         // Executable pages a host cannot reuse are never reset: they are quarantined.
-        let reuse_exec = self.host.capabilities().reuse_executable;
-        let keep = |s: &Span| keep(s) && (reuse_exec || !s.prot.contains(Prot::EXEC));
-        let reset = self.reset();
+        let keep = |s: &Span| keep(s) && (reset.reuse_exec || !s.prot.contains(Prot::EXEC));
         let protects = |s: &Span| reset.protects(s.prot, changed.contains(s.segment));
         let mut first_error = None;
         // Lazily, a run holds only spans that are protected, or only spans that are not.
@@ -436,11 +451,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// Undoes a claimed initialize: every page back to the free state, the claim dropped.
     /// Returns whether some pages had to be quarantined. `changed`: the segments whose
     /// protection initialize changed or tried to change.
-    fn roll_back(&self, region: RegionId, spans: &[Span], changed: SegmentSet) -> bool {
-        let quarantined = self.reset_pages(spans, |_| true, changed).is_err();
-        let reuse_exec = self.host.capabilities().reuse_executable;
-        let quarantine = Quarantine::after_reset(quarantined, reuse_exec);
-        let reset = self.reset();
+    fn roll_back(
+        &self,
+        region: RegionId,
+        spans: &[Span],
+        changed: SegmentSet,
+        reset: Reset,
+    ) -> bool {
+        let quarantined = self.reset_pages(spans, |_| true, changed, reset).is_err();
+        let quarantine = reset.quarantine(quarantined);
         self.with_state(|s| {
             s.forget(region, quarantine, |span| {
                 reset.leaves(span.prot, changed.contains(span.segment))
@@ -530,7 +549,6 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// the regions' sorted spans, one span per step), then forgets the regions. Failures are
     /// recorded in the entries.
     fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
-        let reuse_exec = self.host.capabilities().reuse_executable;
         let reset = self.reset();
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
@@ -551,7 +569,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 let region = chunk[entry].region;
                 chunk[entry].next = self.with_state(|s| s.next_span_of(region, span.range.end()));
             }
-            if !reuse_exec && span.prot.contains(Prot::EXEC) {
+            if !reset.reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
             }
             let protect = reset.protects(span.prot, false);
@@ -572,16 +590,16 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             }
             run_slab = slab;
             if let Some(done) = run.replace((span.range, protect, 1 << entry)) {
-                self.finish_run(done, chunk);
+                self.finish_run(done, chunk, reset);
             }
         }
         if let Some(done) = run {
-            self.finish_run(done, chunk);
+            self.finish_run(done, chunk, reset);
         }
         // 3. Forget the regions.
         self.with_state(|s| {
             for entry in chunk.iter() {
-                let quarantine = Quarantine::after_reset(entry.error.is_some(), reuse_exec);
+                let quarantine = reset.quarantine(entry.error.is_some());
                 s.forget(entry.region, quarantine, |span| {
                     reset.leaves(span.prot, false)
                 });
@@ -616,8 +634,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         &self,
         (range, needs_protect, members): (PageRange, bool, u32),
         chunk: &mut [Retiring<H::Error>],
+        reset: Reset,
     ) {
-        if let Err(error) = self.reset_run(range, needs_protect, self.reset()) {
+        if let Err(error) = self.reset_run(range, needs_protect, reset) {
             for (bit, entry) in chunk.iter_mut().enumerate() {
                 if members & (1 << bit) != 0 {
                     entry.error.get_or_insert(Error::Host {
