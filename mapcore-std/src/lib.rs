@@ -59,10 +59,10 @@ pub use crate::cranelift::MapcoreMemoryProvider;
 pub use crate::dual_host::{Backing, DualMappedHost};
 pub use crate::error::OsError;
 pub use crate::flip_host::LibcHost;
-pub use crate::memory::{StdError, StdHost, StdJitMap};
+pub use crate::memory::{StdError, StdHost, StdJitMap, WxMode};
 pub use crate::page_size::page_size;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use crate::strategy::{detect, Detection, WxMode};
+pub use crate::strategy::{detect, Detection};
 
 pub use mapcore;
 pub use mapcore::{

@@ -7,6 +7,7 @@
 //! [`JitMap`]. This module has no unsafe code but the forwarding of the [`Host`] trait.
 #![expect(unsafe_code, reason = "StdHost forwards the unsafe Host trait")]
 
+use core::fmt;
 use core::ops::Deref;
 
 use mapcore::{Capabilities, Config, Error, Growable, Host, JitMap, PageRange, Prot};
@@ -16,7 +17,26 @@ use crate::dual_host::DualMappedHost;
 use crate::error::OsError;
 use crate::flip_host::LibcHost;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-use crate::strategy::{detect, Detection, WxMode};
+use crate::strategy::{detect, Detection};
+
+/// How a host makes pages executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WxMode {
+    /// [`LibcHost`](crate::LibcHost): one mapping per page, flipped with `mprotect`.
+    Flip,
+    /// [`DualMappedHost`](crate::DualMappedHost): a memory file mapped twice, written through
+    /// a read-write alias.
+    DualMapped,
+}
+
+impl fmt::Display for WxMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Flip => "flip",
+            Self::DualMapped => "dual-mapped",
+        })
+    }
+}
 
 /// The host of a [`StdJitMap`]: the flip host or the dual-mapped one, chosen at run time.
 #[derive(Debug)]
@@ -29,13 +49,23 @@ pub enum StdHost {
 }
 
 impl StdHost {
+    /// A new host of `mode`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[must_use]
+    pub fn of_mode(mode: WxMode) -> Self {
+        match mode {
+            WxMode::Flip => Self::Flip(LibcHost::new()),
+            WxMode::DualMapped => Self::DualMapped(DualMappedHost::new()),
+        }
+    }
+
     /// Which host this is.
     #[must_use]
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> WxMode {
         match self {
-            Self::Flip(_) => "flip",
+            Self::Flip(_) => WxMode::Flip,
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            Self::DualMapped(_) => "dual-mapped",
+            Self::DualMapped(_) => WxMode::DualMapped,
         }
     }
 }
@@ -168,16 +198,13 @@ impl StdJitMap {
     ///
     /// let (map, detection) = StdJitMap::detect(Config::DEFAULT);
     /// println!("W^X mode: {detection}");
-    /// assert_eq!(map.host().mode(), detection.mode.to_string());
+    /// assert_eq!(map.host().mode(), detection.mode);
     /// ```
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[must_use]
     pub fn detect(config: Config) -> (Self, Detection) {
         let detection = detect();
-        let host = match detection.mode {
-            WxMode::DualMapped => StdHost::DualMapped(DualMappedHost::new()),
-            WxMode::Flip => StdHost::Flip(LibcHost::new()),
-        };
+        let host = StdHost::of_mode(detection.mode);
         (Self::with_config(host, config), detection)
     }
 }

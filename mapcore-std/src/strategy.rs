@@ -11,26 +11,8 @@ use core::fmt;
 use core::ptr;
 use std::os::fd::AsRawFd;
 
+use crate::memory::WxMode;
 use crate::sys::cvt;
-
-/// How a host makes pages executable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WxMode {
-    /// [`LibcHost`](crate::LibcHost): one mapping per page, flipped with `mprotect`.
-    Flip,
-    /// [`DualMappedHost`](crate::DualMappedHost): a memory file mapped twice, written through
-    /// a read-write alias.
-    DualMapped,
-}
-
-impl fmt::Display for WxMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Flip => "flip",
-            Self::DualMapped => "dual-mapped",
-        })
-    }
-}
 
 /// What [`detect`] found and chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,7 +50,7 @@ fn in_slab(addr: *const u8, (base, size): (usize, usize)) -> bool {
 #[test]
 fn the_provider_keeps_its_map_on_the_flip_host() {
     let provider = MapcoreMemoryProvider::new().unwrap();
-    assert_eq!(provider.map().host().mode(), "flip");
+    assert_eq!(provider.map().host().mode(), mapcore_std::WxMode::Flip);
     // A map on the dual-mapped host is refused with a clear error.
     let dual = Arc::new(StdJitMap::new(mapcore_std::DualMappedHost::new()));
     let error = MapcoreMemoryProvider::with_map(dual, 1 << 20).unwrap_err();

@@ -12,7 +12,7 @@
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
-use mapcore_std::{Config, DualMappedHost, LibcHost, StdError, StdJitMap, WxMode};
+use mapcore_std::{Config, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
@@ -76,10 +76,7 @@ impl Memory {
     /// The map's host is the one [`WxChoice::choose`] picks.
     pub(crate) fn new(route: RouteFn, log: Log) -> Self {
         let wx = WxChoice::choose();
-        let map = match wx.mode {
-            WxMode::Flip => StdJitMap::with_config(LibcHost::new(), Config::DEFAULT),
-            WxMode::DualMapped => StdJitMap::with_config(DualMappedHost::new(), Config::DEFAULT),
-        };
+        let map = StdJitMap::with_config(StdHost::of_mode(wx.mode), Config::DEFAULT);
         Self {
             map,
             actions: ActionContext::new(route, log),
