@@ -307,7 +307,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             }
         }
         let mut deallocs = Deallocs::new();
-        if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
+        let finalized = if request.actions.is_empty() {
+            Ok(())
+        } else {
+            run_finalize_actions(request.actions, &mut deallocs)
+        };
+        if let Err(failure) = finalized {
             let quarantined = self.roll_back(region, plan.spans, changed, reset);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
