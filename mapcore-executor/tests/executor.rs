@@ -726,6 +726,40 @@ fn runs_jit_code() {
     assert_eq!(done.stat("live_regions_at_eof"), 1);
 }
 
+/// The kernel's vsyscall page, listed executable in `/proc/self/maps` on x86-64, and the top of
+/// the address space: run-as, finalize and dealloc actions aimed there are refused, and the
+/// executor lives on.
+#[test]
+fn kernel_addresses_are_not_code() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let base = exe.reserve(page);
+    for addr in [
+        0xffff_ffff_ff60_0000u64,
+        0xffff_ffff_ff60_0400,
+        u64::MAX - 15,
+    ] {
+        let args = Sps::new().u64(addr).u64(0).0;
+        let reply = exe.call("__llvm_orc_bootstrap_run_as_main_wrapper", &args);
+        assert_eq!(reply, b"", "{addr:#x}");
+        let args = Sps::new().u64(addr).0;
+        let reply = exe.call("__llvm_orc_bootstrap_run_as_void_function_wrapper", &args);
+        assert_eq!(reply, b"", "{addr:#x}");
+        let err = exe
+            .initialize(&[(0x03, base, 8, b"")], &[(addr, b"", 0, b"")])
+            .unwrap_err();
+        assert!(err.contains("not executable code"), "{addr:#x}: {err}");
+        let key = exe
+            .initialize(&[(0x03, base, 8, b"")], &[(0, b"", addr, b"")])
+            .unwrap();
+        let err = exe.deinitialize(&[key]).unwrap_err();
+        assert!(err.contains("not executable code"), "{addr:#x}: {err}");
+    }
+    let done = exe.finish();
+    assert!(done.status.success(), "{:?} {}", done.status, done.stderr);
+    done.assert_clean();
+}
+
 #[test]
 fn memory_access_is_real_and_checked() {
     let mut exe = Executor::start();
