@@ -11,6 +11,7 @@ mod code_addr;
 mod dispatch;
 mod dylib;
 mod eh_frame;
+mod failures;
 mod launch;
 mod log;
 mod mem_access;

@@ -635,6 +635,43 @@ fn batches_go_back_to_front_and_report_each_failure() {
     assert_eq!(done.stat("regions_deinitialized"), 3);
 }
 
+/// A batch of many bad entries gets a short error reply: the first failures in full, then a
+/// count (one message per entry made a 15 MiB request answer with 119 MiB).
+#[test]
+fn batch_errors_are_bounded() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let base = exe.reserve(page);
+    let key = exe.initialize(&[(0x03, base, 8, b"")], &[]).unwrap();
+    const ENTRIES: u64 = 200_000;
+    let garbage: Vec<u64> = (0..ENTRIES).map(|i| 0x1000 + i * 8).collect();
+    let mut keys = garbage.clone();
+    keys.push(key);
+    let err = exe.deinitialize(&keys).unwrap_err();
+    assert!(err.len() < 2048, "{} bytes: {}...", err.len(), &err[..200]);
+    assert!(
+        err.contains(&format!("{ENTRIES} batch entries failed")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("; and {} more", ENTRIES - 8)),
+        "{err}"
+    );
+    // Back to front: the last bad entries are reported in full.
+    assert!(err.contains(&format!("(entry {})", ENTRIES - 1)), "{err}");
+    let err = exe.release(&garbage).unwrap_err();
+    assert!(err.len() < 2048, "{} bytes", err.len());
+    assert!(
+        err.contains(&format!("; and {} more", ENTRIES - 8)),
+        "{err}"
+    );
+    // The good entry was processed: the slab is free again.
+    assert_eq!(exe.initialize(&[(0x03, base, page, b"")], &[]), Ok(base));
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+}
+
 #[cfg(target_arch = "x86_64")]
 /// The stats name the W^X mode and why: detected by default, or forced with
 /// `MAPCORE_EXECUTOR_WX`; JIT code runs, is freed and runs again at the same address in

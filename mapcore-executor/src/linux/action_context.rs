@@ -29,6 +29,7 @@ use mapcore_sps::split_wire_action;
 
 use super::cabi;
 use super::eh_frame::EhFrames;
+use super::failures::Failures;
 use super::log::Log;
 use super::stats::ActionStats;
 
@@ -64,7 +65,7 @@ pub(crate) struct ActionContext {
     route: RouteFn,
     log: Log,
     eh_frames: RefCell<EhFrames>,
-    failures: RefCell<Vec<String>>,
+    failures: RefCell<Failures>,
     failure_count: Cell<u64>,
 }
 
@@ -108,11 +109,11 @@ impl ActionContext {
         self.failure_count.set(self.failure_count.get() + 1);
         self.log
             .trace(format_args!("alloc action failed: {message}"));
-        self.failures.borrow_mut().push(message);
+        self.failures.borrow_mut().push(|| message);
     }
 
-    /// The messages of the actions that failed since the last call, oldest first.
-    pub(crate) fn take_failures(&self) -> Vec<String> {
+    /// The actions that failed since the last call, oldest first.
+    pub(crate) fn take_failures(&self) -> Failures {
         self.failures.take()
     }
 
@@ -198,7 +199,7 @@ mod tests {
         assert_eq!(from_b.run(), Err(ActionError::new(ACTION_FAILED)));
         let failures = b.take_failures();
         assert!(
-            failures[0].contains("no EH frame registered"),
+            failures.shown()[0].contains("no EH frame registered"),
             "{failures:?}"
         );
         assert!(b.take_failures().is_empty());
@@ -222,7 +223,7 @@ mod tests {
         assert_eq!(bound.context(), Some(Rc::as_ptr(&context).addr()));
         assert_eq!(bound.run(), Err(ActionError::new(NOT_AN_ACTION)));
         assert_eq!(
-            context.take_failures(),
+            context.take_failures().shown(),
             ["reserve is not an allocation action"]
         );
         let short = context.bind(&[1]).unwrap();

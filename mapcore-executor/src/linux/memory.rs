@@ -16,6 +16,7 @@ use mapcore_std::{Config, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
+use super::failures::Failures;
 use super::log::{self, Log};
 use super::reply::{self, Failure};
 use super::stats::{Shutdown, Stats};
@@ -124,11 +125,11 @@ impl Memory {
 }
 
 /// `": message; message"` for the failed actions, or nothing.
-fn detail(failures: &[String]) -> String {
+fn detail(failures: &Failures) -> String {
     if failures.is_empty() {
         String::new()
     } else {
-        format!(": {}", failures.join("; "))
+        format!(": {failures}")
     }
 }
 
@@ -190,7 +191,8 @@ pub(crate) fn initialize(
 }
 
 /// deinitialize (LLVM) / deinitializeMultiple (orc-rt): `(Addr instance, Seq<Addr key>)` →
-/// `Error`. Back to front; every entry is tried; the error lists each failing entry.
+/// `Error`. Back to front; every entry is tried; the error lists the first failing entries and
+/// counts the others.
 pub(crate) fn deinitialize(
     memory: &mut Memory,
     stats: &mut Stats,
@@ -203,16 +205,17 @@ pub(crate) fn deinitialize(
     let keys: Vec<usize> = args.addrs.iter().collect();
     let before = memory.map.region_count();
     memory.actions.take_failures();
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     let result = memory.map.deinitialize_multiple(&keys, |index, error| {
-        failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
+        failures.push(|| format!("key {:#x} (entry {index}): {error}", keys[index]));
     });
     stats.regions_deinitialized += before.saturating_sub(memory.map.region_count()) as u64;
     batch_reply(memory, NAME, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
-/// Back to front; every entry is tried; the error lists each failing entry.
+/// Back to front; every entry is tried; the error lists the first failing entries and counts
+/// the others.
 pub(crate) fn release(
     memory: &mut Memory,
     stats: &mut Stats,
@@ -225,9 +228,9 @@ pub(crate) fn release(
     let bases: Vec<usize> = args.addrs.iter().collect();
     let before = memory.map.slab_count();
     memory.actions.take_failures();
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     let result = memory.map.release_multiple(&bases, |index, error| {
-        failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
+        failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
     stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
     batch_reply(memory, NAME, result, failures)
@@ -237,14 +240,13 @@ fn batch_reply(
     memory: &Memory,
     wrapper: &str,
     result: Result<(), StdError>,
-    failures: Vec<String>,
+    failures: Failures,
 ) -> Result<Vec<u8>, Failure> {
     let actions = memory.actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(
-            "{wrapper}: {error}: {}{}",
-            failures.join("; "),
+            "{wrapper}: {error}: {failures}{}",
             detail(&actions)
         ))),
     }
