@@ -11,6 +11,7 @@ mod code_addr;
 mod dispatch;
 mod dylib;
 mod eh_frame;
+mod eh_frame_check;
 mod failures;
 mod launch;
 mod log;

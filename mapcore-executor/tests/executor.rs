@@ -1040,6 +1040,19 @@ fn eh_frame_actions_register_and_deregister() {
     let empty = range(base + 2 * page, base + 2 * page + 28);
     let err = exe.initialize(&[(0x01, base, 8, b"")], &[(reg, &empty, dereg, &empty)]);
     assert!(err.unwrap_err().contains("is empty"));
+    // An FDE whose CIE pointer leads before the section: libgcc would follow it on the next
+    // unwind.
+    let mut stray_fde = EH_FRAME[..24].to_vec();
+    stray_fde.extend_from_slice(&[20, 0, 0, 0, 0x00, 0x01, 0, 0]);
+    stray_fde.extend_from_slice(&[0; 20]);
+    let stray_cie = range(base, base + 48);
+    let err = exe.initialize(
+        &[(0x01, base, 52, &stray_fde)],
+        &[(reg, &stray_cie, dereg, &stray_cie)],
+    );
+    assert!(err
+        .unwrap_err()
+        .contains("CIE pointer does not lead to a CIE"));
     let unreadable = range(8, 36);
     let err = exe.initialize(&[(0x01, base, 8, b"")], &[(reg, &unreadable, 0, b"")]);
     assert!(err.unwrap_err().contains("not readable"));

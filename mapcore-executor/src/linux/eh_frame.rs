@@ -6,9 +6,9 @@
 //!
 //! libgcc trusts its input: `__register_frame` on garbage makes a later unwind crash, and
 //! `__deregister_frame` of a section it does not know aborts the process. So the range must be
-//! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator,
-//! and the session remembers the sections it registered ([`EhFrames`]): deregistering any other
-//! is an error, not an abort.
+//! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator
+//! ([`eh_frame_check`]), and the session remembers the sections it registered
+//! ([`EhFrames`]): deregistering any other is an error, not an abort.
 //!
 //! The actions run with the session's [`EhFrames`]: as alloc actions inside the map, or through
 //! CallWrapper. Their advertised addresses are C wrapper functions, for JIT'd code that calls
@@ -30,6 +30,7 @@ use std::ffi::{c_char, c_void};
 use mapcore_sps::from_bytes;
 
 use super::cabi::CWrapperFunctionBuffer;
+use super::eh_frame_check;
 use super::mem_access;
 
 extern "C" {
@@ -107,8 +108,8 @@ pub(crate) fn deregister(frames: &mut EhFrames, args: &[u8]) -> Result<(), Strin
     Ok(())
 }
 
-/// Checks that `[start, end)` is readable and holds CIE/FDE records that end in a zero
-/// terminator inside the range or right after it, so that libgcc's walk stays inside.
+/// Checks that `[start, end)` is readable and holds a well-formed section
+/// ([`eh_frame_check`]), so that libgcc's walks stay inside it.
 fn validate(start: u64, end: u64) -> Result<(), String> {
     let len = end
         .checked_sub(start)
@@ -117,43 +118,9 @@ fn validate(start: u64, end: u64) -> Result<(), String> {
     let len = usize::try_from(len).map_err(|_| "EH-frame range too large")?;
     let bytes = mem_access::read(start, len)
         .map_err(|e| format!("EH frame at {start:#x}..{end:#x} is not readable: {e}"))?;
-    let mut at = 0usize;
-    while let Some(word) = bytes.get(at..at.saturating_add(4)) {
-        let length = u32::from_le_bytes(word.try_into().unwrap_or_default());
-        if length == 0 && at == 0 {
-            // libgcc skips an empty section on registration but not necessarily on
-            // deregistration (if the memory changed meanwhile), which would abort.
-            return Err(format!("EH frame at {start:#x} is empty"));
-        }
-        if length == 0 {
-            return Ok(());
-        }
-        if length == u32::MAX {
-            return Err(format!(
-                "EH frame at {start:#x}: 64-bit records are not supported"
-            ));
-        }
-        at = usize::try_from(length)
-            .ok()
-            .and_then(|length| length.checked_add(4))
-            .and_then(|record| at.checked_add(record))
-            .filter(|&next| next <= bytes.len())
-            .ok_or_else(|| {
-                format!("EH frame at {start:#x}: record at +{at:#x} overruns the range")
-            })?;
-    }
-    if at != bytes.len() {
-        return Err(format!(
-            "EH frame at {start:#x}: the range ends inside a record length"
-        ));
-    }
-    // The records fill the range exactly: the terminator must follow it.
-    match mem_access::read(end, 4) {
-        Ok(word) if word == [0; 4] => Ok(()),
-        _ => Err(format!(
-            "EH frame at {start:#x}..{end:#x} has no zero terminator"
-        )),
-    }
+    let terminated_after = || mem_access::read(end, 4).is_ok_and(|word| word == [0; 4]);
+    eh_frame_check::check(&bytes, terminated_after)
+        .map_err(|e| format!("EH frame at {start:#x}..{end:#x} {e}"))
 }
 
 /// `llvm_orc_registerEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers: refused
