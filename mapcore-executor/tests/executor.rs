@@ -30,6 +30,7 @@ const RELEASE: &str = "__llvm_orc_SimpleExecutorMemoryManager_release_wrapper";
 const MEM_INSTANCE: &str = "__llvm_orc_SimpleExecutorMemoryManager_Instance";
 const REGISTER_EH: &str = "llvm_orc_registerEHFrameAllocAction";
 const DEREGISTER_EH: &str = "llvm_orc_deregisterEHFrameAllocAction";
+const REGISTER_GDB: &str = "llvm_orc_registerJITLoaderGDBAllocAction";
 
 /// LLVM 22's mandatory names (deinitialize included), measured against llvm-jitlink-22.
 const LLVM22_NAMES: [&str; 27] = [
@@ -269,6 +270,8 @@ impl Finished {
         );
         assert_eq!(self.stat("eh_register"), self.stat("eh_deregister"));
         assert_eq!(self.stat("eh_frames_registered_after_shutdown"), 0);
+        assert_eq!(self.stat("debug_register"), self.stat("debug_deregister"));
+        assert_eq!(self.stat("debug_objects_registered_after_shutdown"), 0);
     }
 }
 
@@ -313,9 +316,14 @@ impl Executor {
     fn launch(command: &mut Command) -> Self {
         let stats_path = scratch("stats");
         let stderr_path = scratch("stderr");
+        let traced = command
+            .get_envs()
+            .any(|(key, value)| key == "MAPCORE_EXECUTOR_TRACE" && value.is_some());
+        if !traced {
+            command.env_remove("MAPCORE_EXECUTOR_TRACE");
+        }
         let mut child = command
             .env("MAPCORE_EXECUTOR_STATS", &stats_path)
-            .env_remove("MAPCORE_EXECUTOR_TRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).unwrap())
@@ -1102,6 +1110,138 @@ fn eh_frame_actions_register_and_deregister() {
     assert_eq!(done.stat("eh_register"), 2);
     assert_eq!(done.stat("eh_deregister"), 2);
     assert_eq!(done.stat("live_regions_at_eof"), 1);
+}
+
+/// Registrations nobody deregisters (a direct call, a finalize action without its dealloc
+/// pair) end before their memory is freed: a section registered again at the same address
+/// after a release or deinitialize is a new registration, not "already registered" (with a
+/// stale one, the next unwind would walk freed memory).
+#[test]
+fn registrations_end_before_their_memory_is_freed() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let (reg, dereg) = (exe.sym(REGISTER_EH), exe.sym(DEREGISTER_EH));
+    for _ in 0..2 {
+        // Called directly, then the slab released.
+        let base = exe.reserve(page);
+        let eh = range(base, base + 28);
+        exe.initialize(&[(0x01, base, 28, &EH_FRAME)], &[]).unwrap();
+        error(&exe.call(REGISTER_EH, &eh)).unwrap();
+        exe.release(&[base]).unwrap();
+        // Usually the same address again; registering there must work.
+        let base = exe.reserve(page);
+        let eh = range(base, base + 28);
+        exe.initialize(&[(0x01, base, 28, &EH_FRAME)], &[]).unwrap();
+        error(&exe.call(REGISTER_EH, &eh)).unwrap();
+        exe.release(&[base]).unwrap();
+        // A finalize action without a dealloc pair, then the region deinitialized.
+        let base = exe.reserve(2 * page);
+        let eh2 = range(base + page, base + page + 28);
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, 0, b"")],
+            )
+            .unwrap();
+        exe.deinitialize(&[key]).unwrap();
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, 0, b"")],
+            )
+            .unwrap();
+        // With its dealloc pair, deinitialize still succeeds: the dealloc finds its section.
+        exe.deinitialize(&[key]).unwrap();
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, dereg, &eh2)],
+            )
+            .unwrap();
+        exe.deinitialize(&[key]).unwrap();
+        exe.release(&[base]).unwrap();
+    }
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("eh_register"), 2 * 5);
+    assert_eq!(done.stat("action_failures"), 0);
+}
+
+/// The GDB JIT action registers a debug object and the registration ends when the object's
+/// memory, or the code it describes, is freed; its arguments are checked.
+#[test]
+fn debug_objects_are_registered_and_unregistered_with_their_memory() {
+    let mut exe = Executor::launch(
+        Command::new(EXE)
+            .arg("filedescs=0,1")
+            .env("MAPCORE_EXECUTOR_TRACE", "1"),
+    );
+    let page = exe.page_size;
+    let gdb = exe.sym(REGISTER_GDB);
+    let objects = exe.reserve(4 * page);
+    let code = exe.reserve(4 * page);
+    let elf = b"\x7fELF not really";
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        keys.push(
+            exe.initialize(&[(0x01, objects + i * page, elf.len() as u64, elf)], &[])
+                .unwrap(),
+        );
+    }
+    // (ExecutorAddrRange, bool), as llvm-jitlink sends it in a finalize action of the code.
+    let args = |i: u64, notify: u8| {
+        let start = objects + i * page;
+        Sps::new()
+            .u64(start)
+            .u64(start + elf.len() as u64)
+            .u8(notify)
+            .0
+    };
+    let a = args(0, 1);
+    let code_key = exe
+        .initialize(&[(0x05, code, 1, &[0xc3])], &[(gdb, &a, 0, b"")])
+        .unwrap();
+    // Freeing the code ends it: the object it described lives on.
+    exe.deinitialize(&[code_key]).unwrap();
+    // Freeing the object ends it: the code lives on.
+    let b = args(1, 0);
+    exe.initialize(&[(0x05, code, 1, &[0xc3])], &[(gdb, &b, 0, b"")])
+        .unwrap();
+    exe.deinitialize(&[keys[1]]).unwrap();
+    // Called directly, then the objects' slab released.
+    error(&exe.call(REGISTER_GDB, &args(2, 1))).unwrap();
+    exe.release(&[objects]).unwrap();
+    // Live at the end of the session: the shutdown ends it.
+    let live = Sps::new().u64(code).u64(code + 1).u8(1).0;
+    error(&exe.call(REGISTER_GDB, &live)).unwrap();
+    // Bad arguments.
+    for bad in [
+        Sps::new().u64(code).u64(code).u8(1).0,
+        Sps::new().u64(0).u64(8).u8(0).0,
+        Sps::new().u64(code).u64(code + 1).u8(2).0,
+        Sps::new().u64(code).u64(code + 1).0,
+    ] {
+        let err = error(&exe.call(REGISTER_GDB, &bad)).unwrap_err();
+        assert!(err.contains("debug-object"), "{err}");
+    }
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("debug_register"), 4);
+    // Each ended when its memory went, one at a time, the last at the shutdown.
+    let freed = |start: u64, end: u64| format!("{start:#x}..{end:#x} is freed: 1 registrations");
+    let expected = [
+        freed(code, code + page),
+        freed(objects + page, objects + 2 * page),
+        freed(objects, objects + 4 * page),
+        freed(0, u64::MAX),
+    ];
+    let mut at = 0;
+    for line in expected {
+        let found = done.stderr[at..].find(&line);
+        at += found.unwrap_or_else(|| panic!("no {line:?} in order in {}", done.stderr));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

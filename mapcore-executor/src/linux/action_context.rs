@@ -4,7 +4,7 @@
 //! wire action of the session is bound ([`ActionContext::bind`]) to one function, the
 //! trampoline, with the address of the session's `ActionContext` as its context word. The
 //! trampoline asks the router what the action's function address names ([`Route`]): one of our
-//! own actions runs on the context's [`EhFrames`], a foreign one is called through the C
+//! own actions runs on the context's [`Registry`], a foreign one is called through the C
 //! wrapper ABI ([`cabi::call_action`]). Failure messages are kept for the reply of the map call
 //! that ran them.
 //!
@@ -28,9 +28,9 @@ use mapcore::{Action, ActionError, ArgsTooLong};
 use mapcore_sps::split_wire_action;
 
 use super::cabi;
-use super::eh_frame::EhFrames;
 use super::failures::Failures;
 use super::log::Log;
+use super::registry::{Extent, Registry};
 use super::stats::ActionStats;
 
 /// An action failed: it reported an error.
@@ -42,7 +42,7 @@ const NOT_AN_ACTION: i32 = 2;
 const MALFORMED_ACTION: i32 = 3;
 
 /// One of the executor's own alloc actions: its arguments in, success or a message out.
-pub(crate) type OwnAction = fn(&mut EhFrames, &[u8]) -> Result<(), String>;
+pub(crate) type OwnAction = fn(&mut Registry, &[u8]) -> Result<(), String>;
 
 /// What an alloc action's function address names.
 #[derive(Debug, Clone, Copy)]
@@ -58,13 +58,13 @@ pub(crate) enum Route {
 /// Resolves an alloc action's function address (the router's symbol lookup).
 pub(crate) type RouteFn = fn(u64) -> Route;
 
-/// The state the session's alloc actions reach: the EH-frame registry and the failures of the
-/// current map call.
+/// The state the session's alloc actions reach: the registry of EH frames and debug objects,
+/// and the failures of the current map call.
 #[derive(Debug)]
 pub(crate) struct ActionContext {
     route: RouteFn,
     log: Log,
-    eh_frames: RefCell<EhFrames>,
+    registry: RefCell<Registry>,
     failures: RefCell<Failures>,
     failure_count: Cell<u64>,
 }
@@ -75,7 +75,7 @@ impl ActionContext {
         Rc::new(Self {
             route,
             log,
-            eh_frames: RefCell::default(),
+            registry: RefCell::default(),
             failures: RefCell::default(),
             failure_count: Cell::new(0),
         })
@@ -92,17 +92,39 @@ impl ActionContext {
         Action::with_context(trampoline, word, stored)
     }
 
-    /// Runs one of our own actions on the EH-frame registry.
+    /// Runs one of our own actions on the registry.
     ///
     /// # Errors
     ///
     /// The action's own, or the registry is in use (an action re-entered, never expected).
     pub(crate) fn run_own(&self, run: OwnAction, args: &[u8]) -> Result<(), String> {
-        let mut frames = self
-            .eh_frames
+        let mut registry = self
+            .registry
             .try_borrow_mut()
-            .map_err(|_| "the EH-frame registry is in use".to_owned())?;
-        run(&mut frames, args)
+            .map_err(|_| "the registry is in use".to_owned())?;
+        run(&mut registry, args)
+    }
+
+    /// Sets the extent of the region whose finalize actions run next, `None` after.
+    pub(crate) fn set_owner(&self, owner: Option<Extent>) {
+        self.registry.borrow_mut().set_owner(owner);
+    }
+
+    /// Undoes the registrations overlapping `extent`, memory about to be freed
+    /// ([`Registry::sweep`]).
+    pub(crate) fn sweep(&self, extent: Extent) {
+        let undone = self.registry.borrow_mut().sweep(extent);
+        if undone > 0 {
+            let (start, end) = extent;
+            self.log.trace(format_args!(
+                "{start:#x}..{end:#x} is freed: {undone} registrations undone"
+            ));
+        }
+    }
+
+    /// Forgets the swept registrations ([`Registry::purge`]).
+    pub(crate) fn purge(&self) {
+        self.registry.borrow_mut().purge();
     }
 
     fn record_failure(&self, message: String) {
@@ -119,12 +141,13 @@ impl ActionContext {
 
     /// The actions' counters.
     pub(crate) fn stats(&self) -> ActionStats {
-        let frames = self.eh_frames.borrow();
+        let registry = self.registry.borrow();
+        let (eh_frames_registered, debug_objects_registered) = registry.live();
         ActionStats {
-            eh_register: frames.registrations,
-            eh_deregister: frames.deregistrations,
+            registrations: registry.counts(),
             action_failures: self.failure_count.get(),
-            eh_frames_registered: frames.registered_count(),
+            eh_frames_registered,
+            debug_objects_registered,
         }
     }
 }
@@ -156,6 +179,7 @@ fn trampoline(word: usize, args: &[u8]) -> Result<(), ActionError> {
 mod tests {
     use super::*;
     use crate::linux::eh_frame;
+    use crate::linux::registry::Counts;
 
     /// A minimal `.eh_frame`: one CIE (24 bytes) and the zero terminator.
     const EH_FRAME: [u8; 28] = [
@@ -208,10 +232,14 @@ mod tests {
 
         assert_eq!(a.bind(&wire(DEREGISTER, start, end)).unwrap().run(), Ok(()));
         let expected = ActionStats {
-            eh_register: 1,
-            eh_deregister: 1,
+            registrations: Counts {
+                eh_register: 1,
+                eh_deregister: 1,
+                ..Counts::default()
+            },
             action_failures: 0,
             eh_frames_registered: 0,
+            debug_objects_registered: 0,
         };
         assert_eq!(a.stats(), expected);
     }
