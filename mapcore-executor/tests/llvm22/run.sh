@@ -408,6 +408,12 @@ else
     grep -qE '^#0 +0x[0-9a-f]+ in \?\? \(\)' "$W/$1.out" && ! grep -qE ' in (deep|middle) \(' "$W/$1.out" ||
       { echo "the control names JIT'd frames or lacks '?? ()': $(grep -E '^#[0-9]' "$W/$1.out" | head -3 | tr '\n' '|')"; return 1; }
   }
+  expect_stop() { # RUN: stopped by breakpoint 1 in middle, at its first line
+    local line
+    line=$(grep -n "LINE-middle-entry " "$HERE/debug_crash.c" | cut -d: -f1)
+    grep -qE "hit .*Breakpoint 1, middle \(x=0\) at [^ ]*debug_crash\.c:$line\$" "$W/$1.out" ||
+      { echo "no stop at middle, debug_crash.c:$line: $(grep -E 'reakpoint|^#0' "$W/$1.out" | head -3 | tr '\n' '|')"; return 1; }
+  }
   run up-gdb "${GDB[@]}" --oop-executor="$UP" "$OURS/debug_crash.o"
   run ours-gdb-off "${GDB[@]}" --oop-executor="$EXE" --debugger-support=false "$OURS/debug_crash.o"
   for mm in generic simple-remote; do
@@ -415,6 +421,16 @@ else
     check "#gdb backtrace through JIT'd code, --use-memmgr=$mm" \
       'expect_frames up-gdb' "expect_frames ours-gdb-$mm" 'expect_no_names ours-gdb-off'
   done
+  # Breakpoints set before the code exists: a hardware one on the detected (dual-mapped) host,
+  # whose code mappings the kernel does not let gdb write; a software one on the flip host.
+  BREAK=(gdb -nx -q -batch -iex 'set debuginfod enabled off' -ex 'set follow-fork-mode child'
+    -ex 'set breakpoint pending on')
+  run ours-gdb-hbreak "${BREAK[@]}" -ex 'hbreak middle' -ex run --args llvm-jitlink-22 \
+    --oop-executor="$EXE" "$OURS/debug_crash.o"
+  MAPCORE_EXECUTOR_WX=flip run ours-gdb-break-flip "${BREAK[@]}" -ex 'break middle' -ex run \
+    --args llvm-jitlink-22 --oop-executor="$EXE" "$OURS/debug_crash.o"
+  check "#gdb breakpoints in JIT'd code (hbreak; break on the flip host)" \
+    'expect_stop ours-gdb-hbreak' 'expect_stop ours-gdb-break-flip'
 fi
 
 if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then
