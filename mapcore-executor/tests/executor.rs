@@ -1115,7 +1115,8 @@ fn eh_frame_actions_register_and_deregister() {
 /// Registrations nobody deregisters (a direct call, a finalize action without its dealloc
 /// pair) end before their memory is freed: a section registered again at the same address
 /// after a release or deinitialize is a new registration, not "already registered" (with a
-/// stale one, the next unwind would walk freed memory).
+/// stale one, the next unwind would walk freed memory). Memory freed by the initialize itself
+/// (Finalize lifetime) cannot be registered.
 #[test]
 fn registrations_end_before_their_memory_is_freed() {
     let mut exe = Executor::start();
@@ -1161,11 +1162,28 @@ fn registrations_end_before_their_memory_is_freed() {
         exe.deinitialize(&[key]).unwrap();
         exe.release(&[base]).unwrap();
     }
+    // Nothing may be registered in a Finalize-lifetime segment: it is freed before the
+    // initialize returns.
+    let base = exe.reserve(2 * page);
+    let eh = range(base + page, base + page + 28);
+    let gdb = Sps::new().u64(base + page).u64(base + page + 28).u8(0).0;
+    for (action, want) in [(reg, "EH"), (exe.sym(REGISTER_GDB), "debug")] {
+        let args = if want == "EH" { &eh } else { &gdb };
+        let err = exe
+            .initialize(
+                &[(0x01, base, 8, b""), (0x09, base + page, 28, &EH_FRAME)],
+                &[(action, args, 0, b"")],
+            )
+            .unwrap_err();
+        assert!(err.contains("Finalize-lifetime segment"), "{want}: {err}");
+    }
+    exe.release(&[base]).unwrap();
     let done = exe.finish();
     assert!(done.status.success(), "{}", done.stderr);
     done.assert_clean();
     assert_eq!(done.stat("eh_register"), 2 * 5);
-    assert_eq!(done.stat("action_failures"), 0);
+    assert_eq!(done.stat("debug_register"), 0);
+    assert_eq!(done.stat("action_failures"), 2);
 }
 
 /// The GDB JIT action registers a debug object and the registration ends when the object's

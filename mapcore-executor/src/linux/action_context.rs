@@ -30,7 +30,7 @@ use mapcore_sps::split_wire_action;
 use super::cabi;
 use super::failures::Failures;
 use super::log::Log;
-use super::registry::{Extent, Registry};
+use super::registry::{Extent, Initializing, Registry};
 use super::stats::ActionStats;
 
 /// An action failed: it reported an error.
@@ -105,9 +105,9 @@ impl ActionContext {
         run(&mut registry, args)
     }
 
-    /// Sets the extent of the region whose finalize actions run next, `None` after.
-    pub(crate) fn set_owner(&self, owner: Option<Extent>) {
-        self.registry.borrow_mut().set_owner(owner);
+    /// Sets the initialize whose finalize actions run next, `None` after.
+    pub(crate) fn set_initializing(&self, initializing: Option<Initializing>) {
+        self.registry.borrow_mut().set_initializing(initializing);
     }
 
     /// Undoes the registrations overlapping `extent`, memory about to be freed

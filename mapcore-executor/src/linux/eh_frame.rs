@@ -107,6 +107,7 @@ pub(crate) fn register(registry: &mut Registry, args: &[u8]) -> Result<(), Strin
     if registry.has_eh_frame(start) {
         return Err(format!("EH frame at {start:#x} is already registered"));
     }
+    registry.check_lasting((start, end))?;
     let section = EhFrameSection::register(start, end)?;
     registry.add_eh_frame(section, (start, end));
     Ok(())

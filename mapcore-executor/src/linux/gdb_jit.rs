@@ -179,13 +179,15 @@ impl Drop for DebugEntry {
 ///
 /// # Errors
 ///
-/// The arguments do not decode, or the range is empty.
+/// The arguments do not decode, the range is empty, or it is memory the current initialize
+/// frees before it returns.
 pub(crate) fn register(registry: &mut Registry, args: &[u8]) -> Result<(), String> {
     let ((start, end), notify) = from_bytes::<((u64, u64), bool)>(args)
         .map_err(|e| format!("bad debug-object arguments: {e}"))?;
     if start == 0 || end <= start {
         return Err(format!("bad debug-object range {start:#x}..{end:#x}"));
     }
+    registry.check_lasting((start, end))?;
     let entry = DebugEntry::register(start, end - start, notify);
     registry.add_debug(entry, (start, end));
     Ok(())

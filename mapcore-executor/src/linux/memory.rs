@@ -17,13 +17,13 @@
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
-use mapcore_std::{Config, InitRequest, StdError, StdHost, StdJitMap, WxMode};
+use mapcore_std::{Config, InitRequest, Lifetime, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
 use super::failures::Failures;
 use super::log::{self, Log};
-use super::registry::Extent;
+use super::registry::Initializing;
 use super::reply::{self, Failure};
 use super::stats::{Shutdown, Stats};
 
@@ -150,15 +150,23 @@ fn map_failure(memory: &Memory, wrapper: &str, error: &StdError) -> Failure {
     ))
 }
 
-/// From the lowest segment's start to the highest one's end: the region the request's
-/// finalize actions belong to.
-fn request_extent(request: &InitRequest<'_>) -> Option<Extent> {
-    let starts = request.segments.iter().map(|s| s.addr as u64);
-    let ends = request
-        .segments
-        .iter()
+/// What the request's finalize actions may register: the region they belong to, from the
+/// lowest segment's start to the highest one's end, and the pages freed when it returns.
+fn initializing(request: &InitRequest<'_>, page_size: usize) -> Option<Initializing> {
+    let segments = request.segments.iter();
+    let starts = segments.clone().map(|s| s.addr as u64);
+    let ends = segments
+        .clone()
         .map(|s| s.addr.saturating_add(s.size) as u64);
-    Some((starts.min()?, ends.max()?))
+    let extent = (starts.min()?, ends.max()?);
+    let transient = segments
+        .filter(|s| s.group.lifetime == Lifetime::Finalize)
+        .map(|s| {
+            let pages = s.size.div_ceil(page_size).saturating_mul(page_size);
+            (s.addr as u64, s.addr.saturating_add(pages) as u64)
+        })
+        .collect();
+    Some(Initializing { extent, transient })
 }
 
 fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
@@ -202,10 +210,11 @@ pub(crate) fn initialize(
     check_instance(NAME, args.instance)?;
     let request = args.init_request();
     memory.actions.take_failures();
-    let extent = request_extent(&request);
-    memory.actions.set_owner(extent);
+    let initializing = initializing(&request, memory.page_size());
+    let extent = initializing.as_ref().map(|i| i.extent);
+    memory.actions.set_initializing(initializing);
     let initialized = memory.map.initialize(&request);
-    memory.actions.set_owner(None);
+    memory.actions.set_initializing(None);
     if initialized.is_err() {
         // Rolled back: what its finalize actions registered describes memory that is free again.
         if let Some(extent) = extent {

@@ -17,6 +17,21 @@ use super::gdb_jit::DebugEntry;
 /// A half-open address range `[start, end)`.
 pub(crate) type Extent = (u64, u64);
 
+/// The initialize whose finalize actions run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Initializing {
+    /// From its lowest segment's start to its highest one's end: the registrations its actions
+    /// make describe this region.
+    pub(crate) extent: Extent,
+    /// Its Finalize-lifetime segments, whole pages: freed before the initialize returns, so
+    /// nothing may be registered there.
+    pub(crate) transient: Vec<Extent>,
+}
+
+fn overlap(a: Extent, b: Extent) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
 /// A registration and what undoes it.
 #[derive(Debug)]
 enum Registered {
@@ -37,8 +52,7 @@ struct Registration {
 
 impl Registration {
     fn overlaps(&self, extent: Extent) -> bool {
-        let meets = |(start, end): Extent| start < extent.1 && extent.0 < end;
-        meets(self.range) || self.owner.is_some_and(meets)
+        overlap(self.range, extent) || self.owner.is_some_and(|owner| overlap(owner, extent))
     }
 
     fn undo(&mut self, counts: &mut Counts) {
@@ -69,15 +83,33 @@ pub(crate) struct Counts {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     entries: Vec<Registration>,
-    /// The extent of the region whose finalize actions run now, if any.
-    owner: Option<Extent>,
+    /// The initialize whose finalize actions run now, if any.
+    initializing: Option<Initializing>,
     counts: Counts,
 }
 
 impl Registry {
-    /// Sets the region whose finalize actions run next (`None` once they ran).
-    pub(crate) fn set_owner(&mut self, owner: Option<Extent>) {
-        self.owner = owner;
+    /// Sets the initialize whose finalize actions run next (`None` once they ran).
+    pub(crate) fn set_initializing(&mut self, initializing: Option<Initializing>) {
+        self.initializing = initializing;
+    }
+
+    /// Checks that `range` may be registered: it is not memory the current initialize frees
+    /// before it returns.
+    ///
+    /// # Errors
+    ///
+    /// `range` overlaps a Finalize-lifetime segment of the current initialize.
+    pub(crate) fn check_lasting(&self, range: Extent) -> Result<(), String> {
+        let transient = self.initializing.iter().flat_map(|i| &i.transient);
+        match transient.copied().find(|&t| overlap(t, range)) {
+            Some((start, end)) => Err(format!(
+                "{:#x}..{:#x} lies in a Finalize-lifetime segment ({start:#x}..{end:#x}), \
+                 freed when this initialize returns",
+                range.0, range.1
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Whether an EH-frame section starting at `start` is registered.
@@ -103,7 +135,7 @@ impl Registry {
         self.entries.push(Registration {
             registered,
             range,
-            owner: self.owner,
+            owner: self.initializing.as_ref().map(|i| i.extent),
             swept: false,
         });
     }
@@ -169,9 +201,15 @@ mod tests {
     fn sweeps_by_range_and_by_owner() {
         let mut registry = Registry::default();
         registry.add_debug(DebugEntry::register(0x9000, 0x100, false), (0x9000, 0x9100));
-        registry.set_owner(Some((0x1000, 0x3000)));
+        registry.set_initializing(Some(Initializing {
+            extent: (0x1000, 0x3000),
+            transient: vec![(0x2000, 0x3000)],
+        }));
+        assert!(registry.check_lasting((0x1fff, 0x2001)).is_err());
+        assert!(registry.check_lasting((0x1000, 0x2000)).is_ok());
         registry.add_debug(DebugEntry::register(0xa000, 0x100, false), (0xa000, 0xa100));
-        registry.set_owner(None);
+        registry.set_initializing(None);
+        assert!(registry.check_lasting((0x1fff, 0x2001)).is_ok());
         assert_eq!(registry.live(), (0, 2));
         // Freeing neither range: nothing happens.
         assert_eq!(registry.sweep((0x3000, 0x9000)), 0);
