@@ -1186,6 +1186,42 @@ fn registrations_end_before_their_memory_is_freed() {
     assert_eq!(done.stat("action_failures"), 2);
 }
 
+/// A finalize action failing after others registered an EH frame and a debug object (without
+/// dealloc pairs): both are undone before the rollback resets the region's pages, while libgcc
+/// can still read the section, and the section can be registered again.
+#[test]
+fn a_failed_initialize_undoes_its_registrations_before_the_rollback() {
+    let mut exe = Executor::launch(
+        Command::new(EXE)
+            .arg("filedescs=0,1")
+            .env("MAPCORE_EXECUTOR_TRACE", "1"),
+    );
+    let page = exe.page_size;
+    let (reg, gdb) = (exe.sym(REGISTER_EH), exe.sym(REGISTER_GDB));
+    let base = exe.reserve(page);
+    let eh = range(base, base + 28);
+    let object = Sps::new().u64(base).u64(base + 28).u8(0).0;
+    let segment: Seg<'_> = (0x01, base, 28, &EH_FRAME);
+    let err = exe
+        .initialize(
+            &[segment],
+            &[(reg, &eh, 0, b""), (gdb, &object, 0, b""), (8, b"", 0, b"")],
+        )
+        .unwrap_err();
+    assert!(err.contains("finalize action 2 failed"), "{err}");
+    exe.initialize(&[segment], &[(reg, &eh, 0, b"")]).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("eh_register"), 2);
+    assert!(
+        done.stderr
+            .contains("an action failed: 2 registrations undone before the rollback"),
+        "{}",
+        done.stderr
+    );
+}
+
 /// The GDB JIT action registers a debug object and the registration ends when the object's
 /// memory, or the code it describes, is freed; its arguments are checked.
 #[test]

@@ -127,7 +127,19 @@ impl ActionContext {
         self.registry.borrow_mut().purge();
     }
 
+    /// Records a failed action. During an initialize, the map rolls the region back next:
+    /// what the region's actions registered is undone first, while its pages are intact (their
+    /// dealloc actions, which the rollback runs, still find theirs).
     fn record_failure(&self, message: String) {
+        let undone = self
+            .registry
+            .try_borrow_mut()
+            .map_or(0, |mut registry| registry.sweep_initializing());
+        if undone > 0 {
+            self.log.trace(format_args!(
+                "an action failed: {undone} registrations undone before the rollback"
+            ));
+        }
         self.failure_count.set(self.failure_count.get() + 1);
         self.log
             .trace(format_args!("alloc action failed: {message}"));

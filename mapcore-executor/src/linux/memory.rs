@@ -216,11 +216,12 @@ pub(crate) fn initialize(
     let initialized = memory.map.initialize(&request);
     memory.actions.set_initializing(None);
     if initialized.is_err() {
-        // Rolled back: what its finalize actions registered describes memory that is free again.
+        // Rolled back: a failing action had what the region's actions registered undone
+        // (`ActionContext`); a host failure after the actions leaves it to this sweep.
         if let Some(extent) = extent {
             memory.actions.sweep(extent);
-            memory.actions.purge();
         }
+        memory.actions.purge();
     }
     let key = initialized.map_err(|e| map_failure(memory, NAME, &e))?;
     stats.segments_initialized += request.segments.len() as u64;

@@ -9,7 +9,10 @@
 //! release unmaps a slab, the memory manager [`sweep`](Registry::sweep)s the extent: every
 //! registration overlapping it is undone at once but kept as swept, so that the region's own
 //! dealloc actions, which run next, still find what they deregister; after the call,
-//! [`purge`](Registry::purge) forgets the swept ones.
+//! [`purge`](Registry::purge) forgets the swept ones. A failing finalize action sweeps its
+//! initialize's region the same way before the map rolls it back
+//! ([`sweep_initializing`](Registry::sweep_initializing)), and memory that initialize frees
+//! itself (Finalize lifetime) cannot be registered at all.
 
 use super::eh_frame::EhFrameSection;
 use super::gdb_jit::DebugEntry;
@@ -172,6 +175,15 @@ impl Registry {
         undone
     }
 
+    /// Undoes what the current initialize registered, if one runs: a failing finalize action
+    /// makes the map roll it back, and its memory must still be intact for the undoing.
+    pub(crate) fn sweep_initializing(&mut self) -> usize {
+        match self.initializing.as_ref().map(|i| i.extent) {
+            Some(extent) => self.sweep(extent),
+            None => 0,
+        }
+    }
+
     /// Forgets the swept registrations.
     pub(crate) fn purge(&mut self) {
         self.entries.retain(|r| !r.swept);
@@ -210,6 +222,7 @@ mod tests {
         registry.add_debug(DebugEntry::register(0xa000, 0x100, false), (0xa000, 0xa100));
         registry.set_initializing(None);
         assert!(registry.check_lasting((0x1fff, 0x2001)).is_ok());
+        assert_eq!(registry.sweep_initializing(), 0);
         assert_eq!(registry.live(), (0, 2));
         // Freeing neither range: nothing happens.
         assert_eq!(registry.sweep((0x3000, 0x9000)), 0);
