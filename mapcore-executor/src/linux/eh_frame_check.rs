@@ -260,6 +260,23 @@ mod tests {
         assert!(err.contains("does not lead to a CIE"), "{err}");
     }
 
+    /// Every truncation and every single-byte change of a valid section is answered, never a
+    /// panic.
+    #[test]
+    fn any_corruption_is_answered() {
+        let valid = section(&[&CIE, &fde(28)]);
+        for len in 0..=valid.len() {
+            let _ = check(&valid[..len], || false);
+        }
+        for at in 0..valid.len() {
+            for byte in 0..=u8::MAX {
+                let mut bytes = valid.clone();
+                bytes[at] = byte;
+                let _ = check(&bytes, || false);
+            }
+        }
+    }
+
     #[test]
     fn refuses_malformed_cies_and_short_fdes() {
         let cases: [(usize, u8, &str); 5] = [
