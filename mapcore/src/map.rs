@@ -742,6 +742,19 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.with_state(|s| s.region_count())
     }
 
+    /// The size of the slab based at `base`, if one is recorded: the address space a
+    /// [`release`](Self::release) of `base` gives back.
+    pub fn slab_size(&self, base: usize) -> Option<usize> {
+        self.with_state(|s| s.slab_size(base))
+    }
+
+    /// The pages of the live region keyed `key`, from the start of its lowest page to the end
+    /// of its highest (other regions' pages may lie between its segments): what a
+    /// [`deinitialize`](Self::deinitialize) of `key` resets lies inside.
+    pub fn region_extent(&self, key: usize) -> Option<(usize, usize)> {
+        self.with_state(|s| s.region_extent(key))
+    }
+
     /// Checks the bookkeeping's invariants (sorted, disjoint tables that agree with each
     /// other).
     ///

@@ -688,6 +688,17 @@ impl<S: Storage> State<S> {
         self.regions.len()
     }
 
+    /// The size of the slab based at `base`.
+    pub(crate) fn slab_size(&self, base: usize) -> Option<usize> {
+        Some(self.slabs.get(self.slabs.with_base(base)?)?.size)
+    }
+
+    /// The hull of the live region keyed `key`, as (start, end).
+    pub(crate) fn region_extent(&self, key: usize) -> Option<(usize, usize)> {
+        let region = self.regions.get(self.region_with_key(key)?)?;
+        (region.state == RegionState::Live).then(|| (region.hull.start(), region.hull.end()))
+    }
+
     /// The slab records, in address order.
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn slabs(&self) -> impl Iterator<Item = &Slab> {

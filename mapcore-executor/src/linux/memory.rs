@@ -6,17 +6,24 @@
 //! (see `mapcore_sps`). Every error reply carries the map's own error text.
 //!
 //! Alloc actions arrive as a function address plus SPS arguments. The map stores each bound to
-//! the session's [`ActionContext`], which runs our own actions (EH-frame registration) directly
-//! and calls anything else through the C wrapper ABI.
+//! the session's [`ActionContext`], which runs our own actions (EH-frame and debug-object
+//! registration) directly and calls anything else through the C wrapper ABI.
+//!
+//! Before a deinitialize or release frees memory, the registrations covering it are undone
+//! (the context's registry is swept over the region's or slab's extent, which the map tells
+//! beforehand), whether or not a dealloc action asks for it; the region's own dealloc actions
+//! still find theirs, and the swept ones are forgotten after the call.
 
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
-use mapcore_std::{Config, StdError, StdHost, StdJitMap, WxMode};
+use mapcore_std::{Config, InitRequest, Lifetime, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
+use super::failures::Failures;
 use super::log::{self, Log};
+use super::registry::Initializing;
 use super::reply::{self, Failure};
 use super::stats::{Shutdown, Stats};
 
@@ -103,7 +110,10 @@ impl Memory {
     pub(crate) fn shutdown(&self) -> Shutdown {
         let live_slabs_at_eof = self.map.slab_count();
         let live_regions_at_eof = self.map.region_count();
+        // Everything goes, registrations of memory outside the map too: the process ends.
+        self.actions.sweep((0, u64::MAX));
         let result = self.map.shutdown();
+        self.actions.purge();
         let live_slabs_after_shutdown = self.map.slab_count();
         let failures = self.actions.take_failures();
         if let Err(e) = &result {
@@ -124,11 +134,11 @@ impl Memory {
 }
 
 /// `": message; message"` for the failed actions, or nothing.
-fn detail(failures: &[String]) -> String {
+fn detail(failures: &Failures) -> String {
     if failures.is_empty() {
         String::new()
     } else {
-        format!(": {}", failures.join("; "))
+        format!(": {failures}")
     }
 }
 
@@ -138,6 +148,25 @@ fn map_failure(memory: &Memory, wrapper: &str, error: &StdError) -> Failure {
         "{wrapper}: {error}{}",
         detail(&memory.actions.take_failures())
     ))
+}
+
+/// What the request's finalize actions may register: the region they belong to, from the
+/// lowest segment's start to the highest one's end, and the pages freed when it returns.
+fn initializing(request: &InitRequest<'_>, page_size: usize) -> Option<Initializing> {
+    let segments = request.segments.iter();
+    let starts = segments.clone().map(|s| s.addr as u64);
+    let ends = segments
+        .clone()
+        .map(|s| s.addr.saturating_add(s.size) as u64);
+    let extent = (starts.min()?, ends.max()?);
+    let transient = segments
+        .filter(|s| s.group.lifetime == Lifetime::Finalize)
+        .map(|s| {
+            let pages = s.size.div_ceil(page_size).saturating_mul(page_size);
+            (s.addr as u64, s.addr.saturating_add(pages) as u64)
+        })
+        .collect();
+    Some(Initializing { extent, transient })
 }
 
 fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
@@ -181,16 +210,27 @@ pub(crate) fn initialize(
     check_instance(NAME, args.instance)?;
     let request = args.init_request();
     memory.actions.take_failures();
-    let key = memory
-        .map
-        .initialize(&request)
-        .map_err(|e| map_failure(memory, NAME, &e))?;
+    let initializing = initializing(&request, memory.page_size());
+    let extent = initializing.as_ref().map(|i| i.extent);
+    memory.actions.set_initializing(initializing);
+    let initialized = memory.map.initialize(&request);
+    memory.actions.set_initializing(None);
+    if initialized.is_err() {
+        // Rolled back: a failing action had what the region's actions registered undone
+        // (`ActionContext`); a host failure after the actions leaves it to this sweep.
+        if let Some(extent) = extent {
+            memory.actions.sweep(extent);
+        }
+        memory.actions.purge();
+    }
+    let key = initialized.map_err(|e| map_failure(memory, NAME, &e))?;
     stats.segments_initialized += request.segments.len() as u64;
     reply::expected_addr(key as u64)
 }
 
 /// deinitialize (LLVM) / deinitializeMultiple (orc-rt): `(Addr instance, Seq<Addr key>)` →
-/// `Error`. Back to front; every entry is tried; the error lists each failing entry.
+/// `Error`. Back to front; every entry is tried; the error lists the first failing entries and
+/// counts the others.
 pub(crate) fn deinitialize(
     memory: &mut Memory,
     stats: &mut Stats,
@@ -203,16 +243,23 @@ pub(crate) fn deinitialize(
     let keys: Vec<usize> = args.addrs.iter().collect();
     let before = memory.map.region_count();
     memory.actions.take_failures();
-    let mut failures = Vec::new();
+    for &key in &keys {
+        if let Some((start, end)) = memory.map.region_extent(key) {
+            memory.actions.sweep((start as u64, end as u64));
+        }
+    }
+    let mut failures = Failures::default();
     let result = memory.map.deinitialize_multiple(&keys, |index, error| {
-        failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
+        failures.push(|| format!("key {:#x} (entry {index}): {error}", keys[index]));
     });
+    memory.actions.purge();
     stats.regions_deinitialized += before.saturating_sub(memory.map.region_count()) as u64;
     batch_reply(memory, NAME, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
-/// Back to front; every entry is tried; the error lists each failing entry.
+/// Back to front; every entry is tried; the error lists the first failing entries and counts
+/// the others.
 pub(crate) fn release(
     memory: &mut Memory,
     stats: &mut Stats,
@@ -225,10 +272,18 @@ pub(crate) fn release(
     let bases: Vec<usize> = args.addrs.iter().collect();
     let before = memory.map.slab_count();
     memory.actions.take_failures();
-    let mut failures = Vec::new();
+    for &base in &bases {
+        if let Some(size) = memory.map.slab_size(base) {
+            memory
+                .actions
+                .sweep((base as u64, base.saturating_add(size) as u64));
+        }
+    }
+    let mut failures = Failures::default();
     let result = memory.map.release_multiple(&bases, |index, error| {
-        failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
+        failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
+    memory.actions.purge();
     stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
     batch_reply(memory, NAME, result, failures)
 }
@@ -237,14 +292,13 @@ fn batch_reply(
     memory: &Memory,
     wrapper: &str,
     result: Result<(), StdError>,
-    failures: Vec<String>,
+    failures: Failures,
 ) -> Result<Vec<u8>, Failure> {
     let actions = memory.actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(
-            "{wrapper}: {error}: {}{}",
-            failures.join("; "),
+            "{wrapper}: {error}: {failures}{}",
             detail(&actions)
         ))),
     }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::memory::WxChoice;
+use super::registry::Counts;
 
 /// Counters the router and the memory manager keep, in the [`Session`](super::session::Session).
 #[derive(Debug, Default)]
@@ -47,14 +48,14 @@ impl Stats {
 /// Counters of the alloc actions, kept by the session's action context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActionStats {
-    /// Successful EH-frame registrations.
-    pub(crate) eh_register: u64,
-    /// Successful EH-frame deregistrations.
-    pub(crate) eh_deregister: u64,
+    /// EH-frame and debug-object registrations made and undone.
+    pub(crate) registrations: Counts,
     /// Alloc actions (finalize or dealloc) that failed.
     pub(crate) action_failures: u64,
     /// EH frames registered now.
     pub(crate) eh_frames_registered: usize,
+    /// Debug objects registered with the GDB JIT interface now.
+    pub(crate) debug_objects_registered: usize,
 }
 
 /// What the end of the session found, for the stats file.
@@ -96,7 +97,7 @@ pub(crate) fn render<'a>(
     let released_at_shutdown = shutdown
         .live_slabs_at_eof
         .saturating_sub(shutdown.live_slabs_after_shutdown) as u64;
-    let counters: [(&str, u64); 15] = [
+    let counters: [(&str, u64); 17] = [
         ("reserve_calls", stats.reserve_calls),
         ("reserve_bytes", stats.reserve_bytes),
         ("slabs_reserved", stats.slabs_reserved),
@@ -107,8 +108,10 @@ pub(crate) fn render<'a>(
         ("release_calls", stats.release_calls),
         ("slabs_released", stats.slabs_released),
         ("slabs_released_at_shutdown", released_at_shutdown),
-        ("eh_register", actions.eh_register),
-        ("eh_deregister", actions.eh_deregister),
+        ("eh_register", actions.registrations.eh_register),
+        ("eh_deregister", actions.registrations.eh_deregister),
+        ("debug_register", actions.registrations.debug_register),
+        ("debug_deregister", actions.registrations.debug_deregister),
         ("action_failures", actions.action_failures),
         ("error_replies", stats.error_replies),
         ("protocol_errors", stats.protocol_errors),
@@ -119,6 +122,10 @@ pub(crate) fn render<'a>(
     line(
         "eh_frames_registered_after_shutdown",
         &actions.eh_frames_registered,
+    );
+    line(
+        "debug_objects_registered_after_shutdown",
+        &actions.debug_objects_registered,
     );
     line("live_slabs_at_eof", &shutdown.live_slabs_at_eof);
     line("live_regions_at_eof", &shutdown.live_regions_at_eof);
