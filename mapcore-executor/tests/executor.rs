@@ -1127,11 +1127,12 @@ fn hostile_calls_get_error_replies() {
             .u64(0)
             .0,
         Sps::new().u64(inst).u64(u64::MAX).0,
+        // A null action is no action, whatever its arguments, but they are bounded.
         Sps::new()
             .u64(inst)
             .u64(0)
             .u64(1)
-            .action(0, b"x")
+            .action(0, &[0; 41])
             .action(0, b"")
             .0,
         Sps::new()

@@ -9,6 +9,7 @@
 //! the session's [`ActionContext`], which runs our own actions (EH-frame registration) directly
 //! and calls anything else through the C wrapper ABI.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
@@ -29,6 +30,8 @@ pub(crate) struct Memory {
     actions: Rc<ActionContext>,
     /// Which W^X mode the map uses, and why.
     wx: WxChoice,
+    /// Bases of the slabs the controller released, until a reservation gets one back.
+    released: HashSet<usize>,
 }
 
 /// The W^X mode of the session's map and why it was chosen.
@@ -81,6 +84,7 @@ impl Memory {
             map,
             actions: ActionContext::new(route, log),
             wx,
+            released: HashSet::new(),
         }
     }
 
@@ -164,6 +168,9 @@ pub(crate) fn reserve(
         .map_err(|e| map_failure(memory, NAME, &e))?;
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
+    if memory.released.remove(&base) {
+        stats.slabs_reused += 1;
+    }
     reply::expected_addr(base as u64)
 }
 
@@ -226,10 +233,17 @@ pub(crate) fn release(
     let before = memory.map.slab_count();
     memory.actions.take_failures();
     let mut failures = Vec::new();
+    let mut failed = HashSet::new();
     let result = memory.map.release_multiple(&bases, |index, error| {
+        failed.insert(index);
         failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
     stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
+    let released = bases
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !failed.contains(index));
+    memory.released.extend(released.map(|(_, &base)| base));
     batch_reply(memory, NAME, result, failures)
 }
 

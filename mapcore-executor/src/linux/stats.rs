@@ -28,6 +28,13 @@ pub(crate) struct Stats {
     pub(crate) release_calls: u64,
     /// Slabs released by the controller.
     pub(crate) slabs_released: u64,
+    /// Reservations that got back the base of a slab the controller had released: the memory
+    /// came back and was handed out again (clang-repl's `%undo` releases an input's slabs).
+    pub(crate) slabs_reused: u64,
+    /// Calls of wrapper functions in JIT'd code (the ORC runtime's).
+    pub(crate) jit_wrapper_calls: u64,
+    /// Calls from JIT'd code to the controller.
+    pub(crate) controller_calls: u64,
     /// Replies that carried an error.
     pub(crate) error_replies: u64,
     /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
@@ -96,7 +103,7 @@ pub(crate) fn render<'a>(
     let released_at_shutdown = shutdown
         .live_slabs_at_eof
         .saturating_sub(shutdown.live_slabs_after_shutdown) as u64;
-    let counters: [(&str, u64); 15] = [
+    let counters: [(&str, u64); 18] = [
         ("reserve_calls", stats.reserve_calls),
         ("reserve_bytes", stats.reserve_bytes),
         ("slabs_reserved", stats.slabs_reserved),
@@ -106,10 +113,13 @@ pub(crate) fn render<'a>(
         ("regions_deinitialized", stats.regions_deinitialized),
         ("release_calls", stats.release_calls),
         ("slabs_released", stats.slabs_released),
+        ("slabs_reused", stats.slabs_reused),
         ("slabs_released_at_shutdown", released_at_shutdown),
         ("eh_register", actions.eh_register),
         ("eh_deregister", actions.eh_deregister),
         ("action_failures", actions.action_failures),
+        ("jit_wrapper_calls", stats.jit_wrapper_calls),
+        ("controller_calls", stats.controller_calls),
         ("error_replies", stats.error_replies),
         ("protocol_errors", stats.protocol_errors),
     ];
