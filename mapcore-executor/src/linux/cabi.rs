@@ -174,3 +174,21 @@ pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_hand_back_their_bytes_inline_or_out_of_line() {
+        for bytes in [&b""[..], b"ok", b"8 bytes!", b"nine byte", &[7; 1000]] {
+            let buffer = CWrapperFunctionBuffer::from_bytes(bytes);
+            assert_eq!(buffer.size, bytes.len());
+            // SAFETY: made by `from_bytes`, which follows the C ABI; consumed here.
+            assert_eq!(unsafe { buffer.take() }.as_deref(), Ok(bytes));
+        }
+        let error = CWrapperFunctionBuffer::out_of_band_error("boom");
+        // SAFETY: made by `out_of_band_error`, which follows the C ABI; consumed here.
+        assert_eq!(unsafe { error.take() }, Err("boom".to_owned()));
+    }
+}
