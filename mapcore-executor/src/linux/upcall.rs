@@ -13,7 +13,8 @@
 //! a call that runs JIT'd code and holds no part of the session: [`lend`] makes the session
 //! reachable for that call, [`withhold`] makes it unreachable for any other (a map operation
 //! whose alloc actions run JIT'd code keeps the map borrowed). A call from JIT'd code while the
-//! session is withheld gets an out-of-band error.
+//! session is withheld, or from a thread JIT'd code started, gets an out-of-band error: one
+//! thread serves the session (LLVM's executor serves each call on a thread of its own).
 //!
 //! # Safety
 //!
@@ -30,6 +31,7 @@
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
+use std::thread::{self, ThreadId};
 
 use super::cabi::CWrapperFunctionBuffer;
 use super::serve;
@@ -39,6 +41,8 @@ use super::session::Session;
 /// numbers.
 #[derive(Debug)]
 pub(crate) struct Upcalls {
+    /// The thread that serves the session, the only one that may reach it.
+    owner: ThreadId,
     /// The session, while a call that runs JIT'd code lends it; null otherwise.
     session: Cell<*mut Session>,
     /// The sequence number of the executor's next call to the controller.
@@ -49,6 +53,7 @@ impl Upcalls {
     /// A fresh context: nothing lent, calls numbered from 0.
     pub(crate) fn new() -> Rc<Self> {
         Rc::new(Self {
+            owner: thread::current().id(),
             session: Cell::new(std::ptr::null_mut()),
             next_seqno: Cell::new(0),
         })
@@ -121,6 +126,11 @@ pub(crate) extern "C" fn dispatch_fn(
     // SAFETY: JIT'd code passes the dispatch context it was given, the address of the
     // session's `Upcalls` (module docs), which the session keeps alive.
     let upcalls = unsafe { &*ctx.cast_const().cast::<Upcalls>() };
+    // A thread of JIT'd code's own: the session is served on one thread only (and the cell
+    // below is not for other threads to read).
+    if thread::current().id() != upcalls.owner {
+        return refuse("called from a thread other than the executor's");
+    }
     let session = upcalls.session.get();
     if session.is_null() {
         return refuse("not inside a call that runs JIT'd code");
