@@ -1123,6 +1123,26 @@ fn jit_wrappers_are_called_and_call_the_controller_back() {
     assert_eq!(done.stat("slabs_reused"), 1);
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn eof_while_jit_code_waits_for_the_controller_ends_the_session() {
+    let mut exe = Executor::start();
+    let base = exe.reserve(exe.page_size);
+    let ctx = exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_ctx");
+    let code = calls_the_controller(ctx, exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_fn"), 7);
+    exe.initialize(&[(0x05, base, code.len() as u64, &code)], &[])
+        .unwrap();
+    exe.send(CALL, 99, base, b"args");
+    let (opcode, _, tag, _) = exe.receive().expect("the executor's call");
+    assert_eq!((opcode, tag), (CALL, 7));
+    // The controller goes away instead of answering: no Result for call 99, a clean end.
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    assert_eq!(done.session_end, "eof");
+    done.assert_clean();
+    assert_eq!(done.stat("protocol_errors"), 0);
+}
+
 // ---- hostile input ------------------------------------------------------------------------------
 
 #[test]

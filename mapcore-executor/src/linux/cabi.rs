@@ -124,18 +124,9 @@ impl CWrapperFunctionBuffer {
     }
 }
 
-/// Calls the foreign wrapper function at `addr` (JIT'd code the controller names as a call's
-/// tag) with `args`: its result bytes.
-///
-/// # Errors
-///
-/// The address is not executable code, or the function answers with an out-of-band error.
-pub(crate) fn call_wrapper(addr: u64, args: &[u8]) -> Result<Vec<u8>, String> {
-    call_code(addr, args).unwrap_or_else(|| Err(format!("no wrapper function at tag {addr:#x}")))
-}
-
-/// Calls the wrapper function at `addr` with `args`; `None` if `addr` is not executable code.
-fn call_code(addr: u64, args: &[u8]) -> Option<Result<Vec<u8>, String>> {
+/// Calls the foreign wrapper function at `addr` (JIT'd code the controller names) with `args`:
+/// its result bytes, or its out-of-band error; `None` if `addr` is not executable code.
+pub(crate) fn call_wrapper(addr: u64, args: &[u8]) -> Option<Result<Vec<u8>, String>> {
     if !code_addr::is_executable(addr) {
         return None;
     }
@@ -157,7 +148,7 @@ fn call_code(addr: u64, args: &[u8]) -> Option<Result<Vec<u8>, String>> {
 ///
 /// The address is not executable code, or the call reports a failure.
 pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
-    let bytes = call_code(addr, args).unwrap_or_else(|| {
+    let bytes = call_wrapper(addr, args).unwrap_or_else(|| {
         Err(format!(
             "alloc action target {addr:#x} is not executable code"
         ))

@@ -78,14 +78,18 @@ pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> 
 }
 
 /// Calls the wrapper function in JIT'd code at `tag` (the ORC runtime's entry points). Its
-/// result bytes are the reply as they are; a tag that is not code, or an out-of-band error, is
-/// answered with an SPS `Error` (the protocol cannot carry out-of-band errors).
+/// result bytes are the reply as they are; a tag that is not code (a protocol error) or an
+/// out-of-band error is answered with an SPS `Error` (the protocol cannot carry out-of-band
+/// errors).
 fn call_jit_wrapper(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> Vec<u8> {
     const NAME: &str = "wrapper in JIT'd code";
     session.stats.jit_wrapper_calls += 1;
     let outcome = upcall::lend(session, || {
-        guarded(NAME, || {
-            cabi::call_wrapper(tag, args).map_err(|m| Failure::protocol(format_args!("{m}")))
+        guarded(NAME, || match cabi::call_wrapper(tag, args) {
+            None => Err(Failure::protocol(format_args!(
+                "no wrapper function at tag {tag:#x}"
+            ))),
+            Some(result) => result.map_err(|m| Failure::rejected(format_args!("{m}"))),
         })
     });
     match outcome {

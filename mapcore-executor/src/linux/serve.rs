@@ -58,9 +58,6 @@ pub(crate) fn serve(session: &mut Session) -> End {
             Step::Ended(end) => return end,
             Step::Served | Step::Result(_) => {}
         }
-        if let Some(end) = session.ended.take() {
-            return end;
-        }
     }
 }
 
@@ -111,9 +108,6 @@ pub(crate) fn call_controller(
                 return Err(why);
             }
         }
-        if session.ended.is_some() {
-            return Err("the session ended before the controller answered".to_owned());
-        }
     }
 }
 
@@ -134,6 +128,10 @@ fn handle(session: &mut Session, message: Message, waiting: Option<u64>) -> Step
     match header.opcode() {
         Opcode::CallWrapper => {
             let reply = dispatch::call(session, header.seqno(), header.tag(), &message.payload);
+            // The stream ended while JIT'd code waited for the controller: no one to answer.
+            if let Some(end) = session.ended.take() {
+                return Step::Ended(end);
+            }
             match session
                 .transport
                 .send(Opcode::Result, header.seqno(), 0, &reply)
