@@ -1,4 +1,4 @@
-//! The addresses advertised for data symbols: instance tokens and the dispatch context.
+//! The addresses advertised for instance tokens.
 //!
 //! Each is the address of one distinct byte of a constant table: never mapped executable,
 //! never the address of JIT'd code, and the same for the whole process.
@@ -6,13 +6,12 @@
 /// A data symbol's anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Anchor {
-    DispatchCtx = 0,
-    DylibManager = 1,
-    MemoryManager = 2,
+    DylibManager = 0,
+    MemoryManager = 1,
 }
 
 /// The storage behind [`Anchor`] addresses: one distinct byte each.
-static ANCHORS: [u8; 3] = [0; 3];
+static ANCHORS: [u8; 2] = [0; 2];
 
 impl Anchor {
     /// The address advertised for this anchor.

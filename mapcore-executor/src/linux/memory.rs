@@ -14,6 +14,7 @@
 //! beforehand), whether or not a dealloc action asks for it; the region's own dealloc actions
 //! still find theirs, and the swept ones are forgotten after the call.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
@@ -36,6 +37,8 @@ pub(crate) struct Memory {
     actions: Rc<ActionContext>,
     /// Which W^X mode the map uses, and why.
     wx: WxChoice,
+    /// Bases of the slabs the controller released, until a reservation gets one back.
+    released: HashSet<usize>,
 }
 
 /// The W^X mode of the session's map and why it was chosen.
@@ -88,6 +91,7 @@ impl Memory {
             map,
             actions: ActionContext::new(route, log),
             wx,
+            released: HashSet::new(),
         }
     }
 
@@ -193,6 +197,9 @@ pub(crate) fn reserve(
         .map_err(|e| map_failure(memory, NAME, &e))?;
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
+    if memory.released.remove(&base) {
+        stats.slabs_reused += 1;
+    }
     reply::expected_addr(base as u64)
 }
 
@@ -280,11 +287,18 @@ pub(crate) fn release(
         }
     }
     let mut failures = Failures::default();
+    let mut failed = HashSet::new();
     let result = memory.map.release_multiple(&bases, |index, error| {
+        failed.insert(index);
         failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
     memory.actions.purge();
     stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
+    let released = bases
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !failed.contains(index));
+    memory.released.extend(released.map(|(_, &base)| base));
     batch_reply(memory, NAME, result, failures)
 }
 

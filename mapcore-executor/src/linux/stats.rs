@@ -29,6 +29,13 @@ pub(crate) struct Stats {
     pub(crate) release_calls: u64,
     /// Slabs released by the controller.
     pub(crate) slabs_released: u64,
+    /// Reservations that got back the base of a slab the controller had released: the memory
+    /// came back and was handed out again (clang-repl's `%undo` releases an input's slabs).
+    pub(crate) slabs_reused: u64,
+    /// Calls of wrapper functions in JIT'd code (the ORC runtime's).
+    pub(crate) jit_wrapper_calls: u64,
+    /// Calls from JIT'd code to the controller.
+    pub(crate) controller_calls: u64,
     /// Replies that carried an error.
     pub(crate) error_replies: u64,
     /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
@@ -97,7 +104,7 @@ pub(crate) fn render<'a>(
     let released_at_shutdown = shutdown
         .live_slabs_at_eof
         .saturating_sub(shutdown.live_slabs_after_shutdown) as u64;
-    let counters: [(&str, u64); 17] = [
+    let counters: [(&str, u64); 20] = [
         ("reserve_calls", stats.reserve_calls),
         ("reserve_bytes", stats.reserve_bytes),
         ("slabs_reserved", stats.slabs_reserved),
@@ -107,12 +114,15 @@ pub(crate) fn render<'a>(
         ("regions_deinitialized", stats.regions_deinitialized),
         ("release_calls", stats.release_calls),
         ("slabs_released", stats.slabs_released),
+        ("slabs_reused", stats.slabs_reused),
         ("slabs_released_at_shutdown", released_at_shutdown),
         ("eh_register", actions.registrations.eh_register),
         ("eh_deregister", actions.registrations.eh_deregister),
         ("debug_register", actions.registrations.debug_register),
         ("debug_deregister", actions.registrations.debug_deregister),
         ("action_failures", actions.action_failures),
+        ("jit_wrapper_calls", stats.jit_wrapper_calls),
+        ("controller_calls", stats.controller_calls),
         ("error_replies", stats.error_replies),
         ("protocol_errors", stats.protocol_errors),
     ];
