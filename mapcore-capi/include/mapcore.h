@@ -129,7 +129,8 @@ enum mapcore_status
     // value for the built-in host), `index` the first segment the call covered, if any.
     // Initialize rolled everything back; `quarantined` says the rollback itself failed and
     // some pages will never be handed out again. Release: the slab is still reserved and the
-    // release may be retried.
+    // release may be retried. `count` says how many dealloc actions failed in the same call
+    // (deinitialize, release, or an initialize's cleanup): a host failure never hides them.
     MAPCORE_ERR_HOST = 22,
     // A finalize action failed: `index` names its pair, `code` holds the code it returned,
     // `count` how many cleanup dealloc actions failed. The dealloc actions of the pairs
@@ -248,7 +249,7 @@ typedef struct mapcore_error {
     uintptr_t addr;
     // `MAPCORE_ERR_DEALLOC_FAILED`: how many dealloc actions failed. `MAPCORE_ERR_BATCH`: how
     // many entries failed. `MAPCORE_ERR_FINALIZE_FAILED`: how many cleanup dealloc actions
-    // failed.
+    // failed. `MAPCORE_ERR_HOST`: how many dealloc actions failed in the same call.
     size_t count;
     // `MAPCORE_ERR_HOST`: which host call failed.
     mapcore_host_op host_op;

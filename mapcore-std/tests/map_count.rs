@@ -306,6 +306,7 @@ fn is_enomem_protect(result: &Result<usize, StdError>) -> bool {
             segment: Some(0),
             error: os,
             quarantined: false,
+            dealloc_failures: 0,
         }) if os.raw_os_error() == libc::ENOMEM && os.kind() == HostErrorKind::OutOfMemory
     )
 }

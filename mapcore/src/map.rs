@@ -148,19 +148,28 @@ struct Retiring<E> {
     index: usize,
     region: RegionId,
     dealloc_failures: usize,
-    error: Option<Error<E>>,
+    /// The error of the first protect back to read-write over its pages that failed.
+    reset_error: Option<E>,
     /// Its next span whose pages are still to be reset.
     next: Option<NextSpan>,
 }
 
 impl<E> Retiring<E> {
-    /// What went wrong, if anything: a host failure first, then failed dealloc actions.
+    /// What went wrong, if anything: a failed reset (pages quarantined) with the count of
+    /// failed dealloc actions, else the count alone.
     fn into_error(self) -> Option<Error<E>> {
-        self.error.or_else(|| {
-            (self.dealloc_failures > 0).then_some(Error::DeallocFailed {
+        match self.reset_error {
+            Some(error) => Some(Error::Host {
+                op: HostOp::Protect,
+                segment: None,
+                error,
+                quarantined: true,
+                dealloc_failures: self.dealloc_failures,
+            }),
+            None => (self.dealloc_failures > 0).then_some(Error::DeallocFailed {
                 failed: self.dealloc_failures,
-            })
-        })
+            }),
+        }
     }
 }
 
@@ -238,6 +247,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                     segment: None,
                     error,
                     quarantined: false,
+                    dealloc_failures: 0,
                 });
             }
         };
@@ -282,13 +292,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let reset = self.reset();
         self.write_contents(request, &plan, claim.touched, reset);
 
-        let fail = |op, segment, error| {
+        let fail = |op, segment, error, dealloc_failures| {
             let quarantined = self.roll_back(region, plan.spans, changed, reset);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
                 error,
                 quarantined,
+                dealloc_failures,
             })
         };
         // Only the pages not at their protection yet: on a lazy host, reused pages may be.
@@ -296,14 +307,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
-                return fail(HostOp::Protect, run.segment, error);
+                return fail(HostOp::Protect, run.segment, error, 0);
             }
         }
         for run in runs(plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
             // SAFETY: the claimed pages lie inside one live slab, and are readable: executable
             // spans are at their protection now, which includes read.
             if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
-                return fail(HostOp::FlushIcache, run.segment, error);
+                return fail(HostOp::FlushIcache, run.segment, error, 0);
             }
         }
         let mut deallocs = Deallocs::new();
@@ -320,8 +331,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
             let freed = self.reset_pages(plan.spans, finalize_only, SegmentSet::default(), reset);
             if let Err((op, segment, error)) = freed {
-                run_dealloc_actions(&deallocs);
-                return fail(op, segment, error);
+                let cleanup_failures = run_dealloc_actions(&deallocs);
+                return fail(op, segment, error, cleanup_failures);
             }
         }
         let has_finalize = plan.has_finalize;
@@ -599,7 +610,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // 3. Forget the regions.
         self.with_state(|s| {
             for entry in chunk.iter() {
-                let quarantine = reset.quarantine(entry.error.is_some());
+                let quarantine = reset.quarantine(entry.reset_error.is_some());
                 s.forget(entry.region, quarantine, |span| {
                     reset.leaves(span.prot, false)
                 });
@@ -614,7 +625,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             index,
             region: retired.region,
             dealloc_failures: self.run_deallocs(&retired),
-            error: None,
+            reset_error: None,
             next: retired.first_span,
         }
     }
@@ -639,12 +650,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         if let Err(error) = self.reset_run(range, needs_protect, reset) {
             for (bit, entry) in chunk.iter_mut().enumerate() {
                 if members & (1 << bit) != 0 {
-                    entry.error.get_or_insert(Error::Host {
-                        op: HostOp::Protect,
-                        segment: None,
-                        error: error.clone(),
-                        quarantined: true,
-                    });
+                    entry.reset_error.get_or_insert_with(|| error.clone());
                 }
             }
         }
@@ -678,6 +684,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures,
             });
         }
         if dealloc_failures > 0 {

@@ -119,11 +119,13 @@ pub fn to_model<E>(e: Error<E>, errno: impl Fn(&E) -> i32) -> MErr {
             segment,
             error,
             quarantined,
+            dealloc_failures,
         } => Error::Host {
             op,
             segment,
             error: errno(&error),
             quarantined,
+            dealloc_failures,
         },
         Error::FinalizeFailed {
             action,

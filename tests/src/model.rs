@@ -478,7 +478,8 @@ struct Retired {
     index: usize,
     region: RegionM,
     failures: usize,
-    error: Option<MErr>,
+    /// The errno of the first failed protect back over its pages.
+    reset_error: Option<i32>,
 }
 
 /// The reference model of one map and its host.
@@ -864,6 +865,7 @@ impl Model {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures: 0,
             });
         }
         let base = pick(self);
@@ -1155,6 +1157,7 @@ impl Model {
                     segment: Some(run.seg),
                     error,
                     quarantined,
+                    dealloc_failures: 0,
                 });
             }
         }
@@ -1177,6 +1180,7 @@ impl Model {
                     segment: Some(run.seg),
                     error,
                     quarantined,
+                    dealloc_failures: 0,
                 });
             }
         }
@@ -1211,14 +1215,14 @@ impl Model {
             })
             .collect();
         if let Some((seg, error)) = self.reset_pages(&fin) {
-            // Dealloc failures during this cleanup are not reported (the error has no field).
-            self.run_deallocs(&kept);
+            let dealloc_failures = self.run_deallocs(&kept);
             let quarantined = rollback(self);
             return Err(Error::Host {
                 op: HostOp::Protect,
                 segment: Some(seg),
                 error,
                 quarantined,
+                dealloc_failures,
             });
         }
 
@@ -1383,7 +1387,7 @@ impl Model {
                     index,
                     region,
                     failures,
-                    error: None,
+                    reset_error: None,
                 });
             } else {
                 // As if the entries were processed one by one: a repeated key finds its
@@ -1438,12 +1442,7 @@ impl Model {
         for (s, e, needs, members) in resets {
             if let Err(error) = self.reset_run(s, e, needs) {
                 for i in members {
-                    retired[i].error.get_or_insert(Error::Host {
-                        op: HostOp::Protect,
-                        segment: None,
-                        error,
-                        quarantined: true,
-                    });
+                    retired[i].reset_error.get_or_insert(error);
                 }
             }
         }
@@ -1453,7 +1452,7 @@ impl Model {
                 let exec_kept = !reuse_exec && prot.contains(Prot::EXEC);
                 let state = if exec_kept {
                     PageState::Quarantined { prot: Some(prot) }
-                } else if r.error.is_some() {
+                } else if r.reset_error.is_some() {
                     PageState::Quarantined { prot: None }
                 } else {
                     let record = self.new_records(1) + 1;
@@ -1462,15 +1461,23 @@ impl Model {
                 for p in (s..e).step_by(page) {
                     self.set_page(p, state);
                 }
-                if exec_kept || r.error.is_some() {
+                if exec_kept || r.reset_error.is_some() {
                     self.qentries.push((r.region.slab, s, e));
                 }
             }
         }
         for r in retired {
-            let error = r
-                .error
-                .or((r.failures > 0).then_some(Error::DeallocFailed { failed: r.failures }));
+            // A failed reset is reported with every failed dealloc action of the entry.
+            let error = match r.reset_error {
+                Some(error) => Some(Error::Host {
+                    op: HostOp::Protect,
+                    segment: None,
+                    error,
+                    quarantined: true,
+                    dealloc_failures: r.failures,
+                }),
+                None => (r.failures > 0).then_some(Error::DeallocFailed { failed: r.failures }),
+            };
             if let Some(error) = error {
                 self.reports.push((r.index, error));
                 failed += 1;
@@ -1531,6 +1538,7 @@ impl Model {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures,
             });
         }
         self.slabs.remove(&base);
