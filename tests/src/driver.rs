@@ -74,6 +74,15 @@ pub fn variant<E>(e: &Error<E>) -> &'static str {
         Error::Busy { .. } => "Busy",
         Error::HostInvariant { .. } => "HostInvariant",
         Error::Host {
+            quarantined: true,
+            dealloc_failures: 1..,
+            ..
+        } => "Host(quarantined)+DeallocFailed",
+        Error::Host {
+            dealloc_failures: 1..,
+            ..
+        } => "Host+DeallocFailed",
+        Error::Host {
             quarantined: true, ..
         } => "Host(quarantined)",
         Error::Host { .. } => "Host",
