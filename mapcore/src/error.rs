@@ -25,6 +25,15 @@ pub enum Limit {
 /// Validation errors (everything but [`Host`](Error::Host), [`FinalizeFailed`](Error::FinalizeFailed),
 /// [`DeallocFailed`](Error::DeallocFailed) and [`Batch`](Error::Batch)) are reported before any
 /// side effect: the map and the memory are exactly as before the call.
+///
+/// # Which error is reported
+///
+/// One call returns one error, and loses nothing: where several validation errors apply, the
+/// `# Errors` section of each [`JitMap`](crate::JitMap) method says which comes first; once
+/// side effects began, the error says everything that went wrong: a failed host call
+/// ([`Host`](Error::Host)) or finalize action ([`FinalizeFailed`](Error::FinalizeFailed)) comes
+/// with the number of dealloc actions that failed in the same call and whether pages had to
+/// be quarantined; failed dealloc actions alone are [`DeallocFailed`](Error::DeallocFailed).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error<E> {

@@ -909,8 +909,9 @@ impl Model {
 
     // ---- initialize ----
 
-    /// Whether a segment at `addr` (`empty`: of size zero) may belong to the slab `base`:
-    /// non-empty segments start inside it, empty ones may also sit exactly at its end.
+    /// Whether a segment at `addr` (`empty`: of size zero) may belong to the slab `base`, as
+    /// the contract says: a segment covering pages starts on one of the slab's pages; a
+    /// zero-size segment may be anywhere in the slab, including exactly at its end.
     fn admits(&self, base: usize, addr: usize, empty: bool) -> bool {
         let end = base + self.slabs[&base].size;
         base <= addr && (addr < end || (empty && addr == end))
@@ -966,12 +967,8 @@ impl Model {
 
     /// `initialize(request)`.
     ///
-    /// Order of checks (the implementation's, documented only in part): the request's size
-    /// limits; per segment in request order alignment, overflow, content length, W^X; a
-    /// Standard segment; shared pages; the request's slab (the slab of its lowest non-empty
-    /// segment, or of segment 0 if all are empty); a slab whose release failed is busy; each
-    /// segment in request order inside that slab; overlap in address order; the key; the
-    /// region and span capacities.
+    /// Which validation error comes first is the numbered list in the `# Errors` section of
+    /// `JitMap::initialize`, followed here step by step (each step below names its number).
     ///
     /// # Errors
     ///
@@ -979,12 +976,14 @@ impl Model {
     pub fn initialize(&mut self, req: &InitM) -> Result<usize, MErr> {
         let page = self.cfg.page_size;
         let segs = &req.segs;
+        // 1. The request's limits.
         if segs.len() > MAX_SEGMENTS {
             return Err(Error::CapacityExceeded(Limit::Segments));
         }
         if req.pairs.len() > MAX_ACTION_PAIRS {
             return Err(Error::CapacityExceeded(Limit::ActionPairs));
         }
+        // 2. Each segment on its own, in request order.
         let mut ends = Vec::with_capacity(segs.len());
         for (segment, s) in segs.iter().enumerate() {
             if s.addr % page != 0 {
@@ -1005,6 +1004,7 @@ impl Model {
             }
             ends.push(end);
         }
+        // 3. A Standard segment, the lowest of which is the key.
         let Some(key_seg) = (0..segs.len())
             .filter(|&i| !segs[i].finalize)
             .min_by_key(|&i| (segs[i].addr, i))
@@ -1012,6 +1012,7 @@ impl Model {
             return Err(Error::NoStandardSegment);
         };
         let key = segs[key_seg].addr;
+        // 4. The lowest shared page.
         if let Some(named) = Self::shared_page(segs, &ends) {
             self.alternatives = named
                 .iter()
@@ -1021,7 +1022,7 @@ impl Model {
             return Err(Error::SharedPage { segment: named[0] });
         }
 
-        // The request's slab.
+        // 5. The request's slab: the one holding the segment with the lowest pages.
         let nonempty: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].size > 0).collect();
         let anchor_seg = nonempty
             .iter()
@@ -1039,9 +1040,11 @@ impl Model {
                 segment: anchor_seg,
             });
         };
+        // 6. A slab whose release failed (the model has no release in progress).
         if self.slabs[&slab].failed {
             return Err(Error::Busy { addr: slab });
         }
+        // 7. Every segment inside that slab.
         let slab_end = slab + self.slabs[&slab].size;
         for (segment, s) in segs.iter().enumerate() {
             let empty = s.size == 0;
@@ -1072,15 +1075,18 @@ impl Model {
             }
         }
         rp.sort_by_key(|p| p.addr);
+        // 8. The lowest page in use.
         if let Some(p) = rp.iter().find(|p| self.pages[&p.addr].occupied()) {
             return Err(Error::Overlap { segment: p.seg });
         }
+        // 9. The key.
         if self.regions.contains_key(&key) {
             return Err(Error::KeyInUse { key });
         }
         if self.page_state(key).is_some_and(PageState::occupied) {
             return Err(Error::Overlap { segment: key_seg });
         }
+        // 10. The tables' capacities: regions, then spans.
         if self
             .cfg
             .regions
