@@ -533,6 +533,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// failing entry to `report` with its index, and merges host calls over adjacent regions.
     /// An entry repeated in `keys` succeeds once; the repeat reports [`Error::UnknownKey`].
     ///
+    /// Entries are handled in groups of consecutive entries, back to front, without
+    /// allocating: a group's regions are taken out of service and their dealloc actions run,
+    /// then their pages are reset, one host call per run of adjacent pages. A group holds at
+    /// least 16 entries (the whole batch, if shorter).
+    ///
     /// # Errors
     ///
     /// Each failing entry is reported with the error [`deinitialize`](Self::deinitialize)

@@ -48,12 +48,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mapcore::{ActionError, Error, HostOp, Limit, Prot, MAX_ACTION_PAIRS, MAX_SEGMENTS};
 
+/// How many consecutive entries of a deinitialize batch the map handles together at least
+/// (the whole batch, if shorter), as the docs of `JitMap::deinitialize_multiple` promise; how
+/// many more it handles together is its own choice.
+pub const MERGED_ENTRIES: usize = 16;
+
 /// Errors as the model predicts them: the host error is its errno value.
 pub type MErr = Error<i32>;
-
-/// Entries of a deinitialize batch that the map handles together (`BATCH_CHUNK` in map.rs).
-/// Not documented; observable through host-call merging.
-pub const BATCH_CHUNK: usize = 16;
 
 /// What a free page holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub enum PageState {
         /// The segment's protection.
         prot: Prot,
     },
-    /// Part of a region that an earlier entry of the current deinitialize batch chunk took
+    /// Part of a region that an earlier entry of the current deinitialize batch group took
     /// out of service (only during a batch).
     Retiring {
         /// The region's key.
@@ -262,7 +263,7 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct FaultState {
     nth: BTreeMap<u64, i32>,
     ops: Vec<(HostOp, i32)>,
@@ -472,7 +473,7 @@ fn room_for(records: &[Record], start: usize, end: usize) -> usize {
 /// One reset of a deinitialize batch: `(start, end, needs_protect, member regions)`.
 type Reset = (usize, usize, bool, BTreeSet<usize>);
 
-/// A region taken out of service by a deinitialize batch chunk.
+/// A region taken out of service by a deinitialize batch group.
 #[derive(Debug)]
 struct Retired {
     index: usize,
@@ -483,7 +484,7 @@ struct Retired {
 }
 
 /// The reference model of one map and its host.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Model {
     /// Configuration.
     pub cfg: ModelConfig,
@@ -1348,24 +1349,29 @@ impl Model {
     ///
     /// The error the map must return.
     pub fn deinitialize(&mut self, key: usize) -> Result<(), MErr> {
-        let result = self.deinitialize_multiple(&[key]);
+        let result = self.deinitialize_multiple(&[key], 1);
         match self.reports.pop() {
             Some((_, e)) => Err(e),
             None => result,
         }
     }
 
-    /// `deinitialize_multiple(keys)`; the per-entry errors go to [`Model::reports`].
+    /// `deinitialize_multiple(keys)`, the map handling `group` entries together (at least
+    /// one): back to front, each group of consecutive entries is taken out of service, then
+    /// its pages are reset, adjacent pages of its entries sharing host calls. The contract
+    /// does not say how many entries the map handles together; the caller tries the sizes
+    /// (see `driver.rs`). The per-entry errors go to [`Model::reports`].
     ///
     /// # Errors
     ///
     /// `Batch` with the number of failed entries.
-    pub fn deinitialize_multiple(&mut self, keys: &[usize]) -> Result<(), MErr> {
+    pub fn deinitialize_multiple(&mut self, keys: &[usize], group: usize) -> Result<(), MErr> {
+        let group = group.max(1);
         let mut failed = 0;
         let mut end = keys.len();
         while end > 0 {
-            let start = end.saturating_sub(BATCH_CHUNK);
-            failed += self.deinitialize_chunk(keys, start, end);
+            let start = end.saturating_sub(group);
+            failed += self.deinitialize_group(keys, start, end);
             end = start;
         }
         if failed == 0 {
@@ -1375,7 +1381,7 @@ impl Model {
         }
     }
 
-    fn deinitialize_chunk(&mut self, keys: &[usize], start: usize, end: usize) -> usize {
+    fn deinitialize_group(&mut self, keys: &[usize], start: usize, end: usize) -> usize {
         let page = self.cfg.page_size;
         let mut failed = 0;
         let mut retired: Vec<Retired> = Vec::new();

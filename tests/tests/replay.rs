@@ -568,7 +568,7 @@ mod scenarios {
         configs, drive, drive_checked, recording_subject, run, Checks, Probe, Recording, Sweep,
     };
     use mapcore_tests::input::{AddrSpec, Fault, InitSpec, Op, PairSpec, SegSpec, Setup, SizeSpec};
-    use mapcore_tests::model::{FaultPlan, Model};
+    use mapcore_tests::model::{CallM, FaultPlan, Model};
 
     fn seg(place: u8, page: i8, size: u8, group: u8, content: u8) -> SegSpec {
         SegSpec {
@@ -1250,6 +1250,10 @@ mod scenarios {
 
         fn disarm(&self) {
             self.inner.disarm();
+        }
+
+        fn fallible_calls(&self) -> Option<Vec<CallM>> {
+            self.inner.fallible_calls()
         }
 
         fn predict_base(&self, model: &Model, size: usize) -> Option<usize> {
