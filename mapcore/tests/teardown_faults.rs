@@ -16,6 +16,11 @@
 //! - the bookkeeping's invariants hold; a quarantined region's pages are never handed out
 //!   again, every other freed page is read-write and reads zero and can be initialized;
 //! - afterwards every slab can be released, and no dealloc action runs a second time.
+//!
+//! Not under miri: there its fixed-storage runs did not finish within 10 minutes (the miri
+//! gate runs the whole core suite in about 6); the paths they drive run under miri in
+//! `deinitialize.rs`, `batch.rs`, `release.rs` and `double_faults.rs`.
+#![cfg(not(miri))]
 
 pub mod common;
 
@@ -400,7 +405,6 @@ fn release_multiple_every_call_fails_in_turn<S: Storage>() {
 }
 
 for_each_storage!(
-    growable: #[cfg_attr(miri, ignore = "slow under miri; the fixed variant covers the same paths")];
     deinitialize_every_call_fails_in_turn,
     deinitialize_multiple_every_call_fails_in_turn,
     release_every_call_fails_in_turn,
