@@ -129,7 +129,8 @@ enum mapcore_status
     // value for the built-in host), `index` the first segment the call covered, if any.
     // Initialize rolled everything back; `quarantined` says the rollback itself failed and
     // some pages will never be handed out again. Release: the slab is still reserved and the
-    // release may be retried.
+    // release may be retried. `count` says how many dealloc actions failed in the same call
+    // (deinitialize, release, or an initialize's cleanup): a host failure never hides them.
     MAPCORE_ERR_HOST = 22,
     // A finalize action failed: `index` names its pair, `code` holds the code it returned,
     // `count` how many cleanup dealloc actions failed. The dealloc actions of the pairs
@@ -248,7 +249,7 @@ typedef struct mapcore_error {
     uintptr_t addr;
     // `MAPCORE_ERR_DEALLOC_FAILED`: how many dealloc actions failed. `MAPCORE_ERR_BATCH`: how
     // many entries failed. `MAPCORE_ERR_FINALIZE_FAILED`: how many cleanup dealloc actions
-    // failed.
+    // failed. `MAPCORE_ERR_HOST`: how many dealloc actions failed in the same call.
     size_t count;
     // `MAPCORE_ERR_HOST`: which host call failed.
     mapcore_host_op host_op;
@@ -548,7 +549,8 @@ mapcore_status mapcore_map_initialize(const struct mapcore_map *map,
 // `MAPCORE_ERR_UNKNOWN_KEY`, `MAPCORE_ERR_INTERIOR_ADDRESS`, `MAPCORE_ERR_NOT_IN_ANY_SLAB`
 // and `MAPCORE_ERR_BUSY` change nothing. `MAPCORE_ERR_DEALLOC_FAILED`: the region is gone
 // but some of its dealloc actions failed. `MAPCORE_ERR_HOST` with `quarantined`: its pages
-// could not be reset and will not be reused.
+// could not be reset and will not be reused; `count` says how many of its dealloc actions
+// failed as well.
 //
 // # Safety
 //
@@ -588,8 +590,9 @@ mapcore_status mapcore_map_deinitialize_multiple(const struct mapcore_map *map,
 //
 // `MAPCORE_ERR_NOT_SLAB_BASE`, `MAPCORE_ERR_NOT_IN_ANY_SLAB` and `MAPCORE_ERR_BUSY` change
 // nothing. `MAPCORE_ERR_HOST`: the host could not unmap; the slab stays recorded (its
-// regions are gone) and the release can be retried. `MAPCORE_ERR_DEALLOC_FAILED`: the slab
-// is released but some dealloc actions failed.
+// regions are gone) and the release can be retried; `count` says how many dealloc actions
+// failed before the unmap (a retry does not report them again). `MAPCORE_ERR_DEALLOC_FAILED`:
+// the slab is released but some dealloc actions failed.
 //
 // # Safety
 //

@@ -493,7 +493,8 @@ pub unsafe extern "C" fn mapcore_map_initialize(
 /// `MAPCORE_ERR_UNKNOWN_KEY`, `MAPCORE_ERR_INTERIOR_ADDRESS`, `MAPCORE_ERR_NOT_IN_ANY_SLAB`
 /// and `MAPCORE_ERR_BUSY` change nothing. `MAPCORE_ERR_DEALLOC_FAILED`: the region is gone
 /// but some of its dealloc actions failed. `MAPCORE_ERR_HOST` with `quarantined`: its pages
-/// could not be reset and will not be reused.
+/// could not be reset and will not be reused; `count` says how many of its dealloc actions
+/// failed as well.
 ///
 /// # Safety
 ///
@@ -600,8 +601,9 @@ pub unsafe extern "C" fn mapcore_map_deinitialize_multiple(
 ///
 /// `MAPCORE_ERR_NOT_SLAB_BASE`, `MAPCORE_ERR_NOT_IN_ANY_SLAB` and `MAPCORE_ERR_BUSY` change
 /// nothing. `MAPCORE_ERR_HOST`: the host could not unmap; the slab stays recorded (its
-/// regions are gone) and the release can be retried. `MAPCORE_ERR_DEALLOC_FAILED`: the slab
-/// is released but some dealloc actions failed.
+/// regions are gone) and the release can be retried; `count` says how many dealloc actions
+/// failed before the unmap (a retry does not report them again). `MAPCORE_ERR_DEALLOC_FAILED`:
+/// the slab is released but some dealloc actions failed.
 ///
 /// # Safety
 ///

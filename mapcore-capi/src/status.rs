@@ -86,7 +86,8 @@ pub enum mapcore_status {
     /// value for the built-in host), `index` the first segment the call covered, if any.
     /// Initialize rolled everything back; `quarantined` says the rollback itself failed and
     /// some pages will never be handed out again. Release: the slab is still reserved and the
-    /// release may be retried.
+    /// release may be retried. `count` says how many dealloc actions failed in the same call
+    /// (deinitialize, release, or an initialize's cleanup): a host failure never hides them.
     MAPCORE_ERR_HOST = 22,
     /// A finalize action failed: `index` names its pair, `code` holds the code it returned,
     /// `count` how many cleanup dealloc actions failed. The dealloc actions of the pairs
@@ -172,7 +173,7 @@ pub struct mapcore_error {
     pub addr: uintptr_t,
     /// `MAPCORE_ERR_DEALLOC_FAILED`: how many dealloc actions failed. `MAPCORE_ERR_BATCH`: how
     /// many entries failed. `MAPCORE_ERR_FINALIZE_FAILED`: how many cleanup dealloc actions
-    /// failed.
+    /// failed. `MAPCORE_ERR_HOST`: how many dealloc actions failed in the same call.
     pub count: size_t,
     /// `MAPCORE_ERR_HOST`: which host call failed.
     pub host_op: mapcore_host_op,
@@ -393,9 +394,11 @@ fn map_error_fields(error: &StdError, out: &mut mapcore_error) {
             segment,
             error,
             quarantined,
+            dealloc_failures,
         } => {
             out.host_op = host_op_code(op);
             out.code = host_code(error);
+            out.count = dealloc_failures;
             out.quarantined = quarantined;
             (S::MAPCORE_ERR_HOST, segment, 0)
         }
@@ -715,6 +718,7 @@ mod tests {
             segment: Some(2),
             error: OsError::from_raw_os_error(libc::ENOSYS),
             quarantined: true,
+            dealloc_failures: 0,
         });
         assert_eq!(r.status, S::MAPCORE_ERR_HOST);
         assert_eq!(r.host_op, mapcore_host_op::MAPCORE_HOST_OP_FLUSH_ICACHE);
@@ -731,9 +735,22 @@ mod tests {
             segment: None,
             error: OsError::from_raw_os_error(libc::ENOMEM),
             quarantined: false,
+            dealloc_failures: 0,
         });
         assert_eq!(r.host_op, mapcore_host_op::MAPCORE_HOST_OP_RESERVE);
         assert_eq!((r.index, r.quarantined), (MAPCORE_NO_INDEX, false));
+
+        // A failed unmap after failed dealloc actions reports both.
+        let r = record(Error::Host {
+            op: HostOp::Release,
+            segment: None,
+            error: OsError::from_raw_os_error(libc::EINVAL),
+            quarantined: false,
+            dealloc_failures: 3,
+        });
+        assert_eq!(r.host_op, mapcore_host_op::MAPCORE_HOST_OP_RELEASE);
+        assert_eq!((r.code, r.count), (libc::EINVAL, 3));
+        assert!(r.message().ends_with("(3 dealloc actions failed too)"));
 
         let r = record(Error::FinalizeFailed {
             action: 4,

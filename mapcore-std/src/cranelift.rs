@@ -639,6 +639,7 @@ mod tests {
             segment: None,
             error: os,
             quarantined: false,
+            dealloc_failures: 0,
         });
         assert_eq!(error.kind(), io::ErrorKind::OutOfMemory);
         let inner = error.get_ref().and_then(|e| e.downcast_ref::<StdError>());

@@ -249,8 +249,11 @@ fn perms_at<'a>(maps: &'a [u8], start: &[u8]) -> Option<&'a [u8]> {
 #[test]
 fn a_forked_child_has_no_writable_view_of_the_code() {
     if std::env::var_os(common::TEST_RUNNER_ENV).is_some() {
-        // qemu-user does not emulate MADV_DONTFORK: its children inherit every mapping.
-        println!("NOT checked under an emulator: a forked child's views (MADV_DONTFORK)");
+        common::skipped(
+            "a_forked_child_has_no_writable_view_of_the_code",
+            "emulator",
+            "qemu-user does not emulate MADV_DONTFORK: its children inherit every mapping",
+        );
         return;
     }
     let host = DualMappedHost::new();

@@ -38,6 +38,7 @@ fn reserve_beyond_the_address_space_reports_enomem(kind: Kind) {
         segment: None,
         error: os,
         quarantined: false,
+        dealloc_failures: 0,
     } = error
     else {
         panic!("expected a reserve host error, got {error:?}");
@@ -86,6 +87,7 @@ fn mdwe_checks() {
         segment: Some(1),
         error: os,
         quarantined: false,
+        dealloc_failures: 0,
     } = error
     else {
         panic!("expected a protect error on segment 1, got {error:?}");

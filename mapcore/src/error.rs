@@ -25,6 +25,15 @@ pub enum Limit {
 /// Validation errors (everything but [`Host`](Error::Host), [`FinalizeFailed`](Error::FinalizeFailed),
 /// [`DeallocFailed`](Error::DeallocFailed) and [`Batch`](Error::Batch)) are reported before any
 /// side effect: the map and the memory are exactly as before the call.
+///
+/// # Which error is reported
+///
+/// One call returns one error, and loses nothing: where several validation errors apply, the
+/// `# Errors` section of each [`JitMap`](crate::JitMap) method says which comes first; once
+/// side effects began, the error says everything that went wrong: a failed host call
+/// ([`Host`](Error::Host)) or finalize action ([`FinalizeFailed`](Error::FinalizeFailed)) comes
+/// with the number of dealloc actions that failed in the same call and whether pages had to
+/// be quarantined; failed dealloc actions alone are [`DeallocFailed`](Error::DeallocFailed).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error<E> {
@@ -121,6 +130,9 @@ pub enum Error<E> {
     },
     /// A host call failed. For initialize everything was rolled back; `quarantined` says the
     /// rollback itself failed and some pages will never be handed out again.
+    ///
+    /// Dealloc actions that failed in the same call are counted here too (`dealloc_failures`):
+    /// a host failure never hides them.
     Host {
         /// The call that failed.
         op: HostOp,
@@ -131,6 +143,10 @@ pub enum Error<E> {
         /// Pages could not be returned to the free state and are quarantined until their slab
         /// is released.
         quarantined: bool,
+        /// How many dealloc actions failed in the same call: those of the regions deinitialized
+        /// or released, or, for initialize, the cleanup deallocs of a rolled-back request.
+        /// Every one of them still ran exactly once.
+        dealloc_failures: usize,
     },
     /// A finalize action failed; the earlier pairs' dealloc actions ran newest first and
     /// everything was rolled back.
@@ -224,6 +240,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 segment,
                 error,
                 quarantined,
+                dealloc_failures,
             } => {
                 write!(f, "host {op:?} failed")?;
                 if let Some(segment) = segment {
@@ -232,6 +249,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 write!(f, ": {error}")?;
                 if *quarantined {
                     f.write_str(" (rollback failed; pages quarantined)")?;
+                }
+                if *dealloc_failures > 0 {
+                    write!(f, " ({dealloc_failures} dealloc actions failed too)")?;
                 }
                 Ok(())
             }
@@ -277,6 +297,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn display_of_a_host_error_counts_the_failed_dealloc_actions() {
+        let both: Error<i32> = Error::Host {
+            op: HostOp::Release,
+            segment: None,
+            error: 22,
+            quarantined: false,
+            dealloc_failures: 3,
+        };
+        assert_eq!(
+            both.to_string(),
+            "host Release failed: 22 (3 dealloc actions failed too)"
+        );
+    }
+
+    #[test]
     fn display_is_lower_case_without_period() {
         let samples: [Error<i32>; 5] = [
             Error::InvalidSize { size: 0 },
@@ -286,6 +321,7 @@ mod tests {
                 segment: Some(0),
                 error: 12,
                 quarantined: true,
+                dealloc_failures: 2,
             },
             Error::FinalizeFailed {
                 action: 2,

@@ -148,19 +148,28 @@ struct Retiring<E> {
     index: usize,
     region: RegionId,
     dealloc_failures: usize,
-    error: Option<Error<E>>,
+    /// The error of the first protect back to read-write over its pages that failed.
+    reset_error: Option<E>,
     /// Its next span whose pages are still to be reset.
     next: Option<NextSpan>,
 }
 
 impl<E> Retiring<E> {
-    /// What went wrong, if anything: a host failure first, then failed dealloc actions.
+    /// What went wrong, if anything: a failed reset (pages quarantined) with the count of
+    /// failed dealloc actions, else the count alone.
     fn into_error(self) -> Option<Error<E>> {
-        self.error.or_else(|| {
-            (self.dealloc_failures > 0).then_some(Error::DeallocFailed {
+        match self.reset_error {
+            Some(error) => Some(Error::Host {
+                op: HostOp::Protect,
+                segment: None,
+                error,
+                quarantined: true,
+                dealloc_failures: self.dealloc_failures,
+            }),
+            None => (self.dealloc_failures > 0).then_some(Error::DeallocFailed {
                 failed: self.dealloc_failures,
-            })
-        })
+            }),
+        }
     }
 }
 
@@ -217,10 +226,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSize`] for zero or a non-page multiple, [`Error::TooLarge`] above
-    /// [`Config::max_reservation`], [`Error::CapacityExceeded`] when the slab table is full,
-    /// [`Error::Host`] when the host fails, [`Error::HostInvariant`] when it returns a bad
-    /// base. Nothing is left reserved on any error.
+    /// The first that applies, in this order: [`Error::InvalidSize`] for zero or a non-page
+    /// multiple, [`Error::TooLarge`] above [`Config::max_reservation`],
+    /// [`Error::CapacityExceeded`] when the slab table is full, [`Error::Host`] when the host
+    /// fails, [`Error::HostInvariant`] when it returns a bad base. Nothing is left reserved on
+    /// any error.
     pub fn reserve(&self, size: usize) -> Result<usize, Error<H::Error>> {
         if size == 0 || !size.is_multiple_of(self.page_size) {
             return Err(Error::InvalidSize { size });
@@ -238,6 +248,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                     segment: None,
                     error,
                     quarantined: false,
+                    dealloc_failures: 0,
                 });
             }
         };
@@ -260,11 +271,34 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ///
     /// # Errors
     ///
-    /// Validation errors change nothing. [`Error::Host`] and [`Error::FinalizeFailed`] are
-    /// reported after a complete rollback: the dealloc actions of finalize actions that
-    /// succeeded ran newest first, every page is free again (read-write, and discarded or
-    /// zeroed), nothing is recorded. If the rollback itself failed, the error says
-    /// `quarantined` and the pages are never handed out again.
+    /// Validation errors change nothing. Of those that apply, the first in this order is
+    /// reported:
+    /// 1. [`Error::CapacityExceeded`] for more than [`MAX_SEGMENTS`](crate::MAX_SEGMENTS)
+    ///    segments, then for more than [`MAX_ACTION_PAIRS`](crate::MAX_ACTION_PAIRS) pairs;
+    /// 2. segment by segment, in request order, the first of [`Error::Misaligned`],
+    ///    [`Error::Overflow`], [`Error::ContentTooLong`], [`Error::WriteExecute`] that the
+    ///    segment fails;
+    /// 3. [`Error::NoStandardSegment`];
+    /// 4. [`Error::SharedPage`] for the lowest page two segments share;
+    /// 5. [`Error::NotInSlab`] when the request's slab does not exist: the slab is the one
+    ///    holding the segment with the lowest pages (segment 0 if no segment covers a page),
+    ///    where a zero-size segment may also sit exactly at a slab's end;
+    /// 6. [`Error::Busy`] when that slab is being released or its release failed;
+    /// 7. segment by segment, in request order, [`Error::SpansSlabs`] for a segment that is
+    ///    in another slab or runs past the slab's end, [`Error::NotInSlab`] for one in no slab;
+    /// 8. [`Error::Overlap`] for the lowest page in use (by a live or in-progress region, or
+    ///    quarantined);
+    /// 9. [`Error::KeyInUse`], then [`Error::Overlap`] for a zero-size key segment on a page in
+    ///    use;
+    /// 10. [`Error::CapacityExceeded`] for the region table, then for the span table.
+    ///
+    /// [`Error::Host`] and [`Error::FinalizeFailed`] are reported after a complete rollback:
+    /// the dealloc actions of finalize actions that succeeded ran newest first, every page is
+    /// free again (read-write, and discarded or zeroed), nothing is recorded. If the rollback
+    /// itself failed, the error says `quarantined` and the pages are never handed out again.
+    /// When the reset of the Finalize-lifetime pages fails after every finalize action ran,
+    /// the error is [`Error::Host`] and counts the cleanup dealloc actions that failed
+    /// (`dealloc_failures`). A failed discard is no error: the pages are zero-filled instead.
     pub fn initialize(&self, request: &InitRequest<'_>) -> Result<usize, Error<H::Error>> {
         let mut spans = Spans::new();
         let plan = Plan::validate(
@@ -282,13 +316,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let reset = self.reset();
         self.write_contents(request, &plan, claim.touched, reset);
 
-        let fail = |op, segment, error| {
+        let fail = |op, segment, error, dealloc_failures| {
             let quarantined = self.roll_back(region, plan.spans, changed, reset);
             Err(Error::Host {
                 op,
                 segment: Some(segment),
                 error,
                 quarantined,
+                dealloc_failures,
             })
         };
         // Only the pages not at their protection yet: on a lazy host, reused pages may be.
@@ -296,14 +331,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
-                return fail(HostOp::Protect, run.segment, error);
+                return fail(HostOp::Protect, run.segment, error, 0);
             }
         }
         for run in runs(plan.spans, false, |s| s.prot.contains(Prot::EXEC)) {
             // SAFETY: the claimed pages lie inside one live slab, and are readable: executable
             // spans are at their protection now, which includes read.
             if let Err(error) = unsafe { self.host.flush_icache(run.range) } {
-                return fail(HostOp::FlushIcache, run.segment, error);
+                return fail(HostOp::FlushIcache, run.segment, error, 0);
             }
         }
         let mut deallocs = Deallocs::new();
@@ -325,8 +360,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             let finalize_only = |s: &Span| s.lifetime == Lifetime::Finalize;
             let freed = self.reset_pages(plan.spans, finalize_only, SegmentSet::default(), reset);
             if let Err((op, segment, error)) = freed {
-                run_dealloc_actions(&deallocs);
-                return fail(op, segment, error);
+                let cleanup_failures = run_dealloc_actions(&deallocs);
+                return fail(op, segment, error, cleanup_failures);
             }
         }
         let has_finalize = plan.has_finalize;
@@ -478,12 +513,18 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownKey`], [`Error::InteriorAddress`], [`Error::NotInAnySlab`] and
-    /// [`Error::Busy`] (the region is still being initialized or already being torn down, or
-    /// its slab is being released, which tears it down) change nothing.
-    /// [`Error::DeallocFailed`] means the region is gone but some of its dealloc actions
-    /// failed; [`Error::Host`] with `quarantined` means its pages could not be reset and will
-    /// not be reused.
+    /// An address that is no region's key is, in this order, [`Error::InteriorAddress`] when
+    /// it lies in a page of a region (live or in progress; quarantined pages belong to none),
+    /// [`Error::UnknownKey`] when it lies in a slab, [`Error::NotInAnySlab`] otherwise. The key
+    /// of a region that is not live is [`Error::Busy`] (still being initialized or already
+    /// being torn down, or its slab is being released, which tears it down). These change
+    /// nothing.
+    ///
+    /// Otherwise the region is gone and every dealloc action ran once. If the protect of its
+    /// pages back to read-write failed, the error is [`Error::Host`] with `quarantined` (the
+    /// pages will not be reused), counting the failed dealloc actions in `dealloc_failures`;
+    /// else, if some dealloc actions failed, [`Error::DeallocFailed`] with their number. A
+    /// failed discard is no error: the pages are zero-filled instead.
     pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
         // A batch of one, without the batch's bookkeeping.
         let retired = self.with_state(|s| s.retire(key, &[]))?;
@@ -497,9 +538,18 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// failing entry to `report` with its index, and merges host calls over adjacent regions.
     /// An entry repeated in `keys` succeeds once; the repeat reports [`Error::UnknownKey`].
     ///
+    /// Entries are handled in groups of consecutive entries, back to front, without
+    /// allocating: a group's regions are taken out of service and their dealloc actions run,
+    /// then their pages are reset, one host call per run of adjacent pages. A group holds at
+    /// least 16 entries (the whole batch, if shorter).
+    ///
     /// # Errors
     ///
-    /// [`Error::Batch`] with the number of failed entries, if any failed.
+    /// Each failing entry is reported with the error [`deinitialize`](Self::deinitialize)
+    /// would return for it, as if the entries were processed one by one, back to front; a
+    /// failed protect over pages that several entries share in one merged call is reported
+    /// on each of them. Returns [`Error::Batch`] with the number of failed entries, if any
+    /// failed.
     pub fn deinitialize_multiple(
         &self,
         keys: &[usize],
@@ -604,7 +654,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // 3. Forget the regions.
         self.with_state(|s| {
             for entry in chunk.iter() {
-                let quarantine = reset.quarantine(entry.error.is_some());
+                let quarantine = reset.quarantine(entry.reset_error.is_some());
                 s.forget(entry.region, quarantine, |span| {
                     reset.leaves(span.prot, false)
                 });
@@ -619,7 +669,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             index,
             region: retired.region,
             dealloc_failures: self.run_deallocs(&retired),
-            error: None,
+            reset_error: None,
             next: retired.first_span,
         }
     }
@@ -644,12 +694,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         if let Err(error) = self.reset_run(range, needs_protect, reset) {
             for (bit, entry) in chunk.iter_mut().enumerate() {
                 if members & (1 << bit) != 0 {
-                    entry.error.get_or_insert(Error::Host {
-                        op: HostOp::Protect,
-                        segment: None,
-                        error: error.clone(),
-                        quarantined: true,
-                    });
+                    entry.reset_error.get_or_insert_with(|| error.clone());
                 }
             }
         }
@@ -660,10 +705,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotSlabBase`], [`Error::NotInAnySlab`] and [`Error::Busy`] change nothing.
-    /// [`Error::Host`]: the host could not unmap; the slab stays recorded (its regions are
-    /// gone) and the release can be retried. [`Error::DeallocFailed`]: the slab is released
-    /// but some dealloc actions failed.
+    /// An address that is not a slab base is [`Error::NotSlabBase`] inside a slab,
+    /// [`Error::NotInAnySlab`] otherwise; then [`Error::Busy`] (a region of the slab is in
+    /// progress, or the slab is being released). These change nothing.
+    ///
+    /// Otherwise the slab's regions are gone and every dealloc action ran once.
+    /// [`Error::Host`]: the host could not unmap; the slab stays recorded and the release can
+    /// be retried; `dealloc_failures` counts the dealloc actions that failed (the retry does
+    /// not report them again). [`Error::DeallocFailed`]: the slab is released but some
+    /// dealloc actions failed.
     pub fn release(&self, base: usize) -> Result<(), Error<H::Error>> {
         let size = self.with_state(|s| s.begin_release(base))?;
         let mut dealloc_failures = 0;
@@ -683,6 +733,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures,
             });
         }
         if dealloc_failures > 0 {
@@ -698,7 +749,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ///
     /// # Errors
     ///
-    /// [`Error::Batch`] with the number of failed entries, if any failed.
+    /// Each failing entry is reported with the error [`release`](Self::release) returns for
+    /// it, one entry after the other, back to front (a repeated base finds its slab gone).
+    /// Returns [`Error::Batch`] with the number of failed entries, if any failed.
     pub fn release_multiple(
         &self,
         bases: &[usize],

@@ -343,6 +343,7 @@ fn failed_merged_reset_reports_every_member<S: Storage>() {
         segment: None,
         error: ENOMEM,
         quarantined: true,
+        dealloc_failures: 0,
     };
     assert_eq!(
         sorted(reported),

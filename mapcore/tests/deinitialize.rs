@@ -429,7 +429,8 @@ fn failed_reset_during_deinitialize_quarantines<S: Storage>() {
             op: HostOp::Protect,
             segment: None,
             error: ENOMEM,
-            quarantined: true
+            quarantined: true,
+            dealloc_failures: 0,
         })
     );
     assert_eq!(

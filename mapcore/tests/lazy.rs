@@ -191,7 +191,8 @@ fn rollback_resets_pages_in_doubt<S: Storage>() {
             op: HostOp::Protect,
             segment: Some(1),
             error: FakeError::ENOMEM,
-            quarantined: false
+            quarantined: false,
+            dealloc_failures: 0,
         })
     );
     assert_eq!(take_acts(), []);

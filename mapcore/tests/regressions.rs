@@ -179,7 +179,8 @@ fn w6_initialize_failure_rolls_back_protections_and_contents<S: Storage>() {
             op: HostOp::Protect,
             segment: Some(1),
             error: ENOMEM,
-            quarantined: false
+            quarantined: false,
+            dealloc_failures: 0,
         })
     );
     assert_eq!(take_acts(), []);

@@ -172,7 +172,8 @@ fn d8_failed_unmap_keeps_slab_for_retry<S: Storage>() {
             op: HostOp::Release,
             segment: None,
             error: ENOMEM,
-            quarantined: false
+            quarantined: false,
+            dealloc_failures: 0,
         })
     );
     assert_eq!(host.log(), [failed(Call::Release { base, size: 8 * P })]);

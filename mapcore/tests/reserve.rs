@@ -89,7 +89,8 @@ fn a4_reserve_near_usize_max_never_wraps<S: Storage>() {
             op: HostOp::Reserve,
             segment: None,
             error: ENOMEM,
-            quarantined: false
+            quarantined: false,
+            dealloc_failures: 0,
         })
     );
     assert_eq!(
@@ -117,7 +118,8 @@ fn a6_host_reserve_failure_changes_nothing<S: Storage>() {
             op: HostOp::Reserve,
             segment: None,
             error: ENOMEM,
-            quarantined: false
+            quarantined: false,
+            dealloc_failures: 0,
         }
     );
     assert_eq!(err.host_error(), Some(&ENOMEM));

@@ -334,6 +334,7 @@ fn host_error(
         segment: Some(built.segment_at(range.start())),
         error,
         quarantined,
+        dealloc_failures: 0,
     }
 }
 

@@ -36,6 +36,7 @@ use crate::actions::{action, take_log};
 use crate::input::{resolve, Concrete, Op, Setup, Tags, MAX_OPS};
 use crate::model::{
     pattern, CallM, ExpCall, FaultPlan, FreeBytes, InitM, MErr, Model, ModelConfig, PageState,
+    MERGED_ENTRIES,
 };
 
 /// The fixed storage the fuzz targets use: small, so that every capacity is reachable.
@@ -73,6 +74,15 @@ pub fn variant<E>(e: &Error<E>) -> &'static str {
         Error::NotSlabBase { .. } => "NotSlabBase",
         Error::Busy { .. } => "Busy",
         Error::HostInvariant { .. } => "HostInvariant",
+        Error::Host {
+            quarantined: true,
+            dealloc_failures: 1..,
+            ..
+        } => "Host(quarantined)+DeallocFailed",
+        Error::Host {
+            dealloc_failures: 1..,
+            ..
+        } => "Host+DeallocFailed",
         Error::Host {
             quarantined: true, ..
         } => "Host(quarantined)",
@@ -119,11 +129,13 @@ pub fn to_model<E>(e: Error<E>, errno: impl Fn(&E) -> i32) -> MErr {
             segment,
             error,
             quarantined,
+            dealloc_failures,
         } => Error::Host {
             op,
             segment,
             error: errno(&error),
             quarantined,
+            dealloc_failures,
         },
         Error::FinalizeFailed {
             action,
@@ -525,6 +537,9 @@ pub trait Probe {
     fn poke(&self, addr: usize, bytes: &[u8]);
     /// Reads `len` bytes at `addr`, whatever the protection.
     fn read(&self, addr: usize, len: usize) -> Vec<u8>;
+    /// The fallible host calls made since [`Probe::arm`], in the model's form, where the host
+    /// logs them.
+    fn fallible_calls(&self) -> Option<Vec<CallM>>;
     /// Checks the host after an operation against the model (after [`Model::end`]): calls,
     /// writes, protections, reservations, pages that must read zero, over what `sweep` says.
     /// `pokes` are the `(addr, len)` ranges the driver wrote in place before the operation.
@@ -582,6 +597,16 @@ fn add_pages(pages: &mut Vec<usize>, page: usize, start: usize, end: usize) {
 impl Probe for Recording<'_> {
     fn injects_faults(&self) -> bool {
         true
+    }
+
+    fn fallible_calls(&self) -> Option<Vec<CallM>> {
+        let log = self.0.log();
+        let calls = log.iter();
+        Some(
+            calls
+                .filter_map(|e| expected_form(e.call).map(|call| CallM { call, ok: e.ok }))
+                .collect(),
+        )
     }
 
     fn arm(&self, faults: &FaultPlan) {
@@ -917,7 +942,7 @@ impl Driver<'_, '_> {
                 let actual = self
                     .map
                     .deinitialize_multiple(keys, &mut |i, e| reports.push((i, e)));
-                (actual, self.model.deinitialize_multiple(keys))
+                (actual, self.deinitialize_multiple_any_grouping(keys))
             }
             Concrete::Release(base) => {
                 let actual = self.map.release(*base);
@@ -943,6 +968,25 @@ impl Driver<'_, '_> {
         self.count(op.name(), &actual);
         self.check_reports(op, reports);
         self.check_after(op, new_key);
+    }
+
+    /// The model's `deinitialize_multiple(keys)`. The contract says only that the map handles
+    /// at least [`MERGED_ENTRIES`] consecutive entries together (sharing host calls over
+    /// adjacent pages), so every group size from there up is tried, and the first whose host
+    /// calls are the ones the map made is the prediction. Without a call log, or if no size
+    /// matches, the whole batch as one group (whose mismatch the checks then report).
+    fn deinitialize_multiple_any_grouping(&mut self, keys: &[usize]) -> Result<(), MErr> {
+        if let Some(made) = self.probe.fallible_calls() {
+            for group in MERGED_ENTRIES..keys.len() {
+                let mut candidate = self.model.clone();
+                let result = candidate.deinitialize_multiple(keys, group);
+                if candidate.calls == made {
+                    self.model = candidate;
+                    return result;
+                }
+            }
+        }
+        self.model.deinitialize_multiple(keys, keys.len())
     }
 
     fn fail(&self, op: &Concrete, what: &str) -> ! {

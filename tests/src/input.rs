@@ -13,7 +13,8 @@ pub const MAX_OPS: usize = 48;
 pub const MAX_SEGS: usize = 5;
 /// Most action pairs of a generated request (beyond the over-capacity case).
 pub const MAX_PAIRS: usize = 4;
-/// Most entries of a generated batch: more than one chunk of the map's batch processing.
+/// Most entries of a generated batch: long enough that the map cannot handle every batch as
+/// one group of entries sharing host calls (its groups are bounded: it does not allocate).
 pub const MAX_BATCH: usize = 20;
 
 /// The map's configuration, the host's page size and capabilities, the storage.

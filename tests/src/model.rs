@@ -48,12 +48,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mapcore::{ActionError, Error, HostOp, Limit, Prot, MAX_ACTION_PAIRS, MAX_SEGMENTS};
 
+/// How many consecutive entries of a deinitialize batch the map handles together at least
+/// (the whole batch, if shorter), as the docs of `JitMap::deinitialize_multiple` promise; how
+/// many more it handles together is its own choice.
+pub const MERGED_ENTRIES: usize = 16;
+
 /// Errors as the model predicts them: the host error is its errno value.
 pub type MErr = Error<i32>;
-
-/// Entries of a deinitialize batch that the map handles together (`BATCH_CHUNK` in map.rs).
-/// Not documented; observable through host-call merging.
-pub const BATCH_CHUNK: usize = 16;
 
 /// What a free page holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub enum PageState {
         /// The segment's protection.
         prot: Prot,
     },
-    /// Part of a region that an earlier entry of the current deinitialize batch chunk took
+    /// Part of a region that an earlier entry of the current deinitialize batch group took
     /// out of service (only during a batch).
     Retiring {
         /// The region's key.
@@ -262,7 +263,7 @@ impl FaultPlan {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct FaultState {
     nth: BTreeMap<u64, i32>,
     ops: Vec<(HostOp, i32)>,
@@ -472,17 +473,18 @@ fn room_for(records: &[Record], start: usize, end: usize) -> usize {
 /// One reset of a deinitialize batch: `(start, end, needs_protect, member regions)`.
 type Reset = (usize, usize, bool, BTreeSet<usize>);
 
-/// A region taken out of service by a deinitialize batch chunk.
+/// A region taken out of service by a deinitialize batch group.
 #[derive(Debug)]
 struct Retired {
     index: usize,
     region: RegionM,
     failures: usize,
-    error: Option<MErr>,
+    /// The errno of the first failed protect back over its pages.
+    reset_error: Option<i32>,
 }
 
 /// The reference model of one map and its host.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Model {
     /// Configuration.
     pub cfg: ModelConfig,
@@ -864,6 +866,7 @@ impl Model {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures: 0,
             });
         }
         let base = pick(self);
@@ -907,8 +910,9 @@ impl Model {
 
     // ---- initialize ----
 
-    /// Whether a segment at `addr` (`empty`: of size zero) may belong to the slab `base`:
-    /// non-empty segments start inside it, empty ones may also sit exactly at its end.
+    /// Whether a segment at `addr` (`empty`: of size zero) may belong to the slab `base`, as
+    /// the contract says: a segment covering pages starts on one of the slab's pages; a
+    /// zero-size segment may be anywhere in the slab, including exactly at its end.
     fn admits(&self, base: usize, addr: usize, empty: bool) -> bool {
         let end = base + self.slabs[&base].size;
         base <= addr && (addr < end || (empty && addr == end))
@@ -964,12 +968,8 @@ impl Model {
 
     /// `initialize(request)`.
     ///
-    /// Order of checks (the implementation's, documented only in part): the request's size
-    /// limits; per segment in request order alignment, overflow, content length, W^X; a
-    /// Standard segment; shared pages; the request's slab (the slab of its lowest non-empty
-    /// segment, or of segment 0 if all are empty); a slab whose release failed is busy; each
-    /// segment in request order inside that slab; overlap in address order; the key; the
-    /// region and span capacities.
+    /// Which validation error comes first is the numbered list in the `# Errors` section of
+    /// `JitMap::initialize`, followed here step by step (each step below names its number).
     ///
     /// # Errors
     ///
@@ -977,12 +977,14 @@ impl Model {
     pub fn initialize(&mut self, req: &InitM) -> Result<usize, MErr> {
         let page = self.cfg.page_size;
         let segs = &req.segs;
+        // 1. The request's limits.
         if segs.len() > MAX_SEGMENTS {
             return Err(Error::CapacityExceeded(Limit::Segments));
         }
         if req.pairs.len() > MAX_ACTION_PAIRS {
             return Err(Error::CapacityExceeded(Limit::ActionPairs));
         }
+        // 2. Each segment on its own, in request order.
         let mut ends = Vec::with_capacity(segs.len());
         for (segment, s) in segs.iter().enumerate() {
             if s.addr % page != 0 {
@@ -1003,6 +1005,7 @@ impl Model {
             }
             ends.push(end);
         }
+        // 3. A Standard segment, the lowest of which is the key.
         let Some(key_seg) = (0..segs.len())
             .filter(|&i| !segs[i].finalize)
             .min_by_key(|&i| (segs[i].addr, i))
@@ -1010,6 +1013,7 @@ impl Model {
             return Err(Error::NoStandardSegment);
         };
         let key = segs[key_seg].addr;
+        // 4. The lowest shared page.
         if let Some(named) = Self::shared_page(segs, &ends) {
             self.alternatives = named
                 .iter()
@@ -1019,7 +1023,7 @@ impl Model {
             return Err(Error::SharedPage { segment: named[0] });
         }
 
-        // The request's slab.
+        // 5. The request's slab: the one holding the segment with the lowest pages.
         let nonempty: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].size > 0).collect();
         let anchor_seg = nonempty
             .iter()
@@ -1037,9 +1041,11 @@ impl Model {
                 segment: anchor_seg,
             });
         };
+        // 6. A slab whose release failed (the model has no release in progress).
         if self.slabs[&slab].failed {
             return Err(Error::Busy { addr: slab });
         }
+        // 7. Every segment inside that slab.
         let slab_end = slab + self.slabs[&slab].size;
         for (segment, s) in segs.iter().enumerate() {
             let empty = s.size == 0;
@@ -1070,15 +1076,18 @@ impl Model {
             }
         }
         rp.sort_by_key(|p| p.addr);
+        // 8. The lowest page in use.
         if let Some(p) = rp.iter().find(|p| self.pages[&p.addr].occupied()) {
             return Err(Error::Overlap { segment: p.seg });
         }
+        // 9. The key.
         if self.regions.contains_key(&key) {
             return Err(Error::KeyInUse { key });
         }
         if self.page_state(key).is_some_and(PageState::occupied) {
             return Err(Error::Overlap { segment: key_seg });
         }
+        // 10. The tables' capacities: regions, then spans.
         if self
             .cfg
             .regions
@@ -1155,6 +1164,7 @@ impl Model {
                     segment: Some(run.seg),
                     error,
                     quarantined,
+                    dealloc_failures: 0,
                 });
             }
         }
@@ -1177,6 +1187,7 @@ impl Model {
                     segment: Some(run.seg),
                     error,
                     quarantined,
+                    dealloc_failures: 0,
                 });
             }
         }
@@ -1211,14 +1222,14 @@ impl Model {
             })
             .collect();
         if let Some((seg, error)) = self.reset_pages(&fin) {
-            // Dealloc failures during this cleanup are not reported (the error has no field).
-            self.run_deallocs(&kept);
+            let dealloc_failures = self.run_deallocs(&kept);
             let quarantined = rollback(self);
             return Err(Error::Host {
                 op: HostOp::Protect,
                 segment: Some(seg),
                 error,
                 quarantined,
+                dealloc_failures,
             });
         }
 
@@ -1338,24 +1349,29 @@ impl Model {
     ///
     /// The error the map must return.
     pub fn deinitialize(&mut self, key: usize) -> Result<(), MErr> {
-        let result = self.deinitialize_multiple(&[key]);
+        let result = self.deinitialize_multiple(&[key], 1);
         match self.reports.pop() {
             Some((_, e)) => Err(e),
             None => result,
         }
     }
 
-    /// `deinitialize_multiple(keys)`; the per-entry errors go to [`Model::reports`].
+    /// `deinitialize_multiple(keys)`, the map handling `group` entries together (at least
+    /// one): back to front, each group of consecutive entries is taken out of service, then
+    /// its pages are reset, adjacent pages of its entries sharing host calls. The contract
+    /// does not say how many entries the map handles together; the caller tries the sizes
+    /// (see `driver.rs`). The per-entry errors go to [`Model::reports`].
     ///
     /// # Errors
     ///
     /// `Batch` with the number of failed entries.
-    pub fn deinitialize_multiple(&mut self, keys: &[usize]) -> Result<(), MErr> {
+    pub fn deinitialize_multiple(&mut self, keys: &[usize], group: usize) -> Result<(), MErr> {
+        let group = group.max(1);
         let mut failed = 0;
         let mut end = keys.len();
         while end > 0 {
-            let start = end.saturating_sub(BATCH_CHUNK);
-            failed += self.deinitialize_chunk(keys, start, end);
+            let start = end.saturating_sub(group);
+            failed += self.deinitialize_group(keys, start, end);
             end = start;
         }
         if failed == 0 {
@@ -1365,7 +1381,7 @@ impl Model {
         }
     }
 
-    fn deinitialize_chunk(&mut self, keys: &[usize], start: usize, end: usize) -> usize {
+    fn deinitialize_group(&mut self, keys: &[usize], start: usize, end: usize) -> usize {
         let page = self.cfg.page_size;
         let mut failed = 0;
         let mut retired: Vec<Retired> = Vec::new();
@@ -1383,7 +1399,7 @@ impl Model {
                     index,
                     region,
                     failures,
-                    error: None,
+                    reset_error: None,
                 });
             } else {
                 // As if the entries were processed one by one: a repeated key finds its
@@ -1438,12 +1454,7 @@ impl Model {
         for (s, e, needs, members) in resets {
             if let Err(error) = self.reset_run(s, e, needs) {
                 for i in members {
-                    retired[i].error.get_or_insert(Error::Host {
-                        op: HostOp::Protect,
-                        segment: None,
-                        error,
-                        quarantined: true,
-                    });
+                    retired[i].reset_error.get_or_insert(error);
                 }
             }
         }
@@ -1453,7 +1464,7 @@ impl Model {
                 let exec_kept = !reuse_exec && prot.contains(Prot::EXEC);
                 let state = if exec_kept {
                     PageState::Quarantined { prot: Some(prot) }
-                } else if r.error.is_some() {
+                } else if r.reset_error.is_some() {
                     PageState::Quarantined { prot: None }
                 } else {
                     let record = self.new_records(1) + 1;
@@ -1462,15 +1473,23 @@ impl Model {
                 for p in (s..e).step_by(page) {
                     self.set_page(p, state);
                 }
-                if exec_kept || r.error.is_some() {
+                if exec_kept || r.reset_error.is_some() {
                     self.qentries.push((r.region.slab, s, e));
                 }
             }
         }
         for r in retired {
-            let error = r
-                .error
-                .or((r.failures > 0).then_some(Error::DeallocFailed { failed: r.failures }));
+            // A failed reset is reported with every failed dealloc action of the entry.
+            let error = match r.reset_error {
+                Some(error) => Some(Error::Host {
+                    op: HostOp::Protect,
+                    segment: None,
+                    error,
+                    quarantined: true,
+                    dealloc_failures: r.failures,
+                }),
+                None => (r.failures > 0).then_some(Error::DeallocFailed { failed: r.failures }),
+            };
             if let Some(error) = error {
                 self.reports.push((r.index, error));
                 failed += 1;
@@ -1531,6 +1550,7 @@ impl Model {
                 segment: None,
                 error,
                 quarantined: false,
+                dealloc_failures,
             });
         }
         self.slabs.remove(&base);

@@ -20,7 +20,7 @@ use mapcore_std::{DualMappedHost, LibcHost, OsError};
 
 use crate::driver::{configs, drive, Mapped, Probe, SmallStorage, Sweep, Tally};
 use crate::input::{Op, Setup};
-use crate::model::{FaultPlan, FreeBytes, Model, PageState};
+use crate::model::{CallM, FaultPlan, FreeBytes, Model, PageState};
 
 /// `/proc/self` files of this process, and the dual-mapped host whose alias in-place content
 /// is written through, if the map is on one.
@@ -107,6 +107,10 @@ pub fn libc_subject<H: Host<Error = OsError>, S: Storage>(map: JitMap<H, S>) -> 
 impl Probe for Libc<'_> {
     fn injects_faults(&self) -> bool {
         false
+    }
+
+    fn fallible_calls(&self) -> Option<Vec<CallM>> {
+        None
     }
 
     fn arm(&self, _faults: &FaultPlan) {}

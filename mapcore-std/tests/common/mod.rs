@@ -355,6 +355,31 @@ pub(crate) fn bump_action(counter: &AtomicU64) -> Action {
     Action::with_u64(bump, addr_of(counter))
 }
 
+// ---- skips ---------------------------------------------------------------------------------
+
+/// The skips a run expects, by reason, comma-separated (the aarch64 gate under qemu-user sets
+/// `mdwe,emulator`): with `CI=true`, any other skip fails its test.
+pub(crate) const EXPECTED_SKIPS_ENV: &str = "MAPCORE_EXPECTED_SKIPS";
+
+/// Says that `test` did not check something because of `reason` (a short name: `mdwe`,
+/// `emulator`, `max-map-count`) and `why`: one `SKIPPED ... NOT checked` line on stdout,
+/// which CI's logs collect. Under `CI=true` a skip the run does not list in
+/// [`EXPECTED_SKIPS_ENV`] fails the test instead: a check CI did not make is no pass.
+///
+/// # Panics
+///
+/// Under `CI=true`, unless [`EXPECTED_SKIPS_ENV`] lists `reason`.
+pub(crate) fn skipped(test: &str, reason: &str, why: impl std::fmt::Display) {
+    let line = format!("SKIPPED {test} ({reason}): {why}; NOT checked");
+    println!("{line}");
+    let in_ci = std::env::var_os("CI").is_some_and(|v| v == "true");
+    let expected = std::env::var(EXPECTED_SKIPS_ENV).unwrap_or_default();
+    assert!(
+        !in_ci || expected.split(',').any(|s| s.trim() == reason),
+        "{line}: CI=true and {EXPECTED_SKIPS_ENV}={expected:?} does not list `{reason}`"
+    );
+}
+
 // ---- child processes -------------------------------------------------------------------------
 
 /// A command prefix (words separated by whitespace) that runs a test binary of this target, for
@@ -399,7 +424,7 @@ const MDWE_CHILD_UNSUPPORTED: &str = "MDWE-CHILD: PR_SET_MDWE unsupported";
 /// Runs `checks` in a child process in which no mapping may gain execute permission
 /// (`prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)`, Linux 6.3+, which cannot be undone): the
 /// test binary runs itself again for the test `test` alone. In the parent, fails unless the
-/// child ran `checks` to the end; prints a loud SKIPPED line instead when the kernel has no
+/// child ran `checks` to the end; [`skipped`] (reason `mdwe`) when the kernel has no
 /// `PR_SET_MDWE`.
 pub(crate) fn in_mdwe_child(test: &str, checks: impl FnOnce()) {
     if std::env::var_os(MDWE_CHILD_ENV).is_some() {
@@ -425,18 +450,14 @@ pub(crate) fn in_mdwe_child(test: &str, checks: impl FnOnce()) {
         .lines()
         .find_map(|l| l.find(MDWE_CHILD_UNSUPPORTED).map(|at| &l[at..]))
     {
-        // A check CI did not make fails CI, unless the run says it expects that skip (the
-        // aarch64 gate under qemu-user, which lists it).
-        let expected = std::env::var("MAPCORE_EXPECTED_SKIPS").unwrap_or_default();
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true")
-                || expected.split(',').any(|s| s == "mdwe"),
-            "SKIPPED in CI: {test}: PR_SET_MDWE is refused here ({line})"
-        );
-        eprintln!(
-            "SKIPPED {test}: PR_SET_MDWE is refused here ({line}): a kernel before 6.3, or an \
-             emulator such as qemu-user, which checks page protections itself and does not pass \
-             PR_SET_MDWE on; NOT checked"
+        skipped(
+            test,
+            "mdwe",
+            format_args!(
+                "PR_SET_MDWE is refused here ({line}): a kernel before 6.3, or an emulator such \
+                 as qemu-user, which checks page protections itself and does not pass \
+                 PR_SET_MDWE on"
+            ),
         );
         return;
     }
