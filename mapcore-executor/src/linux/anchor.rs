@@ -9,10 +9,11 @@ pub(crate) enum Anchor {
     DispatchCtx = 0,
     DylibManager = 1,
     MemoryManager = 2,
+    SharedMemoryMapper = 3,
 }
 
 /// The storage behind [`Anchor`] addresses: one distinct byte each.
-static ANCHORS: [u8; 3] = [0; 3];
+static ANCHORS: [u8; 4] = [0; 4];
 
 impl Anchor {
     /// The address advertised for this anchor.

@@ -24,7 +24,14 @@ pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> 
             shape,
             guarded(symbol.name, || match handler {
                 Handler::Stateless(handler) => handler(args),
-                Handler::Memory(handler) => handler(&mut session.memory, &mut session.stats, args),
+                Handler::Memory(handler) => {
+                    handler(&mut session.memory, &mut session.stats.memory, args)
+                }
+                Handler::SharedMemory(handler) => handler(
+                    &mut session.shared_memory,
+                    &mut session.stats.shared_memory,
+                    args,
+                ),
                 Handler::Dylibs(handler) => handler(&mut session.dylibs, args),
             }),
         ),

@@ -11,14 +11,14 @@
 
 use std::rc::Rc;
 
-use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
+use mapcore_sps::{AddrListArgs, AddrSeq, InitializeArgs, ReserveArgs};
 use mapcore_std::{Config, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
 use super::log::{self, Log};
 use super::reply::{self, Failure};
-use super::stats::{Shutdown, Stats};
+use super::stats::{MapCounters, Shutdown};
 
 /// The memory manager's state: the session's one map and what its actions reach.
 #[derive(Debug)]
@@ -94,6 +94,11 @@ impl Memory {
         &self.actions
     }
 
+    /// The session's action context, for another map whose actions reach the same state.
+    pub(crate) fn shared_actions(&self) -> Rc<ActionContext> {
+        Rc::clone(&self.actions)
+    }
+
     /// The page size the map works with, advertised in the Setup message.
     pub(crate) fn page_size(&self) -> usize {
         self.map.page_size()
@@ -101,25 +106,31 @@ impl Memory {
 
     /// Releases every slab, running the remaining dealloc actions; for the end of a session.
     pub(crate) fn shutdown(&self) -> Shutdown {
-        let live_slabs_at_eof = self.map.slab_count();
-        let live_regions_at_eof = self.map.region_count();
-        let result = self.map.shutdown();
-        let live_slabs_after_shutdown = self.map.slab_count();
-        let failures = self.actions.take_failures();
-        if let Err(e) = &result {
-            log::diag(format_args!("shutdown: {e}{}", detail(&failures)));
-        } else if !failures.is_empty() {
-            log::diag(format_args!(
-                "shutdown: dealloc actions failed{}",
-                detail(&failures)
-            ));
-        }
-        Shutdown {
-            live_slabs_at_eof,
-            live_regions_at_eof,
-            live_slabs_after_shutdown,
-            shutdown_failed: result.is_err(),
-        }
+        shutdown(&self.map, &self.actions, "shutdown")
+    }
+}
+
+/// Releases every slab of `map`, running the remaining dealloc actions, and says what was
+/// left; failures are logged under `what`.
+pub(crate) fn shutdown(map: &StdJitMap, actions: &ActionContext, what: &str) -> Shutdown {
+    let live_slabs_at_eof = map.slab_count();
+    let live_regions_at_eof = map.region_count();
+    let result = map.shutdown();
+    let live_slabs_after_shutdown = map.slab_count();
+    let failures = actions.take_failures();
+    if let Err(e) = &result {
+        log::diag(format_args!("{what}: {e}{}", detail(&failures)));
+    } else if !failures.is_empty() {
+        log::diag(format_args!(
+            "{what}: dealloc actions failed{}",
+            detail(&failures)
+        ));
+    }
+    Shutdown {
+        live_slabs_at_eof,
+        live_regions_at_eof,
+        live_slabs_after_shutdown,
+        shutdown_failed: result.is_err(),
     }
 }
 
@@ -133,15 +144,16 @@ fn detail(failures: &[String]) -> String {
 }
 
 /// A map error, with the messages of the actions that failed during the call.
-fn map_failure(memory: &Memory, wrapper: &str, error: &StdError) -> Failure {
+pub(crate) fn map_failure(actions: &ActionContext, wrapper: &str, error: &StdError) -> Failure {
     Failure::rejected(format_args!(
         "{wrapper}: {error}{}",
-        detail(&memory.actions.take_failures())
+        detail(&actions.take_failures())
     ))
 }
 
-fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
-    if instance == Anchor::MemoryManager.addr() {
+/// Whether `instance` is the one advertised as `anchor`'s.
+pub(crate) fn check_instance(anchor: Anchor, wrapper: &str, instance: u64) -> Result<(), Failure> {
+    if instance == anchor.addr() {
         Ok(())
     } else {
         Err(Failure::wrong_instance(wrapper, instance))
@@ -151,17 +163,17 @@ fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
 /// reserve: `(Addr instance, u64 size)` → `Expected<Addr base>`.
 pub(crate) fn reserve(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "reserve";
     stats.reserve_calls += 1;
     let args = ReserveArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
     let base = memory
         .map
         .reserve(args.size)
-        .map_err(|e| map_failure(memory, NAME, &e))?;
+        .map_err(|e| map_failure(&memory.actions, NAME, &e))?;
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
     reply::expected_addr(base as u64)
@@ -170,7 +182,7 @@ pub(crate) fn reserve(
 /// initialize: `(Addr instance, FinalizeRequest)` → `Expected<Addr key>`.
 pub(crate) fn initialize(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "initialize";
@@ -178,13 +190,13 @@ pub(crate) fn initialize(
     let actions = &memory.actions;
     let args = InitializeArgs::decode(args, |stored| actions.bind(stored))
         .map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
     let request = args.init_request();
     memory.actions.take_failures();
     let key = memory
         .map
         .initialize(&request)
-        .map_err(|e| map_failure(memory, NAME, &e))?;
+        .map_err(|e| map_failure(&memory.actions, NAME, &e))?;
     stats.segments_initialized += request.segments.len() as u64;
     reply::expected_addr(key as u64)
 }
@@ -193,53 +205,77 @@ pub(crate) fn initialize(
 /// `Error`. Back to front; every entry is tried; the error lists each failing entry.
 pub(crate) fn deinitialize(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "deinitialize";
     stats.deinitialize_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
-    let keys: Vec<usize> = args.addrs.iter().collect();
-    let before = memory.map.region_count();
-    memory.actions.take_failures();
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
+    deinitialize_all(&memory.map, &memory.actions, stats, NAME, args.addrs)
+}
+
+/// Deinitializes the regions at `keys` of `map`, back to front; every entry is tried; the
+/// error lists each failing entry.
+pub(crate) fn deinitialize_all(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    stats: &mut MapCounters,
+    wrapper: &str,
+    keys: AddrSeq<'_>,
+) -> Result<Vec<u8>, Failure> {
+    let keys: Vec<usize> = keys.iter().collect();
+    let before = map.region_count();
+    actions.take_failures();
     let mut failures = Vec::new();
-    let result = memory.map.deinitialize_multiple(&keys, |index, error| {
+    let result = map.deinitialize_multiple(&keys, |index, error| {
         failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
     });
-    stats.regions_deinitialized += before.saturating_sub(memory.map.region_count()) as u64;
-    batch_reply(memory, NAME, result, failures)
+    stats.regions_deinitialized += before.saturating_sub(map.region_count()) as u64;
+    batch_reply(actions, wrapper, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
 /// Back to front; every entry is tried; the error lists each failing entry.
 pub(crate) fn release(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "release";
     stats.release_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
-    let bases: Vec<usize> = args.addrs.iter().collect();
-    let before = memory.map.slab_count();
-    memory.actions.take_failures();
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
+    release_all(&memory.map, &memory.actions, stats, NAME, args.addrs)
+}
+
+/// Releases the slabs at `bases` of `map`, back to front; every entry is tried; the error
+/// lists each failing entry.
+pub(crate) fn release_all(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    stats: &mut MapCounters,
+    wrapper: &str,
+    bases: AddrSeq<'_>,
+) -> Result<Vec<u8>, Failure> {
+    let bases: Vec<usize> = bases.iter().collect();
+    let before = map.slab_count();
+    actions.take_failures();
     let mut failures = Vec::new();
-    let result = memory.map.release_multiple(&bases, |index, error| {
+    let result = map.release_multiple(&bases, |index, error| {
         failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
-    stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
-    batch_reply(memory, NAME, result, failures)
+    stats.slabs_released += before.saturating_sub(map.slab_count()) as u64;
+    batch_reply(actions, wrapper, result, failures)
 }
 
 fn batch_reply(
-    memory: &Memory,
+    actions: &ActionContext,
     wrapper: &str,
     result: Result<(), StdError>,
     failures: Vec<String>,
 ) -> Result<Vec<u8>, Failure> {
-    let actions = memory.actions.take_failures();
+    let actions = actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(

@@ -6,7 +6,8 @@ use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
 use super::memory::Memory;
-use super::stats::{self, Shutdown, Stats};
+use super::shared_memory::SharedMemory;
+use super::stats::{self, Shutdowns, Stats};
 use super::symbols::SYMBOLS;
 
 /// One session's state.
@@ -14,6 +15,8 @@ use super::symbols::SYMBOLS;
 pub(crate) struct Session {
     /// The memory manager: the map, and what its alloc actions reach.
     pub(crate) memory: Memory,
+    /// LLVM's shared-memory mapper service: its own map, whose actions reach the same state.
+    pub(crate) shared_memory: SharedMemory,
     /// The dylib manager.
     pub(crate) dylibs: Dylibs,
     /// The counters of the stats file.
@@ -25,16 +28,26 @@ pub(crate) struct Session {
 impl Session {
     /// A fresh session; `route_action` resolves the addresses of alloc actions.
     pub(crate) fn new(log: Log, route_action: RouteFn) -> Self {
+        let memory = Memory::new(route_action, log);
         Self {
-            memory: Memory::new(route_action, log),
+            shared_memory: SharedMemory::new(memory.shared_actions()),
+            memory,
             dylibs: Dylibs::default(),
             stats: Stats::new(SYMBOLS.len()),
             log,
         }
     }
 
-    /// The stats file's text, after the memory manager's `shutdown`.
-    pub(crate) fn stats_text(&self, session_end: &str, shutdown: &Shutdown) -> String {
+    /// Releases every slab of both memory services, running the remaining dealloc actions.
+    pub(crate) fn shutdown(&self) -> Shutdowns {
+        Shutdowns {
+            memory: self.memory.shutdown(),
+            shared_memory: self.shared_memory.shutdown(),
+        }
+    }
+
+    /// The stats file's text, after [`Session::shutdown`].
+    pub(crate) fn stats_text(&self, session_end: &str, shutdowns: &Shutdowns) -> String {
         let calls = SYMBOLS
             .iter()
             .zip(&self.stats.calls)
@@ -42,6 +55,6 @@ impl Session {
             .map(|(symbol, &count)| (symbol.name, count));
         let actions = self.memory.actions().stats();
         let wx = self.memory.wx();
-        stats::render(session_end, calls, &self.stats, &actions, shutdown, wx)
+        stats::render(session_end, calls, &self.stats, &actions, shutdowns, wx)
     }
 }
