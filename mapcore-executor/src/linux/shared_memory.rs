@@ -16,7 +16,9 @@
 //! - release deinitializes what is left and unmaps the slab.
 //!
 //! The host maps a file again where the kernel refuses to add execute permission, so the
-//! service works under memory-deny-write-execute (`PR_SET_MDWE`), where LLVM's fails.
+//! service works under memory-deny-write-execute (`PR_SET_MDWE`), where LLVM's fails. The map
+//! is dual-mapped whatever W^X mode the memory manager uses (`MAPCORE_EXECUTOR_WX`): the
+//! controller's writes need a file behind each slab.
 //!
 //! No name outlives the executor: besides the unlinks above and the release of every slab at
 //! the end of the session, a [`ShmGuard`] unlinks the names left when the executor is killed.
@@ -110,8 +112,9 @@ pub(crate) fn reserve(
     let name = service.host().shared_memory_name(base);
     let name = name.as_ref().and_then(|n| n.to_str().ok());
     let Some(name) = name else {
-        // Cannot happen: the host names every slab with an ASCII name; give it back.
-        let _ = service.map.release(base);
+        // Cannot happen: the host names every slab with an ASCII name; give the slab back.
+        let released = service.map.release(base);
+        debug_assert!(released.is_ok(), "a fresh slab is released: {released:?}");
         return Err(Failure::rejected(format_args!(
             "{NAME}: the slab at {base:#x} has no shared-memory name"
         )));

@@ -8,7 +8,9 @@
 //! holds the read end of a pipe whose only write end the executor keeps, sees EOF when the
 //! executor dies, and unlinks every entry of `/dev/shm` named `<prefix>`, the prefix that only
 //! this executor's names start with. The names left then are those of an executor and guard
-//! that are both killed before the guard has run.
+//! that are both killed before the guard has run (the guard has a session of its own, so a
+//! terminal's or a process group's signals do not reach it; a cgroup kill does). A child that
+//! JIT'd code forks without exec keeps the pipe open too, and delays the cleanup until it exits.
 //!
 //! The guard is forked when the first name is about to be created, possibly from a process
 //! with threads, so the child runs nothing but async-signal-safe system calls on memory that
