@@ -1442,6 +1442,16 @@ impl Executor {
     }
 
     fn shm_initialize(&mut self, reservation: u64, segments: &[ShmSeg]) -> Result<u64, String> {
+        self.shm_initialize_with(reservation, segments, &[])
+    }
+
+    /// The shared-memory initialize with `actions` (finalize fn, args, dealloc fn, args).
+    fn shm_initialize_with(
+        &mut self,
+        reservation: u64,
+        segments: &[ShmSeg],
+        actions: &[(u64, &[u8], u64, &[u8])],
+    ) -> Result<u64, String> {
         let mut args = Sps::new()
             .u64(self.sym(SHM_INSTANCE))
             .u64(reservation)
@@ -1449,7 +1459,11 @@ impl Executor {
         for &(group, addr, size) in segments {
             args = args.u8(group).u64(addr).u64(size);
         }
-        expected_addr(&self.call(SHM_INITIALIZE, &args.u64(0).0))
+        args = args.u64(actions.len() as u64);
+        for &(f, f_args, d, d_args) in actions {
+            args = args.action(f, f_args).action(d, d_args);
+        }
+        expected_addr(&self.call(SHM_INITIALIZE, &args.0))
     }
 
     fn read_buffer(&mut self, addr: u64, len: u64) -> Vec<u8> {
@@ -1661,6 +1675,53 @@ fn a_refused_initialize_leaves_the_name_for_the_controller() {
     let done = exe.finish();
     assert!(done.status.success());
     done.assert_clean();
+}
+
+#[test]
+fn shared_memory_actions_run_and_roll_back() {
+    use std::os::unix::fs::FileExt;
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let (reg, dereg) = (exe.sym(REGISTER_EH), exe.sym(DEREGISTER_EH));
+    let (base, name) = exe.shm_reserve(4 * page);
+    let object = shm_open(&name);
+    object.write_all_at(&EH_FRAME, 0).unwrap();
+    let eh = range(base, base + 28);
+    let pair: [(u64, &[u8], u64, &[u8]); 1] = [(reg, &eh, dereg, &eh)];
+    // Refused before any side effect: no action ran, the controller's bytes and the name stay.
+    let err = exe
+        .shm_initialize_with(base, &[(0x01, base, 28), (0x07, base + page, 8)], &pair)
+        .unwrap_err();
+    assert!(err.contains("write and execute"), "{err}");
+    let mut bytes = [0u8; 28];
+    object.read_exact_at(&mut bytes, 0).unwrap();
+    assert_eq!(bytes, EH_FRAME, "the controller's contents are untouched");
+    assert!(shm_path(&name).exists());
+    let key = exe
+        .shm_initialize_with(base, &[(0x01, base, 28)], &pair)
+        .unwrap();
+    // A failing finalize action (the same frames twice) rolls the second region back.
+    object.write_all_at(&EH_FRAME, page).unwrap();
+    let twice = exe
+        .shm_initialize_with(base, &[(0x01, base + page, 28)], &pair)
+        .unwrap_err();
+    assert!(twice.contains("already registered"), "{twice}");
+    assert_eq!(
+        exe.shm_initialize(base, &[(0x03, base + page, 3 * page)])
+            .unwrap(),
+        base + page,
+        "the rolled-back pages are free"
+    );
+    let deinit = Sps::new().u64(exe.sym(SHM_INSTANCE)).addrs(&[key]).0;
+    error(&exe.call(SHM_DEINITIALIZE, &deinit)).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(
+        (done.stat("eh_register"), done.stat("eh_deregister")),
+        (1, 1)
+    );
+    assert_eq!(done.stat("shm_regions_deinitialized"), 1);
 }
 
 #[test]
