@@ -1629,8 +1629,10 @@ fn shared_memory_hostile_calls_change_nothing() {
     }
     // deinitialize / release: unknown and interior addresses, another service's instance.
     let list = |inst: u64, addrs: &[u64]| Sps::new().u64(inst).addrs(addrs).0;
-    let err = error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[base]))).unwrap_err();
-    assert!(err.contains("not the key of any region"), "{err}");
+    let err = error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[live + 8]))).unwrap_err();
+    assert!(err.contains("inside a region"), "{err}");
+    let err = error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[0x1000]))).unwrap_err();
+    assert!(err.contains("not inside any slab"), "{err}");
     let err = error(&exe.call(SHM_RELEASE, &list(instance, &[base + 8]))).unwrap_err();
     assert!(err.contains("not its base"), "{err}");
     let mem = exe.instance();
@@ -1722,6 +1724,44 @@ fn shared_memory_actions_run_and_roll_back() {
         (1, 1)
     );
     assert_eq!(done.stat("shm_regions_deinitialized"), 1);
+}
+
+/// LLVM 22's controller deinitializes an allocation it abandons before initializing it (a link
+/// that fails, e.g. on an undefined symbol): nothing to do, as with LLVM's own service. A key
+/// deinitialized twice, an interior address and an unaligned one are still errors.
+#[test]
+fn an_abandoned_allocation_is_deinitialized_quietly() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let instance = exe.sym(SHM_INSTANCE);
+    let (base, _) = exe.shm_reserve(4 * page);
+    let deinit = |exe: &mut Executor, keys: &[u64]| {
+        error(&exe.call(SHM_DEINITIALIZE, &Sps::new().u64(instance).addrs(keys).0))
+    };
+    deinit(&mut exe, &[base + page]).unwrap();
+    let key = exe.shm_initialize(base, &[(0x03, base, 8)]).unwrap();
+    deinit(&mut exe, &[key]).unwrap();
+    let twice = deinit(&mut exe, &[key]).unwrap_err();
+    assert!(twice.contains("not the key of any region"), "{twice}");
+    let live = exe
+        .shm_initialize(base, &[(0x03, base + page, 2 * page)])
+        .unwrap();
+    let interior = deinit(&mut exe, &[live + page]).unwrap_err();
+    assert!(interior.contains("inside a region"), "{interior}");
+    let unaligned = deinit(&mut exe, &[base + 3 * page + 8]).unwrap_err();
+    assert!(unaligned.contains("1 batch entries failed"), "{unaligned}");
+    // One failing entry among abandoned ones: only it is reported.
+    let mixed = deinit(&mut exe, &[base + 3 * page, key, live]).unwrap_err();
+    assert!(mixed.contains("1 batch entries failed"), "{mixed}");
+    assert!(mixed.contains(&format!("key {key:#x}")), "{mixed}");
+    // Released, the slab's keys are forgotten.
+    let release = Sps::new().u64(instance).addrs(&[base]).0;
+    error(&exe.call(SHM_RELEASE, &release)).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(done.stat("shm_regions_deinitialized"), 2);
+    assert_eq!(done.stat("protocol_errors"), 0);
 }
 
 #[test]

@@ -212,26 +212,51 @@ pub(crate) fn deinitialize(
     stats.deinitialize_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::MemoryManager, NAME, args.instance)?;
-    deinitialize_all(&memory.map, &memory.actions, stats, NAME, args.addrs)
+    deinitialize_all(
+        &memory.map,
+        &memory.actions,
+        stats,
+        NAME,
+        args.addrs,
+        |_, _| false,
+    )
 }
 
 /// Deinitializes the regions at `keys` of `map`, back to front; every entry is tried; the
-/// error lists each failing entry.
+/// error lists each failing entry but those `abandoned` says the caller's protocol treats as
+/// done (given the key and the map's error).
 pub(crate) fn deinitialize_all(
     map: &StdJitMap,
     actions: &ActionContext,
     stats: &mut MapCounters,
     wrapper: &str,
     keys: AddrSeq<'_>,
+    abandoned: impl Fn(usize, &StdError) -> bool,
 ) -> Result<Vec<u8>, Failure> {
     let keys: Vec<usize> = keys.iter().collect();
     let before = map.region_count();
     actions.take_failures();
     let mut failures = Vec::new();
-    let result = map.deinitialize_multiple(&keys, |index, error| {
-        failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
+    let mut reported = 0;
+    let aggregate = map.deinitialize_multiple(&keys, |index, error| {
+        reported += 1;
+        if !abandoned(keys[index], &error) {
+            failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
+        }
     });
+    debug_assert_eq!(
+        aggregate.is_err(),
+        reported > 0,
+        "every failing entry is reported"
+    );
     stats.regions_deinitialized += before.saturating_sub(map.region_count()) as u64;
+    let result = if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(mapcore_std::Error::Batch {
+            failed: failures.len(),
+        })
+    };
     batch_reply(actions, wrapper, result, failures)
 }
 

@@ -13,6 +13,9 @@
 //!   not done it: it has opened the object to write the contents.
 //! - deinitialize runs the dealloc actions and resets the pages (freed code pages are discarded
 //!   and no longer executable; LLVM's own service leaves them executable, holding old code).
+//!   LLVM 22's controller also deinitializes an allocation it abandons before initializing it
+//!   (a failed link): free pages of a slab, which no initialize ever answered with that key, are
+//!   such an allocation and nothing to do; a key deinitialized twice is still an error.
 //! - release deinitializes what is left and unmaps the slab.
 //!
 //! The host maps a file again where the kernel refuses to add execute permission, so the
@@ -26,11 +29,12 @@
 //! design, and the reason the execution view alone is what W^X covers here.
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, ReserveArgs, SharedInitializeArgs, SharedReservation};
-use mapcore_std::{Backing, Config, DualMappedHost, StdHost, StdJitMap};
+use mapcore_std::{Backing, Config, DualMappedHost, Error, StdHost, StdJitMap};
 
 use super::action_context::ActionContext;
 use super::anchor::Anchor;
@@ -50,6 +54,9 @@ pub(crate) struct SharedMemory {
     prefix: String,
     /// Started by the first reserve.
     guard: Option<ShmGuard>,
+    /// Keys initialize answered, live or deinitialized since, so that a key deinitialized twice
+    /// is told from an abandoned allocation; forgotten when their slab is released.
+    keys: BTreeSet<usize>,
 }
 
 impl SharedMemory {
@@ -70,6 +77,7 @@ impl SharedMemory {
             // The host names each object `/<tag>_<pid>_<n>`.
             prefix: format!("{tag}_{}_", std::process::id()),
             guard: None,
+            keys: BTreeSet::new(),
         }
     }
 
@@ -150,6 +158,7 @@ pub(crate) fn initialize(
         .map_err(|e| map_failure(&service.actions, NAME, &e))?;
     // The controller wrote the contents through the name: no one needs it any more.
     service.host().unlink_shared_memory_name(args.reservation);
+    service.keys.insert(key);
     stats.segments_initialized += request.segments.len() as u64;
     reply::expected_addr(key as u64)
 }
@@ -194,7 +203,20 @@ pub(crate) fn deinitialize(
     stats.deinitialize_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::SharedMemoryMapper, NAME, args.instance)?;
-    memory::deinitialize_all(&service.map, &service.actions, stats, NAME, args.addrs)
+    let (page, keys) = (service.map.page_size(), &service.keys);
+    let abandoned = |key: usize, error: &mapcore_std::StdError| {
+        matches!(error, Error::UnknownKey { .. })
+            && key.is_multiple_of(page)
+            && !keys.contains(&key)
+    };
+    memory::deinitialize_all(
+        &service.map,
+        &service.actions,
+        stats,
+        NAME,
+        args.addrs,
+        abandoned,
+    )
 }
 
 /// release: `(Addr instance, Seq<Addr base>)` → `Error`. Back to front; every entry is tried;
@@ -208,5 +230,19 @@ pub(crate) fn release(
     stats.release_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::SharedMemoryMapper, NAME, args.instance)?;
-    memory::release_all(&service.map, &service.actions, stats, NAME, args.addrs)
+    let sizes: Vec<(usize, Option<usize>)> = args
+        .addrs
+        .iter()
+        .map(|base| (base, service.host().slab_size(base)))
+        .collect();
+    let reply = memory::release_all(&service.map, &service.actions, stats, NAME, args.addrs);
+    for (base, size) in sizes {
+        if let Some(size) = size.filter(|_| service.host().slab_size(base).is_none()) {
+            let gone: Vec<usize> = service.keys.range(base..base + size).copied().collect();
+            for key in gone {
+                service.keys.remove(&key);
+            }
+        }
+    }
+    reply
 }

@@ -400,9 +400,15 @@ expect_no_new_shm() { # RUN
 }
 expect_shm_service() { # RUN: the shared-memory service reserved and released, the memory manager idle
   expect_stat "$1" shm_reserve_calls -ge 1 && expect_stat "$1" shm_initialize_calls -ge 1 &&
+    expect_stat "$1" error_replies -eq 0 &&
     expect_stat "$1" reserve_calls -eq 0 && expect_stat "$1" shm_live_slabs_after_shutdown -eq 0 &&
     expect_stat "$1" shm_shutdown_failed -eq 0 &&
     expect_stat "$1" shm_slabs_reserved -eq $(($(stat "$1" shm_slabs_released) + $(stat "$1" shm_slabs_released_at_shutdown)))
+}
+# The failed link deinitializes the allocation it abandons: LLVM's executor says nothing, nor
+# may ours.
+expect_same_stderr() { # OURS THEIRS
+  cmp -s "$W/$1.err" "$W/$2.err" || { echo "stderr differs from LLVM's executor: $(diff "$W/$2.err" "$W/$1.err" | head -5 | tr '\n' '|')"; return 1; }
 }
 SHM=(--use-memmgr=shared)
 run up-hello-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" "$THEIRS/hello.o" --args a b
@@ -434,6 +440,7 @@ run_shm ours-undef-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" "$OURS/undef.
 check "#11 undefined symbol, --use-memmgr=shared" \
   'expect_rc ours-undef-shm 1' "expect_err ours-undef-shm 'Symbols not found: [ nope ]'" \
   'same_as ours-undef-shm up-undef-shm' 'expect_clean_stats ours-undef-shm' \
+  'expect_stat ours-undef-shm error_replies -eq 0' 'expect_same_stderr ours-undef-shm up-undef-shm' \
   'expect_no_new_shm ours-undef-shm'
 run up-dbg-shm llvm-jitlink-22 --oop-executor="$UP" "${SHM[@]}" "$THEIRS/hello.o" --args a b
 run_shm ours-dbg-shm llvm-jitlink-22 --oop-executor="$EXE" "${SHM[@]}" "$OURS/hello.o" --args a b
