@@ -17,9 +17,9 @@
 //! `MAPCORE_EXECUTOR_WX=flip` or `=dual-mapped` chooses it instead.
 //!
 //! At the end of the session (EOF, as LLVM 22 never sends Hangup), every slab is released, the
-//! remaining dealloc actions run (EH frames are deregistered), C stdio is flushed, and the
-//! process exits 0; 1 if the stream was broken; 2 for a usage error. It exits with `_exit`:
-//! exit handlers registered by JIT'd code would run from unmapped memory.
+//! remaining dealloc actions run, every EH frame and debug object is deregistered, C stdio is
+//! flushed, and the process exits 0; 1 if the stream was broken; 2 for a usage error. It exits
+//! with `_exit`: exit handlers registered by JIT'd code would run from unmapped memory.
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -30,6 +30,7 @@ const RELEASE: &str = "__llvm_orc_SimpleExecutorMemoryManager_release_wrapper";
 const MEM_INSTANCE: &str = "__llvm_orc_SimpleExecutorMemoryManager_Instance";
 const REGISTER_EH: &str = "llvm_orc_registerEHFrameAllocAction";
 const DEREGISTER_EH: &str = "llvm_orc_deregisterEHFrameAllocAction";
+const REGISTER_GDB: &str = "llvm_orc_registerJITLoaderGDBAllocAction";
 
 /// LLVM 22's mandatory names (deinitialize included), measured against llvm-jitlink-22.
 const LLVM22_NAMES: [&str; 27] = [
@@ -269,6 +270,8 @@ impl Finished {
         );
         assert_eq!(self.stat("eh_register"), self.stat("eh_deregister"));
         assert_eq!(self.stat("eh_frames_registered_after_shutdown"), 0);
+        assert_eq!(self.stat("debug_register"), self.stat("debug_deregister"));
+        assert_eq!(self.stat("debug_objects_registered_after_shutdown"), 0);
         assert_eq!(self.stat("shm_live_slabs_after_shutdown"), 0);
         assert_eq!(self.stat("shm_shutdown_failed"), 0);
         assert_eq!(
@@ -319,9 +322,14 @@ impl Executor {
     fn launch(command: &mut Command) -> Self {
         let stats_path = scratch("stats");
         let stderr_path = scratch("stderr");
+        let traced = command
+            .get_envs()
+            .any(|(key, value)| key == "MAPCORE_EXECUTOR_TRACE" && value.is_some());
+        if !traced {
+            command.env_remove("MAPCORE_EXECUTOR_TRACE");
+        }
         let mut child = command
             .env("MAPCORE_EXECUTOR_STATS", &stats_path)
-            .env_remove("MAPCORE_EXECUTOR_TRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).unwrap())
@@ -641,6 +649,43 @@ fn batches_go_back_to_front_and_report_each_failure() {
     assert_eq!(done.stat("regions_deinitialized"), 3);
 }
 
+/// A batch of many bad entries gets a short error reply: the first failures in full, then a
+/// count (one message per entry made a 15 MiB request answer with 119 MiB).
+#[test]
+fn batch_errors_are_bounded() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let base = exe.reserve(page);
+    let key = exe.initialize(&[(0x03, base, 8, b"")], &[]).unwrap();
+    const ENTRIES: u64 = 200_000;
+    let garbage: Vec<u64> = (0..ENTRIES).map(|i| 0x1000 + i * 8).collect();
+    let mut keys = garbage.clone();
+    keys.push(key);
+    let err = exe.deinitialize(&keys).unwrap_err();
+    assert!(err.len() < 2048, "{} bytes: {}...", err.len(), &err[..200]);
+    assert!(
+        err.contains(&format!("{ENTRIES} batch entries failed")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("; and {} more", ENTRIES - 8)),
+        "{err}"
+    );
+    // Back to front: the last bad entries are reported in full.
+    assert!(err.contains(&format!("(entry {})", ENTRIES - 1)), "{err}");
+    let err = exe.release(&garbage).unwrap_err();
+    assert!(err.len() < 2048, "{} bytes", err.len());
+    assert!(
+        err.contains(&format!("; and {} more", ENTRIES - 8)),
+        "{err}"
+    );
+    // The good entry was processed: the slab is free again.
+    assert_eq!(exe.initialize(&[(0x03, base, page, b"")], &[]), Ok(base));
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+}
+
 #[cfg(target_arch = "x86_64")]
 /// The stats name the W^X mode and why: detected by default, or forced with
 /// `MAPCORE_EXECUTOR_WX`; JIT code runs, is freed and runs again at the same address in
@@ -730,6 +775,40 @@ fn runs_jit_code() {
     done.assert_clean();
     assert_eq!(done.stat("live_slabs_at_eof"), 2);
     assert_eq!(done.stat("live_regions_at_eof"), 1);
+}
+
+/// The kernel's vsyscall page, listed executable in `/proc/self/maps` on x86-64, and the top of
+/// the address space: run-as, finalize and dealloc actions aimed there are refused, and the
+/// executor lives on.
+#[test]
+fn kernel_addresses_are_not_code() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let base = exe.reserve(page);
+    for addr in [
+        0xffff_ffff_ff60_0000u64,
+        0xffff_ffff_ff60_0400,
+        u64::MAX - 15,
+    ] {
+        let args = Sps::new().u64(addr).u64(0).0;
+        let reply = exe.call("__llvm_orc_bootstrap_run_as_main_wrapper", &args);
+        assert_eq!(reply, b"", "{addr:#x}");
+        let args = Sps::new().u64(addr).0;
+        let reply = exe.call("__llvm_orc_bootstrap_run_as_void_function_wrapper", &args);
+        assert_eq!(reply, b"", "{addr:#x}");
+        let err = exe
+            .initialize(&[(0x03, base, 8, b"")], &[(addr, b"", 0, b"")])
+            .unwrap_err();
+        assert!(err.contains("not executable code"), "{addr:#x}: {err}");
+        let key = exe
+            .initialize(&[(0x03, base, 8, b"")], &[(0, b"", addr, b"")])
+            .unwrap();
+        let err = exe.deinitialize(&[key]).unwrap_err();
+        assert!(err.contains("not executable code"), "{addr:#x}: {err}");
+    }
+    let done = exe.finish();
+    assert!(done.status.success(), "{:?} {}", done.status, done.stderr);
+    done.assert_clean();
 }
 
 #[test]
@@ -975,6 +1054,19 @@ fn eh_frame_actions_register_and_deregister() {
     let empty = range(base + 2 * page, base + 2 * page + 28);
     let err = exe.initialize(&[(0x01, base, 8, b"")], &[(reg, &empty, dereg, &empty)]);
     assert!(err.unwrap_err().contains("is empty"));
+    // An FDE whose CIE pointer leads before the section: libgcc would follow it on the next
+    // unwind.
+    let mut stray_fde = EH_FRAME[..24].to_vec();
+    stray_fde.extend_from_slice(&[20, 0, 0, 0, 0x00, 0x01, 0, 0]);
+    stray_fde.extend_from_slice(&[0; 20]);
+    let stray_cie = range(base, base + 48);
+    let err = exe.initialize(
+        &[(0x01, base, 52, &stray_fde)],
+        &[(reg, &stray_cie, dereg, &stray_cie)],
+    );
+    assert!(err
+        .unwrap_err()
+        .contains("CIE pointer does not lead to a CIE"));
     let unreadable = range(8, 36);
     let err = exe.initialize(&[(0x01, base, 8, b"")], &[(reg, &unreadable, 0, b"")]);
     assert!(err.unwrap_err().contains("not readable"));
@@ -1024,6 +1116,192 @@ fn eh_frame_actions_register_and_deregister() {
     assert_eq!(done.stat("eh_register"), 2);
     assert_eq!(done.stat("eh_deregister"), 2);
     assert_eq!(done.stat("live_regions_at_eof"), 1);
+}
+
+/// Registrations nobody deregisters (a direct call, a finalize action without its dealloc
+/// pair) end before their memory is freed: a section registered again at the same address
+/// after a release or deinitialize is a new registration, not "already registered" (with a
+/// stale one, the next unwind would walk freed memory). Memory freed by the initialize itself
+/// (Finalize lifetime) cannot be registered.
+#[test]
+fn registrations_end_before_their_memory_is_freed() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let (reg, dereg) = (exe.sym(REGISTER_EH), exe.sym(DEREGISTER_EH));
+    for _ in 0..2 {
+        // Called directly, then the slab released.
+        let base = exe.reserve(page);
+        let eh = range(base, base + 28);
+        exe.initialize(&[(0x01, base, 28, &EH_FRAME)], &[]).unwrap();
+        error(&exe.call(REGISTER_EH, &eh)).unwrap();
+        exe.release(&[base]).unwrap();
+        // Usually the same address again; registering there must work.
+        let base = exe.reserve(page);
+        let eh = range(base, base + 28);
+        exe.initialize(&[(0x01, base, 28, &EH_FRAME)], &[]).unwrap();
+        error(&exe.call(REGISTER_EH, &eh)).unwrap();
+        exe.release(&[base]).unwrap();
+        // A finalize action without a dealloc pair, then the region deinitialized.
+        let base = exe.reserve(2 * page);
+        let eh2 = range(base + page, base + page + 28);
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, 0, b"")],
+            )
+            .unwrap();
+        exe.deinitialize(&[key]).unwrap();
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, 0, b"")],
+            )
+            .unwrap();
+        // With its dealloc pair, deinitialize still succeeds: the dealloc finds its section.
+        exe.deinitialize(&[key]).unwrap();
+        let key = exe
+            .initialize(
+                &[(0x01, base + page, 28, &EH_FRAME)],
+                &[(reg, &eh2, dereg, &eh2)],
+            )
+            .unwrap();
+        exe.deinitialize(&[key]).unwrap();
+        exe.release(&[base]).unwrap();
+    }
+    // Nothing may be registered in a Finalize-lifetime segment: it is freed before the
+    // initialize returns.
+    let base = exe.reserve(2 * page);
+    let eh = range(base + page, base + page + 28);
+    let gdb = Sps::new().u64(base + page).u64(base + page + 28).u8(0).0;
+    for (action, want) in [(reg, "EH"), (exe.sym(REGISTER_GDB), "debug")] {
+        let args = if want == "EH" { &eh } else { &gdb };
+        let err = exe
+            .initialize(
+                &[(0x01, base, 8, b""), (0x09, base + page, 28, &EH_FRAME)],
+                &[(action, args, 0, b"")],
+            )
+            .unwrap_err();
+        assert!(err.contains("Finalize-lifetime segment"), "{want}: {err}");
+    }
+    exe.release(&[base]).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("eh_register"), 2 * 5);
+    assert_eq!(done.stat("debug_register"), 0);
+    assert_eq!(done.stat("action_failures"), 2);
+}
+
+/// A finalize action failing after others registered an EH frame and a debug object (without
+/// dealloc pairs): both are undone before the rollback resets the region's pages, while libgcc
+/// can still read the section, and the section can be registered again.
+#[test]
+fn a_failed_initialize_undoes_its_registrations_before_the_rollback() {
+    let mut exe = Executor::launch(
+        Command::new(EXE)
+            .arg("filedescs=0,1")
+            .env("MAPCORE_EXECUTOR_TRACE", "1"),
+    );
+    let page = exe.page_size;
+    let (reg, gdb) = (exe.sym(REGISTER_EH), exe.sym(REGISTER_GDB));
+    let base = exe.reserve(page);
+    let eh = range(base, base + 28);
+    let object = Sps::new().u64(base).u64(base + 28).u8(0).0;
+    let segment: Seg<'_> = (0x01, base, 28, &EH_FRAME);
+    let err = exe
+        .initialize(
+            &[segment],
+            &[(reg, &eh, 0, b""), (gdb, &object, 0, b""), (8, b"", 0, b"")],
+        )
+        .unwrap_err();
+    assert!(err.contains("finalize action 2 failed"), "{err}");
+    exe.initialize(&[segment], &[(reg, &eh, 0, b"")]).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("eh_register"), 2);
+    assert!(
+        done.stderr
+            .contains("an action failed: 2 registrations undone before the rollback"),
+        "{}",
+        done.stderr
+    );
+}
+
+/// The GDB JIT action registers a debug object and the registration ends when the object's
+/// memory, or the code it describes, is freed; its arguments are checked.
+#[test]
+fn debug_objects_are_registered_and_unregistered_with_their_memory() {
+    let mut exe = Executor::launch(
+        Command::new(EXE)
+            .arg("filedescs=0,1")
+            .env("MAPCORE_EXECUTOR_TRACE", "1"),
+    );
+    let page = exe.page_size;
+    let gdb = exe.sym(REGISTER_GDB);
+    let objects = exe.reserve(4 * page);
+    let code = exe.reserve(4 * page);
+    let elf = b"\x7fELF not really";
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        keys.push(
+            exe.initialize(&[(0x01, objects + i * page, elf.len() as u64, elf)], &[])
+                .unwrap(),
+        );
+    }
+    // (ExecutorAddrRange, bool), as llvm-jitlink sends it in a finalize action of the code.
+    let args = |i: u64, notify: u8| {
+        let start = objects + i * page;
+        Sps::new()
+            .u64(start)
+            .u64(start + elf.len() as u64)
+            .u8(notify)
+            .0
+    };
+    let a = args(0, 1);
+    let code_key = exe
+        .initialize(&[(0x05, code, 1, &[0xc3])], &[(gdb, &a, 0, b"")])
+        .unwrap();
+    // Freeing the code ends it: the object it described lives on.
+    exe.deinitialize(&[code_key]).unwrap();
+    // Freeing the object ends it: the code lives on.
+    let b = args(1, 0);
+    exe.initialize(&[(0x05, code, 1, &[0xc3])], &[(gdb, &b, 0, b"")])
+        .unwrap();
+    exe.deinitialize(&[keys[1]]).unwrap();
+    // Called directly, then the objects' slab released.
+    error(&exe.call(REGISTER_GDB, &args(2, 1))).unwrap();
+    exe.release(&[objects]).unwrap();
+    // Live at the end of the session: the shutdown ends it.
+    let live = Sps::new().u64(code).u64(code + 1).u8(1).0;
+    error(&exe.call(REGISTER_GDB, &live)).unwrap();
+    // Bad arguments.
+    for bad in [
+        Sps::new().u64(code).u64(code).u8(1).0,
+        Sps::new().u64(0).u64(8).u8(0).0,
+        Sps::new().u64(code).u64(code + 1).u8(2).0,
+        Sps::new().u64(code).u64(code + 1).0,
+    ] {
+        let err = error(&exe.call(REGISTER_GDB, &bad)).unwrap_err();
+        assert!(err.contains("debug-object"), "{err}");
+    }
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert_eq!(done.stat("debug_register"), 4);
+    // Each ended when its memory went, one at a time, the last at the shutdown.
+    let freed = |start: u64, end: u64| format!("{start:#x}..{end:#x} is freed: 1 registrations");
+    let expected = [
+        freed(code, code + page),
+        freed(objects + page, objects + 2 * page),
+        freed(objects, objects + 4 * page),
+        freed(0, u64::MAX),
+    ];
+    let mut at = 0;
+    for line in expected {
+        let found = done.stderr[at..].find(&line);
+        at += found.unwrap_or_else(|| panic!("no {line:?} in order in {}", done.stderr));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -43,6 +43,8 @@ mod arena;
 #[cfg(feature = "alloc")]
 mod btree;
 mod error;
+#[cfg(feature = "alloc")]
+mod hashed;
 mod host;
 mod lock;
 mod map;

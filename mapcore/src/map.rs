@@ -307,7 +307,12 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             }
         }
         let mut deallocs = Deallocs::new();
-        if let Err(failure) = run_finalize_actions(request.actions, &mut deallocs) {
+        let finalized = if request.actions.is_empty() {
+            Ok(())
+        } else {
+            run_finalize_actions(request.actions, &mut deallocs)
+        };
+        if let Err(failure) = finalized {
             let quarantined = self.roll_back(region, plan.spans, changed, reset);
             return Err(Error::FinalizeFailed {
                 action: failure.index,
@@ -735,6 +740,19 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// The number of regions recorded (live or in progress).
     pub fn region_count(&self) -> usize {
         self.with_state(|s| s.region_count())
+    }
+
+    /// The size of the slab based at `base`, if one is recorded: the address space a
+    /// [`release`](Self::release) of `base` gives back.
+    pub fn slab_size(&self, base: usize) -> Option<usize> {
+        self.with_state(|s| s.slab_size(base))
+    }
+
+    /// The pages of the live region keyed `key`, from the start of its lowest page to the end
+    /// of its highest (other regions' pages may lie between its segments): what a
+    /// [`deinitialize`](Self::deinitialize) of `key` resets lies inside.
+    pub fn region_extent(&self, key: usize) -> Option<(usize, usize)> {
+        self.with_state(|s| s.region_extent(key))
     }
 
     /// Checks the bookkeeping's invariants (sorted, disjoint tables that agree with each

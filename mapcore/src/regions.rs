@@ -182,6 +182,10 @@ impl<S: Storage> Regions<S> {
 
     /// The region keyed `key` whose key segment is empty.
     pub(crate) fn with_empty_key(&self, key: usize) -> Option<RegionId> {
+        // Usually no region has an empty key segment: skip the search.
+        if self.empty_keys.len() == 0 {
+            return None;
+        }
         self.empty_keys.get(&key)
     }
 

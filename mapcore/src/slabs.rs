@@ -1,5 +1,7 @@
 //! The slab table: every reserved slab, found by id, by address and by age in O(log n).
 
+use core::cell::Cell;
+
 use crate::addr::PageRange;
 use crate::arena::{define_id, Arena, Entry};
 use crate::ordered::OrderedMap;
@@ -63,6 +65,9 @@ pub(crate) struct Slabs<S: Storage> {
     /// Reservations between [`Slabs::hold`] and [`Slabs::insert`], each holding room for one
     /// slab.
     held: usize,
+    /// The slab [`Slabs::admitting`] found last: consecutive requests usually go to the same
+    /// slab, and checking it first skips the search.
+    last_found: Cell<Option<SlabId>>,
 }
 
 impl<S: Storage> Default for Slabs<S> {
@@ -72,6 +77,7 @@ impl<S: Storage> Default for Slabs<S> {
             by_base: Default::default(),
             by_age: Default::default(),
             held: 0,
+            last_found: Cell::new(None),
         }
     }
 }
@@ -150,18 +156,29 @@ impl<S: Storage> Slabs<S> {
     /// The lowest slab that [admits](Slab::admits) a segment at `addr`: with `empty`, a
     /// slab ending exactly at `addr` comes before one starting there.
     pub(crate) fn admitting(&self, addr: usize, empty: bool) -> Option<SlabId> {
-        let admits = |(_, id): (usize, SlabId)| {
+        let admits = |id: SlabId| {
             self.records
                 .get(id)
                 .is_some_and(|s| s.admits(addr, empty))
                 .then_some(id)
         };
+        // Slabs do not overlap, so the last slab found is the answer whenever it admits a
+        // non-empty segment (an empty one at a slab's end may belong to the slab before).
+        // The id may have been reused since: the check reads the slab recorded now.
+        if let Some(id) = self.last_found.get().filter(|_| !empty).and_then(admits) {
+            return Some(id);
+        }
+        let admits = |(_, id): (usize, SlabId)| admits(id);
         let ending_here = if empty {
             self.by_base.below(&addr, false).and_then(admits)
         } else {
             None
         };
-        ending_here.or_else(|| self.by_base.below(&addr, true).and_then(admits))
+        let found = ending_here.or_else(|| self.by_base.below(&addr, true).and_then(admits));
+        if found.is_some() {
+            self.last_found.set(found);
+        }
+        found
     }
 
     /// The newest slab created before `seq`.
@@ -211,5 +228,47 @@ impl<S: Storage> Slabs<S> {
             return Err("slab age index points at the wrong slab");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Fixed;
+
+    fn slab(base: usize, size: usize, seq: u64) -> Slab {
+        Slab {
+            base,
+            size,
+            seq,
+            state: SlabState::Live,
+            touched: PageRange::default(),
+            lost_prots: false,
+            newest_region: None,
+        }
+    }
+
+    fn add(slabs: &mut Slabs<Fixed<4, 4, 4>>, base: usize, size: usize, seq: u64) -> SlabId {
+        assert!(slabs.hold());
+        slabs.insert(slab(base, size, seq)).unwrap()
+    }
+
+    #[test]
+    fn the_last_slab_found_never_answers_for_another() {
+        let mut slabs = Slabs::<Fixed<4, 4, 4>>::default();
+        let a = add(&mut slabs, 0x10000, 0x4000, 1);
+        let b = add(&mut slabs, 0x14000, 0x4000, 2);
+        assert_eq!(slabs.admitting(0x11000, false), Some(a));
+        // The slab found last does not admit the address: the search runs.
+        assert_eq!(slabs.admitting(0x15000, false), Some(b));
+        // An empty segment at a's end belongs to a, although b was found last.
+        assert_eq!(slabs.admitting(0x14000, true), Some(a));
+        assert_eq!(slabs.admitting(0x14000, false), Some(b));
+        // b's id is reused by a slab elsewhere: the old address is in no slab.
+        slabs.remove(b);
+        let c = add(&mut slabs, 0x40000, 0x1000, 3);
+        assert_eq!(c, b, "the arena reuses the freed id");
+        assert_eq!(slabs.admitting(0x15000, false), None);
+        assert_eq!(slabs.admitting(0x40000, false), Some(c));
     }
 }

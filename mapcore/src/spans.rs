@@ -191,6 +191,21 @@ impl<S: Storage> Spans<S> {
     /// free pages, how many entries it adds. One descent when one entry or none reaches in.
     pub(crate) fn survey(&self, range: PageRange) -> Survey {
         let (start, end) = (range.start(), range.end());
+        // Pages freed before with the same start (the common reuse): an entry starting at
+        // `start` that covers the range is the only one reaching in, as entries do not
+        // overlap. An exact lookup, which the hashed index of growable storage answers in O(1).
+        if let Some(only) = self
+            .by_start
+            .get(&start)
+            .filter(|e| e.span.range.end() >= end)
+        {
+            return Survey {
+                in_use: only.owner != Owner::Free,
+                prot: Some(only.span.prot),
+                gaps: false,
+                extra: usize::from(only.span.range.end() > end),
+            };
+        }
         let nothing = Survey {
             in_use: false,
             prot: Some(Prot::READ_WRITE),

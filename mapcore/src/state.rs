@@ -322,11 +322,12 @@ impl<S: Storage> State<S> {
         if key_in_use {
             return Err(Error::KeyInUse { key: plan.key });
         }
-        let key_page_in_use = self
-            .spans
-            .containing(plan.key)
-            .is_some_and(|s| s.owner != Owner::Free);
-        if key_is_empty && key_page_in_use {
+        let key_page_in_use = || {
+            self.spans
+                .containing(plan.key)
+                .is_some_and(|s| s.owner != Owner::Free)
+        };
+        if key_is_empty && key_page_in_use() {
             return Err(Error::Overlap {
                 segment: plan.key_segment,
             });
@@ -437,7 +438,9 @@ impl<S: Storage> State<S> {
         };
         region.state = RegionState::Live;
         if deallocs.is_empty() {
-            self.regions.take_deallocs(id);
+            if region.has_deallocs() {
+                self.regions.take_deallocs(id);
+            }
         } else if let Some(kept) = self.regions.deallocs_mut(id) {
             // Both hold at most MAX_ACTION_PAIRS actions.
             let extended = kept.extend_from_slice(deallocs);
@@ -581,9 +584,12 @@ impl<S: Storage> State<S> {
             );
             from = first.map_or(from, |s| s.span.range.end());
         }
-        self.for_each_span_of(id, from, |spans, entry| {
-            free(spans, entry.span.range.start());
-        });
+        // Most regions have one span: then there is nothing after it to search for.
+        if from < hull.end() {
+            self.for_each_span_of(id, from, |spans, entry| {
+                free(spans, entry.span.range.start());
+            });
+        }
         let Some(removed) = self.regions.remove(id) else {
             debug_assert!(false, "forgot an unknown region");
             return;
@@ -680,6 +686,17 @@ impl<S: Storage> State<S> {
     /// The number of regions recorded, in any state.
     pub(crate) fn region_count(&self) -> usize {
         self.regions.len()
+    }
+
+    /// The size of the slab based at `base`.
+    pub(crate) fn slab_size(&self, base: usize) -> Option<usize> {
+        Some(self.slabs.get(self.slabs.with_base(base)?)?.size)
+    }
+
+    /// The hull of the live region keyed `key`, as (start, end).
+    pub(crate) fn region_extent(&self, key: usize) -> Option<(usize, usize)> {
+        let region = self.regions.get(self.region_with_key(key)?)?;
+        (region.state == RegionState::Live).then(|| (region.hull.start(), region.hull.end()))
     }
 
     /// The slab records, in address order.

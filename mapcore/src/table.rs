@@ -4,6 +4,10 @@
 //! their storage and reuse freed entries, so both storages give the same semantics and the
 //! same O(log n) operations; they differ only in when a table is full.
 
+use core::hash::Hash;
+
+#[cfg(feature = "alloc")]
+use crate::hashed::Hashed;
 use crate::ordered::OrderedMap;
 use crate::tree::{self, Tree};
 #[cfg(feature = "alloc")]
@@ -82,7 +86,7 @@ pub trait Storage {
     type RegionIndex<K: Ord + Copy, V: Copy>: OrderedMap<K, V>;
     /// An index with room for one entry per span (a segment of a live region, or quarantined
     /// pages).
-    type SpanIndex<K: Ord + Copy, V: Copy>: OrderedMap<K, V>;
+    type SpanIndex<K: Ord + Copy + Hash, V: Copy>: OrderedMap<K, V>;
 }
 
 /// Fixed-capacity tables, no heap: at most `SLABS` slabs, `REGIONS` live regions and `SPANS`
@@ -97,11 +101,12 @@ impl<const SLABS: usize, const REGIONS: usize, const SPANS: usize> Storage
     type Regions<T> = heapless::Vec<T, REGIONS>;
     type SlabIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, SLABS>>;
     type RegionIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, REGIONS>>;
-    type SpanIndex<K: Ord + Copy, V: Copy> = Tree<K, V, heapless::Vec<tree::Node<K, V>, SPANS>>;
+    type SpanIndex<K: Ord + Copy + Hash, V: Copy> =
+        Tree<K, V, heapless::Vec<tree::Node<K, V>, SPANS>>;
 }
 
 /// Tables that grow on the global heap; full only when allocation fails. Indexes are
-/// B-trees.
+/// B-trees; the span index also finds a span by its start through a hash map.
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Growable;
@@ -112,7 +117,7 @@ impl Storage for Growable {
     type Regions<T> = alloc::vec::Vec<T>;
     type SlabIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
     type RegionIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
-    type SpanIndex<K: Ord + Copy, V: Copy> = BTree<K, V, alloc::vec::Vec<btree::Node<K, V>>>;
+    type SpanIndex<K: Ord + Copy + Hash, V: Copy> = Hashed<K, V>;
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! release and shutdown: catalogue rows D4-D8, and the newest-first order of shutdown.
+//! release and shutdown: catalogue rows D4-D8, the newest-first order of shutdown, and the
+//! extents a release or deinitialize frees.
 
 pub mod common;
 
@@ -277,7 +278,33 @@ fn shutdown_keeps_going_after_failed_unmaps<S: Storage>() {
     assert_eq!(host.reservations(), []);
 }
 
+/// The extents a release or deinitialize frees, asked before: the slab's size by its base,
+/// a live region's pages by its key; nothing for other addresses or once gone.
+fn extents_of_slabs_and_regions<S: Storage>() {
+    let host = Fixture::new(P);
+    let map: Map<'_, S> = JitMap::new(&*host);
+    let base = map.reserve(8 * P).unwrap();
+    let segs = [
+        Segment::new(Prot::READ_EXEC, base + 2 * P, 8, &[]),
+        Segment::new(Prot::READ, base + 5 * P, P + 1, &[]),
+    ];
+    assert_eq!(map.initialize(&req(&segs, &[])), Ok(base + 2 * P));
+    assert_eq!(map.slab_size(base), Some(8 * P));
+    assert_eq!(map.slab_size(base + P), None);
+    assert_eq!(
+        map.region_extent(base + 2 * P),
+        Some((base + 2 * P, base + 7 * P))
+    );
+    assert_eq!(map.region_extent(base + 5 * P), None);
+    assert_eq!(map.region_extent(base), None);
+    assert_eq!(map.deinitialize(base + 2 * P), Ok(()));
+    assert_eq!(map.region_extent(base + 2 * P), None);
+    assert_eq!(map.release(base), Ok(()));
+    assert_eq!(map.slab_size(base), None);
+}
+
 for_each_storage!(
+    extents_of_slabs_and_regions,
     d4_stale_key_after_slab_reuse_is_unknown,
     d5_release_of_interior_address_unmaps_nothing,
     d6_release_of_unknown_or_released_slab,

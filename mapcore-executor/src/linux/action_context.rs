@@ -4,7 +4,7 @@
 //! wire action of the session is bound ([`ActionContext::bind`]) to one function, the
 //! trampoline, with the address of the session's `ActionContext` as its context word. The
 //! trampoline asks the router what the action's function address names ([`Route`]): one of our
-//! own actions runs on the context's [`EhFrames`], a foreign one is called through the C
+//! own actions runs on the context's [`Registry`], a foreign one is called through the C
 //! wrapper ABI ([`cabi::call_action`]). Failure messages are kept for the reply of the map call
 //! that ran them.
 //!
@@ -29,8 +29,9 @@ use mapcore::{Action, ActionError, ArgsTooLong};
 use mapcore_sps::split_wire_action;
 
 use super::cabi;
-use super::eh_frame::EhFrames;
+use super::failures::Failures;
 use super::log::Log;
+use super::registry::{Extent, Initializing, Registry};
 use super::stats::ActionStats;
 
 /// An action failed: it reported an error.
@@ -42,7 +43,7 @@ const NOT_AN_ACTION: i32 = 2;
 const MALFORMED_ACTION: i32 = 3;
 
 /// One of the executor's own alloc actions: its arguments in, success or a message out.
-pub(crate) type OwnAction = fn(&mut EhFrames, &[u8]) -> Result<(), String>;
+pub(crate) type OwnAction = fn(&mut Registry, &[u8]) -> Result<(), String>;
 
 /// What an alloc action's function address names.
 #[derive(Debug, Clone, Copy)]
@@ -58,14 +59,14 @@ pub(crate) enum Route {
 /// Resolves an alloc action's function address (the router's symbol lookup).
 pub(crate) type RouteFn = fn(u64) -> Route;
 
-/// The state the session's alloc actions reach: the EH-frame registry and the failures of the
-/// current map call.
+/// The state the session's alloc actions reach: the registry of EH frames and debug objects,
+/// and the failures of the current map call.
 #[derive(Debug)]
 pub(crate) struct ActionContext {
     route: RouteFn,
     log: Log,
-    eh_frames: RefCell<EhFrames>,
-    failures: RefCell<Vec<String>>,
+    registry: RefCell<Registry>,
+    failures: RefCell<Failures>,
     failure_count: Cell<u64>,
 }
 
@@ -75,7 +76,7 @@ impl ActionContext {
         Rc::new(Self {
             route,
             log,
-            eh_frames: RefCell::default(),
+            registry: RefCell::default(),
             failures: RefCell::default(),
             failure_count: Cell::new(0),
         })
@@ -92,39 +93,74 @@ impl ActionContext {
         Action::with_context(trampoline, word, stored)
     }
 
-    /// Runs one of our own actions on the EH-frame registry.
+    /// Runs one of our own actions on the registry.
     ///
     /// # Errors
     ///
     /// The action's own, or the registry is in use (an action re-entered, never expected).
     pub(crate) fn run_own(&self, run: OwnAction, args: &[u8]) -> Result<(), String> {
-        let mut frames = self
-            .eh_frames
+        let mut registry = self
+            .registry
             .try_borrow_mut()
-            .map_err(|_| "the EH-frame registry is in use".to_owned())?;
-        run(&mut frames, args)
+            .map_err(|_| "the registry is in use".to_owned())?;
+        run(&mut registry, args)
     }
 
+    /// Sets the initialize whose finalize actions run next, `None` after.
+    pub(crate) fn set_initializing(&self, initializing: Option<Initializing>) {
+        self.registry.borrow_mut().set_initializing(initializing);
+    }
+
+    /// Undoes the registrations overlapping `extent`, memory about to be freed
+    /// ([`Registry::sweep`]).
+    pub(crate) fn sweep(&self, extent: Extent) {
+        let undone = self.registry.borrow_mut().sweep(extent);
+        if undone > 0 {
+            let (start, end) = extent;
+            self.log.trace(format_args!(
+                "{start:#x}..{end:#x} is freed: {undone} registrations undone"
+            ));
+        }
+    }
+
+    /// Forgets the swept registrations ([`Registry::purge`]).
+    pub(crate) fn purge(&self) {
+        self.registry.borrow_mut().purge();
+    }
+
+    /// Records a failed action. During an initialize, the map rolls the region back next:
+    /// what the region's actions registered is undone first, while its pages are intact (their
+    /// dealloc actions, which the rollback runs, still find theirs).
     fn record_failure(&self, message: String) {
+        let undone = self
+            .registry
+            .try_borrow_mut()
+            .map_or(0, |mut registry| registry.sweep_initializing());
+        if undone > 0 {
+            self.log.trace(format_args!(
+                "an action failed: {undone} registrations undone before the rollback"
+            ));
+        }
         self.failure_count.set(self.failure_count.get() + 1);
         self.log
             .trace(format_args!("alloc action failed: {message}"));
-        self.failures.borrow_mut().push(message);
+        self.failures.borrow_mut().push(|| message);
     }
 
-    /// The messages of the actions that failed since the last call, oldest first.
-    pub(crate) fn take_failures(&self) -> Vec<String> {
+    /// The actions that failed since the last call, oldest first.
+    pub(crate) fn take_failures(&self) -> Failures {
         self.failures.take()
     }
 
     /// The actions' counters.
     pub(crate) fn stats(&self) -> ActionStats {
-        let frames = self.eh_frames.borrow();
+        let registry = self.registry.borrow();
+        let (eh_frames_registered, debug_objects_registered) = registry.live();
         ActionStats {
-            eh_register: frames.registrations,
-            eh_deregister: frames.deregistrations,
+            registrations: registry.counts(),
             action_failures: self.failure_count.get(),
-            eh_frames_registered: frames.registered_count(),
+            eh_frames_registered,
+            debug_objects_registered,
         }
     }
 }
@@ -156,6 +192,7 @@ fn trampoline(word: usize, args: &[u8]) -> Result<(), ActionError> {
 mod tests {
     use super::*;
     use crate::linux::eh_frame;
+    use crate::linux::registry::Counts;
 
     /// A minimal `.eh_frame`: one CIE (24 bytes) and the zero terminator.
     const EH_FRAME: [u8; 28] = [
@@ -199,7 +236,7 @@ mod tests {
         assert_eq!(from_b.run(), Err(ActionError::new(ACTION_FAILED)));
         let failures = b.take_failures();
         assert!(
-            failures[0].contains("no EH frame registered"),
+            failures.shown()[0].contains("no EH frame registered"),
             "{failures:?}"
         );
         assert!(b.take_failures().is_empty());
@@ -208,10 +245,14 @@ mod tests {
 
         assert_eq!(a.bind(&wire(DEREGISTER, start, end)).unwrap().run(), Ok(()));
         let expected = ActionStats {
-            eh_register: 1,
-            eh_deregister: 1,
+            registrations: Counts {
+                eh_register: 1,
+                eh_deregister: 1,
+                ..Counts::default()
+            },
             action_failures: 0,
             eh_frames_registered: 0,
+            debug_objects_registered: 0,
         };
         assert_eq!(a.stats(), expected);
     }
@@ -223,7 +264,7 @@ mod tests {
         assert_eq!(bound.context(), Some(Rc::as_ptr(&context).addr()));
         assert_eq!(bound.run(), Err(ActionError::new(NOT_AN_ACTION)));
         assert_eq!(
-            context.take_failures(),
+            context.take_failures().shown(),
             ["reserve is not an allocation action"]
         );
         let short = context.bind(&[1]).unwrap();

@@ -4,10 +4,25 @@
 //! the address lies in an executable mapping turns a garbage address into an error reply
 //! instead of a crash. It cannot tell good code from bad: past this check, running what the
 //! controller names is the protocol's purpose.
+//!
+//! Only user space counts: the maps list the kernel's x86-64 vsyscall page
+//! (`ffffffffff600000-ffffffffff601000 --xp ... [vsyscall]`) as executable, but a call into it
+//! anywhere but its entry points kills the process, and an entry point is no JIT'd function.
 
-/// Whether `addr` lies in a mapping with execute permission.
+/// The end of user space: addresses at or above it belong to the kernel. It is the most the
+/// kernel hands out to a process on the architecture, with its widest page tables (x86-64
+/// five-level paging: 56 bits; aarch64 52-bit virtual addresses); kernel addresses lie far
+/// above.
+#[cfg(target_arch = "x86_64")]
+const USER_SPACE_END: u64 = 1 << 56;
+#[cfg(target_arch = "aarch64")]
+const USER_SPACE_END: u64 = 1 << 52;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("mapcore-executor: say where user space ends on this architecture");
+
+/// Whether `addr` is a user-space address in a mapping with execute permission.
 pub(crate) fn is_executable(addr: u64) -> bool {
-    if addr == 0 {
+    if addr == 0 || addr >= USER_SPACE_END {
         return false;
     }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
@@ -48,6 +63,17 @@ mod tests {
             0x7f00_a000
         ));
         assert!(!covers_executable("garbage", 1));
+    }
+
+    #[test]
+    fn kernel_addresses_are_never_code() {
+        // The vsyscall page is listed executable where the kernel provides it.
+        let vsyscall = 0xffff_ffff_ff60_0000;
+        let line = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]";
+        assert!(covers_executable(line, vsyscall));
+        assert!(!is_executable(vsyscall));
+        assert!(!is_executable(USER_SPACE_END));
+        assert!(!is_executable(u64::MAX));
     }
 
     #[test]

@@ -6,20 +6,21 @@
 //!
 //! libgcc trusts its input: `__register_frame` on garbage makes a later unwind crash, and
 //! `__deregister_frame` of a section it does not know aborts the process. So the range must be
-//! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator,
-//! and the session remembers the sections it registered ([`EhFrames`]): deregistering any other
-//! is an error, not an abort.
+//! readable and hold at least one and only well-formed CIE/FDE records up to a zero terminator
+//! ([`eh_frame_check`]), and the session's [`Registry`] keeps the sections it registered:
+//! deregistering any other is an error, not an abort, and a section is deregistered before its
+//! memory is freed, even when no dealloc action asks for it.
 //!
-//! The actions run with the session's [`EhFrames`]: as alloc actions inside the map, or through
+//! The actions run with the session's registry: as alloc actions inside the map, or through
 //! CallWrapper. Their advertised addresses are C wrapper functions, for JIT'd code that calls
 //! them directly; those have no session to record in, so they refuse with an out-of-band error.
 //!
 //! # Safety
 //!
-//! `__register_frame` is called only on a validated, readable section (see above) that stays
-//! registered until its dealloc action or the session's shutdown deregisters it, before the
-//! memory is unmapped (the map runs dealloc actions first). `__deregister_frame` is called only
-//! on a section registered with the same [`EhFrames`], and a process has one session.
+//! `__register_frame` is called only on a validated, readable section (see above), kept by an
+//! [`EhFrameSection`] in the registry, which deregisters it before a deinitialize or release
+//! frees its memory (it sweeps the freed extent first). `__deregister_frame` is called only
+//! once per registered section, by that value.
 #![expect(
     unsafe_code,
     reason = "libgcc's __register_frame and the C wrapper ABI"
@@ -30,7 +31,9 @@ use std::ffi::{c_char, c_void};
 use mapcore_sps::from_bytes;
 
 use super::cabi::CWrapperFunctionBuffer;
+use super::eh_frame_check;
 use super::mem_access;
+use super::registry::Registry;
 
 extern "C" {
     /// libgcc: registers the `.eh_frame` section starting at `begin`.
@@ -42,28 +45,55 @@ extern "C" {
 /// Largest section accepted.
 const MAX_SECTION: u64 = 1 << 30;
 
-/// The sections one session registered, and how many registrations and deregistrations
-/// succeeded.
-#[derive(Debug, Default)]
-pub(crate) struct EhFrames {
-    /// Start addresses of the sections registered now.
-    registered: Vec<u64>,
-    /// Successful registrations.
-    pub(crate) registrations: u64,
-    /// Successful deregistrations.
-    pub(crate) deregistrations: u64,
+/// A section registered with libgcc, until [`deregister`](Self::deregister)ed or dropped.
+#[derive(Debug)]
+pub(crate) struct EhFrameSection {
+    start: u64,
+    registered: bool,
+}
+
+impl EhFrameSection {
+    /// Validates `[start, end)` and registers it.
+    fn register(start: u64, end: u64) -> Result<Self, String> {
+        validate(start, end)?;
+        // SAFETY: `begin` starts a readable section of well-formed records ending in a zero
+        // terminator (validated above); the registry deregisters it before the memory is
+        // freed (module docs).
+        unsafe { __register_frame(begin(start)) };
+        Ok(Self {
+            start,
+            registered: true,
+        })
+    }
+
+    /// The section's start address.
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Deregisters the section; does nothing the second time.
+    pub(crate) fn deregister(&mut self) {
+        if std::mem::take(&mut self.registered) {
+            // SAFETY: registered by `register` and not since deregistered, so libgcc knows
+            // it, and its memory is still mapped (module docs).
+            unsafe { __deregister_frame(begin(self.start)) };
+        }
+    }
+}
+
+impl Drop for EhFrameSection {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+fn begin(start: u64) -> *const c_void {
+    std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0))
 }
 
 /// Decodes an `ExecutorAddrRange`.
 fn range(args: &[u8]) -> Result<(u64, u64), String> {
     from_bytes::<(u64, u64)>(args).map_err(|e| format!("bad EH-frame range argument: {e}"))
-}
-
-impl EhFrames {
-    /// How many sections are registered now.
-    pub(crate) fn registered_count(&self) -> usize {
-        self.registered.len()
-    }
 }
 
 /// The registration action: validates the section and registers it.
@@ -72,19 +102,14 @@ impl EhFrames {
 ///
 /// The arguments do not decode, the section is unreadable or malformed, or it is already
 /// registered.
-pub(crate) fn register(frames: &mut EhFrames, args: &[u8]) -> Result<(), String> {
+pub(crate) fn register(registry: &mut Registry, args: &[u8]) -> Result<(), String> {
     let (start, end) = range(args)?;
-    validate(start, end)?;
-    if frames.registered.contains(&start) {
+    if registry.has_eh_frame(start) {
         return Err(format!("EH frame at {start:#x} is already registered"));
     }
-    let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
-    // SAFETY: `begin` starts a readable section of well-formed records ending in a zero
-    // terminator (validated above); it stays registered until deregistered here, which the
-    // map does before it unmaps the memory.
-    unsafe { __register_frame(begin) };
-    frames.registered.push(start);
-    frames.registrations += 1;
+    registry.check_lasting((start, end))?;
+    let section = EhFrameSection::register(start, end)?;
+    registry.add_eh_frame(section, (start, end));
     Ok(())
 }
 
@@ -93,22 +118,13 @@ pub(crate) fn register(frames: &mut EhFrames, args: &[u8]) -> Result<(), String>
 /// # Errors
 ///
 /// The arguments do not decode, or the section was not registered here.
-pub(crate) fn deregister(frames: &mut EhFrames, args: &[u8]) -> Result<(), String> {
+pub(crate) fn deregister(registry: &mut Registry, args: &[u8]) -> Result<(), String> {
     let (start, _end) = range(args)?;
-    let Some(index) = frames.registered.iter().position(|&s| s == start) else {
-        return Err(format!("no EH frame registered at {start:#x}"));
-    };
-    let begin = std::ptr::with_exposed_provenance::<c_void>(usize::try_from(start).unwrap_or(0));
-    // SAFETY: `begin` was registered with `__register_frame` by `register` and not since
-    // deregistered, so libgcc knows it.
-    unsafe { __deregister_frame(begin) };
-    frames.registered.swap_remove(index);
-    frames.deregistrations += 1;
-    Ok(())
+    registry.remove_eh_frame(start)
 }
 
-/// Checks that `[start, end)` is readable and holds CIE/FDE records that end in a zero
-/// terminator inside the range or right after it, so that libgcc's walk stays inside.
+/// Checks that `[start, end)` is readable and holds a well-formed section
+/// ([`eh_frame_check`]), so that libgcc's walks stay inside it.
 fn validate(start: u64, end: u64) -> Result<(), String> {
     let len = end
         .checked_sub(start)
@@ -117,43 +133,9 @@ fn validate(start: u64, end: u64) -> Result<(), String> {
     let len = usize::try_from(len).map_err(|_| "EH-frame range too large")?;
     let bytes = mem_access::read(start, len)
         .map_err(|e| format!("EH frame at {start:#x}..{end:#x} is not readable: {e}"))?;
-    let mut at = 0usize;
-    while let Some(word) = bytes.get(at..at.saturating_add(4)) {
-        let length = u32::from_le_bytes(word.try_into().unwrap_or_default());
-        if length == 0 && at == 0 {
-            // libgcc skips an empty section on registration but not necessarily on
-            // deregistration (if the memory changed meanwhile), which would abort.
-            return Err(format!("EH frame at {start:#x} is empty"));
-        }
-        if length == 0 {
-            return Ok(());
-        }
-        if length == u32::MAX {
-            return Err(format!(
-                "EH frame at {start:#x}: 64-bit records are not supported"
-            ));
-        }
-        at = usize::try_from(length)
-            .ok()
-            .and_then(|length| length.checked_add(4))
-            .and_then(|record| at.checked_add(record))
-            .filter(|&next| next <= bytes.len())
-            .ok_or_else(|| {
-                format!("EH frame at {start:#x}: record at +{at:#x} overruns the range")
-            })?;
-    }
-    if at != bytes.len() {
-        return Err(format!(
-            "EH frame at {start:#x}: the range ends inside a record length"
-        ));
-    }
-    // The records fill the range exactly: the terminator must follow it.
-    match mem_access::read(end, 4) {
-        Ok(word) if word == [0; 4] => Ok(()),
-        _ => Err(format!(
-            "EH frame at {start:#x}..{end:#x} has no zero terminator"
-        )),
-    }
+    let terminated_after = || mem_access::read(end, 4).is_ok_and(|word| word == [0; 4]);
+    eh_frame_check::check(&bytes, terminated_after)
+        .map_err(|e| format!("EH frame at {start:#x}..{end:#x} {e}"))
 }
 
 /// `llvm_orc_registerEHFrameAllocAction` with the C wrapper ABI, for JIT'd callers: refused

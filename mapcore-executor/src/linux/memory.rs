@@ -6,17 +6,24 @@
 //! (see `mapcore_sps`). Every error reply carries the map's own error text.
 //!
 //! Alloc actions arrive as a function address plus SPS arguments. The map stores each bound to
-//! the session's [`ActionContext`], which runs our own actions (EH-frame registration) directly
-//! and calls anything else through the C wrapper ABI.
+//! the session's [`ActionContext`], which runs our own actions (EH-frame and debug-object
+//! registration) directly and calls anything else through the C wrapper ABI.
+//!
+//! Before a deinitialize or release frees memory, the registrations covering it are undone
+//! (the context's registry is swept over the region's or slab's extent, which the map tells
+//! beforehand), whether or not a dealloc action asks for it; the region's own dealloc actions
+//! still find theirs, and the swept ones are forgotten after the call.
 
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, AddrSeq, InitializeArgs, ReserveArgs};
-use mapcore_std::{Config, StdError, StdHost, StdJitMap, WxMode};
+use mapcore_std::{Config, InitRequest, Lifetime, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
 use super::anchor::Anchor;
+use super::failures::Failures;
 use super::log::{self, Log};
+use super::registry::Initializing;
 use super::reply::{self, Failure};
 use super::stats::{MapCounters, Shutdown};
 
@@ -99,19 +106,20 @@ impl Memory {
         Rc::clone(&self.actions)
     }
 
+    /// The session's map.
+    pub(crate) fn map(&self) -> &StdJitMap {
+        &self.map
+    }
+
     /// The page size the map works with, advertised in the Setup message.
     pub(crate) fn page_size(&self) -> usize {
         self.map.page_size()
     }
-
-    /// Releases every slab, running the remaining dealloc actions; for the end of a session.
-    pub(crate) fn shutdown(&self) -> Shutdown {
-        shutdown(&self.map, &self.actions, "shutdown")
-    }
 }
 
-/// Releases every slab of `map`, running the remaining dealloc actions, and says what was
-/// left; failures are logged under `what`.
+/// Releases every slab of `map`, running its remaining dealloc actions, and says what it held;
+/// failures are logged under `what`. For the end of a session, between the caller's sweep of
+/// every registration and its purge (`Session::shutdown`).
 pub(crate) fn shutdown(map: &StdJitMap, actions: &ActionContext, what: &str) -> Shutdown {
     let live_slabs_at_eof = map.slab_count();
     let live_regions_at_eof = map.region_count();
@@ -135,11 +143,11 @@ pub(crate) fn shutdown(map: &StdJitMap, actions: &ActionContext, what: &str) -> 
 }
 
 /// `": message; message"` for the failed actions, or nothing.
-fn detail(failures: &[String]) -> String {
+fn detail(failures: &Failures) -> String {
     if failures.is_empty() {
         String::new()
     } else {
-        format!(": {}", failures.join("; "))
+        format!(": {failures}")
     }
 }
 
@@ -149,6 +157,25 @@ pub(crate) fn map_failure(actions: &ActionContext, wrapper: &str, error: &StdErr
         "{wrapper}: {error}{}",
         detail(&actions.take_failures())
     ))
+}
+
+/// What the request's finalize actions may register: the region they belong to, from the
+/// lowest segment's start to the highest one's end, and the pages freed when it returns.
+fn initializing(request: &InitRequest<'_>, page_size: usize) -> Option<Initializing> {
+    let segments = request.segments.iter();
+    let starts = segments.clone().map(|s| s.addr as u64);
+    let ends = segments
+        .clone()
+        .map(|s| s.addr.saturating_add(s.size) as u64);
+    let extent = (starts.min()?, ends.max()?);
+    let transient = segments
+        .filter(|s| s.group.lifetime == Lifetime::Finalize)
+        .map(|s| {
+            let pages = s.size.div_ceil(page_size).saturating_mul(page_size);
+            (s.addr as u64, s.addr.saturating_add(pages) as u64)
+        })
+        .collect();
+    Some(Initializing { extent, transient })
 }
 
 /// Whether `instance` is the one advertised as `anchor`'s.
@@ -192,17 +219,39 @@ pub(crate) fn initialize(
         .map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::MemoryManager, NAME, args.instance)?;
     let request = args.init_request();
-    memory.actions.take_failures();
-    let key = memory
-        .map
-        .initialize(&request)
-        .map_err(|e| map_failure(&memory.actions, NAME, &e))?;
+    let key = initialize_request(&memory.map, &memory.actions, &request, NAME)?;
     stats.segments_initialized += request.segments.len() as u64;
     reply::expected_addr(key as u64)
 }
 
+/// Initializes `request` on `map`, telling the actions what they may register; a rolled-back
+/// request has what its actions registered undone.
+pub(crate) fn initialize_request(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    request: &InitRequest<'_>,
+    wrapper: &str,
+) -> Result<usize, Failure> {
+    actions.take_failures();
+    let initializing = initializing(request, map.page_size());
+    let extent = initializing.as_ref().map(|i| i.extent);
+    actions.set_initializing(initializing);
+    let initialized = map.initialize(request);
+    actions.set_initializing(None);
+    if initialized.is_err() {
+        // Rolled back: a failing action had what the region's actions registered undone
+        // (`ActionContext`); a host failure after the actions leaves it to this sweep.
+        if let Some(extent) = extent {
+            actions.sweep(extent);
+        }
+        actions.purge();
+    }
+    initialized.map_err(|e| map_failure(actions, wrapper, &e))
+}
+
 /// deinitialize (LLVM) / deinitializeMultiple (orc-rt): `(Addr instance, Seq<Addr key>)` →
-/// `Error`. Back to front; every entry is tried; the error lists each failing entry.
+/// `Error`. Back to front; every entry is tried; the error lists the first failing entries and
+/// counts the others.
 pub(crate) fn deinitialize(
     memory: &mut Memory,
     stats: &mut MapCounters,
@@ -222,9 +271,10 @@ pub(crate) fn deinitialize(
     )
 }
 
-/// Deinitializes the regions at `keys` of `map`, back to front; every entry is tried; the
-/// error lists each failing entry but those `abandoned` says the caller's protocol treats as
-/// done (given the key and the map's error).
+/// Deinitializes the regions at `keys` of `map`, back to front, after undoing the
+/// registrations in them; every entry is tried; the error lists the first failing entries but
+/// those `abandoned` says the caller's protocol treats as done (given the key and the map's
+/// error), and counts the others.
 pub(crate) fn deinitialize_all(
     map: &StdJitMap,
     actions: &ActionContext,
@@ -236,12 +286,18 @@ pub(crate) fn deinitialize_all(
     let keys: Vec<usize> = keys.iter().collect();
     let before = map.region_count();
     actions.take_failures();
-    let mut failures = Vec::new();
-    let mut reported = 0;
+    for &key in &keys {
+        if let Some((start, end)) = map.region_extent(key) {
+            actions.sweep((start as u64, end as u64));
+        }
+    }
+    let mut failures = Failures::default();
+    let (mut reported, mut failed) = (0, 0);
     let aggregate = map.deinitialize_multiple(&keys, |index, error| {
         reported += 1;
         if !abandoned(keys[index], &error) {
-            failures.push(format!("key {:#x} (entry {index}): {error}", keys[index]));
+            failed += 1;
+            failures.push(|| format!("key {:#x} (entry {index}): {error}", keys[index]));
         }
     });
     debug_assert_eq!(
@@ -249,19 +305,19 @@ pub(crate) fn deinitialize_all(
         reported > 0,
         "every failing entry is reported"
     );
+    actions.purge();
     stats.regions_deinitialized += before.saturating_sub(map.region_count()) as u64;
-    let result = if failures.is_empty() {
+    let result = if failed == 0 {
         Ok(())
     } else {
-        Err(mapcore_std::Error::Batch {
-            failed: failures.len(),
-        })
+        Err(mapcore_std::Error::Batch { failed })
     };
     batch_reply(actions, wrapper, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
-/// Back to front; every entry is tried; the error lists each failing entry.
+/// Back to front; every entry is tried; the error lists the first failing entries and counts
+/// the others.
 pub(crate) fn release(
     memory: &mut Memory,
     stats: &mut MapCounters,
@@ -274,8 +330,8 @@ pub(crate) fn release(
     release_all(&memory.map, &memory.actions, stats, NAME, args.addrs)
 }
 
-/// Releases the slabs at `bases` of `map`, back to front; every entry is tried; the error
-/// lists each failing entry.
+/// Releases the slabs at `bases` of `map`, back to front, after undoing the registrations in
+/// them; every entry is tried; the error lists the first failing entries and counts the others.
 pub(crate) fn release_all(
     map: &StdJitMap,
     actions: &ActionContext,
@@ -286,10 +342,16 @@ pub(crate) fn release_all(
     let bases: Vec<usize> = bases.iter().collect();
     let before = map.slab_count();
     actions.take_failures();
-    let mut failures = Vec::new();
+    for &base in &bases {
+        if let Some(size) = map.slab_size(base) {
+            actions.sweep((base as u64, base.saturating_add(size) as u64));
+        }
+    }
+    let mut failures = Failures::default();
     let result = map.release_multiple(&bases, |index, error| {
-        failures.push(format!("slab {:#x} (entry {index}): {error}", bases[index]));
+        failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
+    actions.purge();
     stats.slabs_released += before.saturating_sub(map.slab_count()) as u64;
     batch_reply(actions, wrapper, result, failures)
 }
@@ -298,14 +360,13 @@ fn batch_reply(
     actions: &ActionContext,
     wrapper: &str,
     result: Result<(), StdError>,
-    failures: Vec<String>,
+    failures: Failures,
 ) -> Result<Vec<u8>, Failure> {
     let actions = actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(
-            "{wrapper}: {error}: {}{}",
-            failures.join("; "),
+            "{wrapper}: {error}: {failures}{}",
             detail(&actions)
         ))),
     }

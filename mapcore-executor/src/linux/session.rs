@@ -5,7 +5,7 @@
 use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
-use super::memory::Memory;
+use super::memory::{self, Memory};
 use super::shared_memory::SharedMemory;
 use super::stats::{self, Shutdowns, Stats};
 use super::symbols::SYMBOLS;
@@ -40,10 +40,19 @@ impl Session {
 
     /// Releases every slab of both memory services, running the remaining dealloc actions.
     pub(crate) fn shutdown(&self) -> Shutdowns {
-        Shutdowns {
-            memory: self.memory.shutdown(),
-            shared_memory: self.shared_memory.shutdown(),
-        }
+        let actions = self.memory.actions();
+        // Everything goes, registrations of memory outside the maps too: the process ends.
+        actions.sweep((0, u64::MAX));
+        let shutdowns = Shutdowns {
+            memory: memory::shutdown(self.memory.map(), actions, "shutdown"),
+            shared_memory: memory::shutdown(
+                self.shared_memory.map(),
+                actions,
+                "shared-memory shutdown",
+            ),
+        };
+        actions.purge();
+        shutdowns
     }
 
     /// The stats file's text, after [`Session::shutdown`].

@@ -41,7 +41,7 @@ use super::anchor::Anchor;
 use super::memory::{self, check_instance, map_failure};
 use super::reply::{self, Failure};
 use super::shm_guard::ShmGuard;
-use super::stats::{MapCounters, Shutdown};
+use super::stats::MapCounters;
 
 /// The service's state: its map, what its actions reach, and the guard of its names.
 #[derive(Debug)]
@@ -88,9 +88,9 @@ impl SharedMemory {
         }
     }
 
-    /// Releases every slab, running the remaining dealloc actions; for the end of a session.
-    pub(crate) fn shutdown(&self) -> Shutdown {
-        memory::shutdown(&self.map, &self.actions, "shared-memory shutdown")
+    /// The service's map.
+    pub(crate) fn map(&self) -> &StdJitMap {
+        &self.map
     }
 }
 
@@ -151,11 +151,7 @@ pub(crate) fn initialize(
     check_instance(Anchor::SharedMemoryMapper, NAME, args.instance)?;
     check_inside_reservation(service.host(), &args)?;
     let request = args.init_request();
-    service.actions.take_failures();
-    let key = service
-        .map
-        .initialize(&request)
-        .map_err(|e| map_failure(&service.actions, NAME, &e))?;
+    let key = memory::initialize_request(&service.map, &service.actions, &request, NAME)?;
     // The controller wrote the contents through the name: no one needs it any more.
     service.host().unlink_shared_memory_name(args.reservation);
     service.keys.insert(key);

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::memory::WxChoice;
+use super::registry::Counts;
 
 /// Counters the router and the memory services keep, in the [`Session`](super::session::Session).
 #[derive(Debug, Default)]
@@ -85,14 +86,14 @@ impl MapCounters {
 /// Counters of the alloc actions, kept by the session's action context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActionStats {
-    /// Successful EH-frame registrations.
-    pub(crate) eh_register: u64,
-    /// Successful EH-frame deregistrations.
-    pub(crate) eh_deregister: u64,
+    /// EH-frame and debug-object registrations made and undone.
+    pub(crate) registrations: Counts,
     /// Alloc actions (finalize or dealloc) that failed.
     pub(crate) action_failures: u64,
     /// EH frames registered now.
     pub(crate) eh_frames_registered: usize,
+    /// Debug objects registered with the GDB JIT interface now.
+    pub(crate) debug_objects_registered: usize,
 }
 
 /// What the end of the session found, for the stats file.
@@ -147,9 +148,11 @@ pub(crate) fn render<'a>(
     for (key, value) in stats.shared_memory.lines(&shutdowns.shared_memory) {
         line(&format!("shm_{key}"), &value);
     }
-    let counters: [(&str, u64); 5] = [
-        ("eh_register", actions.eh_register),
-        ("eh_deregister", actions.eh_deregister),
+    let counters: [(&str, u64); 7] = [
+        ("eh_register", actions.registrations.eh_register),
+        ("eh_deregister", actions.registrations.eh_deregister),
+        ("debug_register", actions.registrations.debug_register),
+        ("debug_deregister", actions.registrations.debug_deregister),
         ("action_failures", actions.action_failures),
         ("error_replies", stats.error_replies),
         ("protocol_errors", stats.protocol_errors),
@@ -160,6 +163,10 @@ pub(crate) fn render<'a>(
     line(
         "eh_frames_registered_after_shutdown",
         &actions.eh_frames_registered,
+    );
+    line(
+        "debug_objects_registered_after_shutdown",
+        &actions.debug_objects_registered,
     );
     out
 }

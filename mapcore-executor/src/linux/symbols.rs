@@ -6,7 +6,7 @@
 //!   never the address of JIT'd code;
 //! - for an instance or context, the address of an [`Anchor`] (both memory-manager names
 //!   share one instance);
-//! - for what JIT'd code may call (`dispatch_fn`, the EH-frame actions), a real `extern "C"`
+//! - for what JIT'd code may call (`dispatch_fn`, the alloc actions), a real `extern "C"`
 //!   function with the C wrapper ABI.
 
 use super::action_context::OwnAction;
@@ -14,6 +14,7 @@ use super::anchor::Anchor;
 use super::cabi::{self, CWrapperFn};
 use super::dylib::{self, Dylibs};
 use super::eh_frame;
+use super::gdb_jit;
 use super::mem_access::{self, Pointer};
 use super::memory::{self, Memory};
 use super::reply::{Failure, Shape};
@@ -94,7 +95,8 @@ const fn data(name: &'static str, anchor: Anchor) -> Symbol {
 
 /// Every advertised name: LLVM 22's mandatory 27 (with deinitialize), `mem_read_pointers`,
 /// orc-rt's five SimpleNativeMemoryMap names over the same memory handlers, LLVM's
-/// shared-memory mapper service, and the EH-frame actions' section-named aliases.
+/// shared-memory mapper service, the GDB JIT registration action, and the EH-frame actions'
+/// section-named aliases.
 pub(crate) static SYMBOLS: &[Symbol] = &[
     // Session.
     data(
@@ -290,6 +292,13 @@ pub(crate) static SYMBOLS: &[Symbol] = &[
         kind: Kind::Action {
             run: eh_frame::deregister,
             c_fn: eh_frame::deregister_wrapper,
+        },
+    },
+    Symbol {
+        name: "llvm_orc_registerJITLoaderGDBAllocAction",
+        kind: Kind::Action {
+            run: gdb_jit::register,
+            c_fn: gdb_jit::register_wrapper,
         },
     },
     // The same actions under the section names LLVM 22's executor also advertises.

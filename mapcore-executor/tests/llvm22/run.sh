@@ -218,6 +218,8 @@ expect_clean_stats() { # RUN
     expect_stat "$1" protocol_errors -eq 0 &&
     expect_stat "$1" eh_register -eq "$(stat "$1" eh_deregister)" &&
     expect_stat "$1" eh_frames_registered_after_shutdown -eq 0 &&
+    expect_stat "$1" debug_register -eq "$(stat "$1" debug_deregister)" &&
+    expect_stat "$1" debug_objects_registered_after_shutdown -eq 0 &&
     expect_stat "$1" slabs_reserved -eq $(($(stat "$1" slabs_released) + $(stat "$1" slabs_released_at_shutdown))) &&
     { [ "$(stat "$1" session_end)" = eof ] || { echo "session_end=$(stat "$1" session_end)"; return 1; }; }
 }
@@ -505,6 +507,56 @@ kill_mid_session() {
   expect_crash_rc killed && expect_no_new_shm killed
 }
 check "#12 executor killed (SIGKILL) mid-session, --use-memmgr=shared" 'kill_mid_session'
+
+# #gdb: gdb through JIT'd code (the GDB JIT interface): a -g program crashes three calls deep
+# in JIT'd code under gdb, which follows llvm-jitlink into the executor it starts. The backtrace
+# must name each JIT'd function with its file and line, as under LLVM's executor. The control:
+# ours without the registration (--debugger-support=false) shows `?? ()` there, so the check
+# can fail.
+if [ "$ARCH" = aarch64 ]; then
+  echo "NOT RUN #gdb backtrace$ON: gdb cannot follow the executor into qemu-user"
+else
+  command -v gdb >/dev/null 2>&1 || { fail setup "gdb missing (bash .ci/run installs it)"; finish; }
+  compile c debug_crash.c -g -O0
+  GDB=(gdb -nx -q -batch -iex 'set debuginfod enabled off' -ex 'set follow-fork-mode child'
+    -ex run -ex bt --args llvm-jitlink-22)
+  # expect_frames RUN: deep, middle and main, each at its line marked LINE-<name>.
+  expect_frames() {
+    local f line
+    for f in deep middle main; do
+      line=$(grep -n "LINE-$f " "$HERE/debug_crash.c" | cut -d: -f1)
+      grep -qE "^#[0-9]+ +0x[0-9a-f]+ in $f \(.*\) at [^ ]*debug_crash\.c:$line\$" "$W/$1.out" ||
+        { echo "no frame $f at debug_crash.c:$line: $(grep -E '^#[0-9]' "$W/$1.out" | head -4 | tr '\n' '|')"; return 1; }
+    done
+  }
+  expect_no_names() { # RUN: the control
+    grep -qE '^#0 +0x[0-9a-f]+ in \?\? \(\)' "$W/$1.out" && ! grep -qE ' in (deep|middle) \(' "$W/$1.out" ||
+      { echo "the control names JIT'd frames or lacks '?? ()': $(grep -E '^#[0-9]' "$W/$1.out" | head -3 | tr '\n' '|')"; return 1; }
+  }
+  expect_stop() { # RUN: stopped by breakpoint 1 in middle, at its first line
+    local line
+    line=$(grep -n "LINE-middle-entry " "$HERE/debug_crash.c" | cut -d: -f1)
+    grep -qE "hit .*Breakpoint 1, middle \(x=0\) at [^ ]*debug_crash\.c:$line\$" "$W/$1.out" ||
+      { echo "no stop at middle, debug_crash.c:$line: $(grep -E 'reakpoint|^#0' "$W/$1.out" | head -3 | tr '\n' '|')"; return 1; }
+  }
+  run up-gdb "${GDB[@]}" --oop-executor="$UP" "$OURS/debug_crash.o"
+  run ours-gdb-off "${GDB[@]}" --oop-executor="$EXE" --debugger-support=false "$OURS/debug_crash.o"
+  for mm in generic simple-remote; do
+    run "ours-gdb-$mm" "${GDB[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$OURS/debug_crash.o"
+    check "#gdb backtrace through JIT'd code, --use-memmgr=$mm" \
+      'expect_frames up-gdb' "expect_frames ours-gdb-$mm" 'expect_no_names ours-gdb-off'
+  done
+  # Breakpoints set before the code exists: a hardware one on the detected (dual-mapped) host,
+  # whose code mappings the kernel does not let gdb write; a software one on the flip host.
+  BREAK=(gdb -nx -q -batch -iex 'set debuginfod enabled off' -ex 'set follow-fork-mode child'
+    -ex 'set breakpoint pending on')
+  run ours-gdb-hbreak "${BREAK[@]}" -ex 'hbreak middle' -ex run --args llvm-jitlink-22 \
+    --oop-executor="$EXE" "$OURS/debug_crash.o"
+  MAPCORE_EXECUTOR_WX=flip run ours-gdb-break-flip "${BREAK[@]}" -ex 'break middle' -ex run \
+    --args llvm-jitlink-22 --oop-executor="$EXE" "$OURS/debug_crash.o"
+  check "#gdb breakpoints in JIT'd code (hbreak; break on the flip host)" \
+    'expect_stop ours-gdb-hbreak' 'expect_stop ours-gdb-break-flip'
+fi
 
 if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then
   mkdir -p "$MAPCORE_E2E_KEEP_STATS" && cp "$W"/*.stats "$MAPCORE_E2E_KEEP_STATS"/ 2>/dev/null
