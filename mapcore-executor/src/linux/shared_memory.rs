@@ -24,7 +24,8 @@
 //! controller's writes need a file behind each slab.
 //!
 //! No name outlives the executor: besides the unlinks above and the release of every slab at
-//! the end of the session, a [`ShmGuard`] unlinks the names left when the executor is killed.
+//! the end of the session, a [`ShmGuard`] unlinks the names left when the executor is killed
+//! (unless a debugger traces it).
 //! The controller keeps a writable mapping of each slab until it releases it: that is LLVM's
 //! design, and the reason the execution view alone is what W^X covers here.
 
@@ -40,7 +41,7 @@ use super::action_context::ActionContext;
 use super::anchor::Anchor;
 use super::memory::{self, check_instance, map_failure};
 use super::reply::{self, Failure};
-use super::shm_guard::ShmGuard;
+use super::shm_guard::{self, ShmGuard};
 use super::stats::MapCounters;
 
 /// The service's state: its map, what its actions reach, and the guard of its names.
@@ -52,7 +53,7 @@ pub(crate) struct SharedMemory {
     actions: Rc<ActionContext>,
     /// What this executor's names start with in `/dev/shm`.
     prefix: String,
-    /// Started by the first reserve.
+    /// Started by the first reserve, unless a debugger traces the executor.
     guard: Option<ShmGuard>,
     /// Keys initialize answered, live or deinitialized since, so that a key deinitialized twice
     /// is told from an abandoned allocation; forgotten when their slab is released.
@@ -104,7 +105,7 @@ pub(crate) fn reserve(
     stats.reserve_calls += 1;
     let args = ReserveArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::SharedMemoryMapper, NAME, args.instance)?;
-    if service.guard.is_none() {
+    if service.guard.is_none() && !shm_guard::traced() {
         let guard = ShmGuard::start(&service.prefix).map_err(|e| {
             Failure::rejected(format_args!(
                 "{NAME}: cannot start the guard that unlinks the shared-memory names if the \

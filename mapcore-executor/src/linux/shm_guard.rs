@@ -16,6 +16,11 @@
 //! with threads, so the child runs nothing but async-signal-safe system calls on memory that
 //! was ready before the fork: no allocation, no lock, no formatting.
 //!
+//! Not under a debugger ([`traced`]): gdb's `follow-fork-mode child`, which follows
+//! llvm-jitlink into the executor, would follow the guard next and leave the JIT'd code
+//! undebugged. A debugged executor killed between a reserve and the controller's open leaves
+//! that name behind.
+//!
 //! # Safety
 //!
 //! `fork`, and the raw system calls of the child (`setsid`, `dup2`, `close_range`, `read`,
@@ -66,6 +71,15 @@ impl ShmGuard {
             }
         }
     }
+}
+
+/// Whether a debugger traces this process (`TracerPid` in `/proc/self/status` is not 0).
+pub(crate) fn traced() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("TracerPid:"))
+        .is_some_and(|pid| pid.trim() != "0")
 }
 
 /// The child: waits for EOF on `pipe`, unlinks the names starting with `prefix`, exits.

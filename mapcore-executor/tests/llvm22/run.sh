@@ -541,7 +541,7 @@ else
   }
   run up-gdb "${GDB[@]}" --oop-executor="$UP" "$OURS/debug_crash.o"
   run ours-gdb-off "${GDB[@]}" --oop-executor="$EXE" --debugger-support=false "$OURS/debug_crash.o"
-  for mm in generic simple-remote; do
+  for mm in generic simple-remote shared; do
     run "ours-gdb-$mm" "${GDB[@]}" --oop-executor="$EXE" --use-memmgr=$mm "$OURS/debug_crash.o"
     check "#gdb backtrace through JIT'd code, --use-memmgr=$mm" \
       'expect_frames up-gdb' "expect_frames ours-gdb-$mm" 'expect_no_names ours-gdb-off'
