@@ -52,7 +52,7 @@
 #define MAPCORE_MAX_SEGMENTS 16
 
 // Most action pairs in one initialize request, and so most dealloc actions per region.
-#define MAPCORE_MAX_ACTION_PAIRS 8
+#define MAPCORE_MAX_ACTION_PAIRS 16
 
 // Most argument bytes of one C action: mapcore keeps 48 bytes inline per action, 8 of which
 // hold the action's `ctx`.

@@ -52,7 +52,7 @@ pub const MAPCORE_GROUP_FINALIZE: u8 = 8;
 /// Most segments in one initialize request.
 pub const MAPCORE_MAX_SEGMENTS: usize = 16;
 /// Most action pairs in one initialize request, and so most dealloc actions per region.
-pub const MAPCORE_MAX_ACTION_PAIRS: usize = 8;
+pub const MAPCORE_MAX_ACTION_PAIRS: usize = 16;
 /// Most argument bytes of one C action: mapcore keeps 48 bytes inline per action, 8 of which
 /// hold the action's `ctx`.
 pub const MAPCORE_MAX_ACTION_ARGS: usize = 40;

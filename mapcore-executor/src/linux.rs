@@ -2,7 +2,9 @@
 //!
 //! [`serve`] runs the session: [`transport`] frames the messages, [`dispatch`] routes each call
 //! through the [`symbols`] table to a service ([`memory`], [`shared_memory`], [`dylib`],
-//! [`run`], [`mem_access`], the [`eh_frame`] actions), and the [`session`] value holds everything one session owns.
+//! [`run`], [`mem_access`], the [`eh_frame`] actions, wrappers in JIT'd code), [`upcall`]
+//! carries JIT'd code's calls to the controller, and the [`session`] value holds everything one
+//! session owns.
 
 mod action_context;
 mod anchor;
@@ -29,6 +31,7 @@ mod shm_guard;
 mod stats;
 mod symbols;
 mod transport;
+mod upcall;
 
 use std::process::ExitCode;
 
@@ -51,15 +54,15 @@ pub(crate) fn main() -> ExitCode {
         Launch::Fds { read, write } => Transport::from_fds(*read, *write),
         Launch::Listen(addr) => Transport::listen(addr, log),
     };
-    let mut transport = match transport {
+    let transport = match transport {
         Ok(transport) => transport,
         Err(e) => {
             log::diag(format_args!("cannot open the session ({launch:?}): {e}"));
             return ExitCode::from(2);
         }
     };
-    let mut session = Session::new(log, dispatch::route_action);
-    let end = serve::serve(&mut transport, &mut session);
+    let mut session = Session::new(transport, log, dispatch::route_action);
+    let end = serve::serve(&mut session);
     // The stream stays open until the process exits: the controller sees EOF only once
     // everything is released and the stats are written.
     let shutdown = session.shutdown();

@@ -1339,6 +1339,94 @@ fn foreign_alloc_actions_use_the_c_wrapper_abi() {
     assert_eq!(done.stat("action_failures"), 1);
 }
 
+/// x86-64 code of a wrapper function `f(data, size)` that tail-calls
+/// `dispatch_fn(ctx, tag, data, size)`: how the ORC runtime calls the controller.
+#[cfg(target_arch = "x86_64")]
+fn calls_the_controller(ctx: u64, dispatch_fn: u64, tag: u64) -> Vec<u8> {
+    let mut code = vec![0x48, 0x89, 0xfa, 0x48, 0x89, 0xf1]; // mov rdx, rdi ; mov rcx, rsi
+    for (opcode, imm) in [(0xbf, ctx), (0xbe, tag), (0xb8, dispatch_fn)] {
+        code.extend_from_slice(&[0x48, opcode]); // movabs rdi / rsi / rax, imm
+        code.extend_from_slice(&imm.to_le_bytes());
+    }
+    code.extend_from_slice(&[0xff, 0xe0]); // jmp rax
+    code
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn jit_wrappers_are_called_and_call_the_controller_back() {
+    const TAG: u64 = 0x1234_5678;
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let base = exe.reserve(2 * page);
+    let ctx = exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_ctx");
+    let code = calls_the_controller(ctx, exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_fn"), TAG);
+    exe.initialize(&[(0x05, base, code.len() as u64, &code)], &[])
+        .unwrap();
+
+    // Out-of-line and inline arguments and results.
+    for (args, answer) in [
+        (
+            &b"arguments, out of line"[..],
+            &b"an answer out of line"[..],
+        ),
+        (b"inline", b"ok"),
+    ] {
+        let seqno = exe.seqno;
+        exe.seqno += 1;
+        exe.send(CALL, seqno, base, args);
+        // The JIT'd wrapper's call arrives first, numbered by the executor.
+        let (opcode, up_seqno, tag, payload) = exe.receive().expect("the executor's call");
+        assert_eq!((opcode, tag, &payload[..]), (CALL, TAG, args));
+        // While it waits, the executor answers the controller's calls.
+        let nested = exe.reserve(page);
+        exe.release(&[nested]).unwrap();
+        exe.send(RESULT, up_seqno, 0, answer);
+        let (opcode, got_seqno, tag, payload) = exe.receive().expect("the Result");
+        assert_eq!(
+            (opcode, got_seqno, tag, &payload[..]),
+            (RESULT, seqno, 0, answer)
+        );
+    }
+
+    // Outside a call that runs JIT'd code (here a finalize action, run inside the map), JIT'd
+    // code cannot reach the controller: the action fails, nothing is sent.
+    let err = exe
+        .initialize(&[(0x03, base + page, 8, b"")], &[(base, b"", 0, b"")])
+        .unwrap_err();
+    assert!(
+        err.contains("not inside a call that runs JIT'd code"),
+        "{err}"
+    );
+
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(done.stat("jit_wrapper_calls"), 2);
+    assert_eq!(done.stat("controller_calls"), 2);
+    assert_eq!(done.stat("slabs_reused"), 1);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn eof_while_jit_code_waits_for_the_controller_ends_the_session() {
+    let mut exe = Executor::start();
+    let base = exe.reserve(exe.page_size);
+    let ctx = exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_ctx");
+    let code = calls_the_controller(ctx, exe.sym("__llvm_orc_SimpleRemoteEPC_dispatch_fn"), 7);
+    exe.initialize(&[(0x05, base, code.len() as u64, &code)], &[])
+        .unwrap();
+    exe.send(CALL, 99, base, b"args");
+    let (opcode, _, tag, _) = exe.receive().expect("the executor's call");
+    assert_eq!((opcode, tag), (CALL, 7));
+    // The controller goes away instead of answering: no Result for call 99, a clean end.
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    assert_eq!(done.session_end, "eof");
+    done.assert_clean();
+    assert_eq!(done.stat("protocol_errors"), 0);
+}
+
 // ---- hostile input ------------------------------------------------------------------------------
 
 #[test]
@@ -1411,11 +1499,12 @@ fn hostile_calls_get_error_replies() {
             .u64(0)
             .0,
         Sps::new().u64(inst).u64(u64::MAX).0,
+        // A null action is no action, whatever its arguments, but they are bounded.
         Sps::new()
             .u64(inst)
             .u64(0)
             .u64(1)
-            .action(0, b"x")
+            .action(0, &[0; 41])
             .action(0, b"")
             .0,
         Sps::new()

@@ -73,8 +73,8 @@
 //! - a bool byte must be 0 or 1 ([`DecodeError::InvalidBool`]);
 //! - a group byte must have no bit above the finalize bit
 //!   ([`RequestDecodeError::UnknownGroup`]);
-//! - a null alloc action (`fn == 0`) must carry no arguments
-//!   ([`RequestDecodeError::NullActionWithArgs`]).
+//! - a null alloc action (`fn == 0`) is no action, as in LLVM, but its arguments are bounded
+//!   like any action's ([`RequestDecodeError::ActionArgsTooLong`]).
 //!
 //! `Sequence<char>` is kept as raw bytes (segment content, action arguments and error messages
 //! need not be UTF-8); only an SPS `String` read as `&str` is UTF-8 checked.

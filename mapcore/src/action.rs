@@ -24,7 +24,10 @@ use heapless::Vec;
 pub const MAX_ACTION_ARGS: usize = 48;
 
 /// Most action pairs in one initialize request, and so most dealloc actions per region.
-pub const MAX_ACTION_PAIRS: usize = 8;
+///
+/// 16: LLVM's ORC runtime (the `liborc_rt` that clang-repl loads) links as one graph with ten
+/// pairs (EH frames, init sections, object sections, TLS); a graph of user code has up to four.
+pub const MAX_ACTION_PAIRS: usize = 16;
 
 /// The function of an action: it receives the action's argument bytes.
 pub type ActionFn = fn(&[u8]) -> Result<(), ActionError>;

@@ -1,4 +1,4 @@
-//! The addresses advertised for data symbols: instance tokens and the dispatch context.
+//! The addresses advertised for instance tokens.
 //!
 //! Each is the address of one distinct byte of a constant table: never mapped executable,
 //! never the address of JIT'd code, and the same for the whole process.
@@ -6,14 +6,13 @@
 /// A data symbol's anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Anchor {
-    DispatchCtx = 0,
-    DylibManager = 1,
-    MemoryManager = 2,
-    SharedMemoryMapper = 3,
+    DylibManager = 0,
+    MemoryManager = 1,
+    SharedMemoryMapper = 2,
 }
 
 /// The storage behind [`Anchor`] addresses: one distinct byte each.
-static ANCHORS: [u8; 4] = [0; 4];
+static ANCHORS: [u8; 3] = [0; 3];
 
 impl Anchor {
     /// The address advertised for this anchor.

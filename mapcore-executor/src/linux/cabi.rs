@@ -11,8 +11,8 @@
 //! the receiver frees. `Size == 0` with a non-null pointer is an out-of-band error: the pointer
 //! is a `malloc`ed, NUL-terminated message.
 //!
-//! Used for alloc actions that name foreign (JIT'd or C) functions, and for the answers of our
-//! own EH-frame actions and `dispatch_fn` when JIT'd code calls them, and nothing else.
+//! Used for calls and alloc actions that name foreign (JIT'd or C) functions, and for the
+//! answers of our own EH-frame actions and `dispatch_fn` when JIT'd code calls them.
 //!
 //! # Safety
 //!
@@ -65,6 +65,30 @@ impl CWrapperFunctionBuffer {
         Self { data, size: 0 }
     }
 
+    /// A buffer holding `bytes`, inline or in `malloc`ed memory, as a wrapper function returns
+    /// it to JIT'd code, which frees it; an out-of-band error if the memory cannot be had.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut inline = [0u8; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            return Self {
+                data: ptr::without_provenance_mut(usize::from_ne_bytes(inline)),
+                size: bytes.len(),
+            };
+        }
+        // SAFETY: malloc has no preconditions; a null result is handled below.
+        let data = unsafe { libc::malloc(bytes.len()) }.cast::<c_char>();
+        if data.is_null() {
+            return Self::out_of_band_error("mapcore-executor: out of memory for a result");
+        }
+        // SAFETY: `data` holds `bytes.len()` fresh bytes.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len()) };
+        Self {
+            data,
+            size: bytes.len(),
+        }
+    }
+
     /// Takes the result of a foreign call: its bytes, or the out-of-band error message.
     /// Frees whatever the buffer owns.
     ///
@@ -100,6 +124,22 @@ impl CWrapperFunctionBuffer {
     }
 }
 
+/// Calls the foreign wrapper function at `addr` (JIT'd code the controller names) with `args`:
+/// its result bytes, or its out-of-band error; `None` if `addr` is not executable code.
+pub(crate) fn call_wrapper(addr: u64, args: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    if !code_addr::is_executable(addr) {
+        return None;
+    }
+    let code = ptr::with_exposed_provenance::<c_void>(usize::try_from(addr).unwrap_or(0));
+    // SAFETY: `code` is executable memory in this process; the controller names it as a
+    // wrapper function with the C ABI above, which is the protocol's contract.
+    let func = unsafe { std::mem::transmute::<*const c_void, CWrapperFn>(code) };
+    // SAFETY: `args` is a live buffer of `args.len()` bytes for the duration of the call.
+    let result = unsafe { func(args.as_ptr().cast::<c_char>(), args.len()) };
+    // SAFETY: (1) the function follows the C ABI; (2) `result` is consumed here.
+    Some(unsafe { result.take() })
+}
+
 /// Calls the foreign wrapper function at `addr` with `args` and interprets its result as an
 /// alloc action's: an out-of-band error or an SPS `Error` carrying a message is a failure, an
 /// empty result or `Error` success is success.
@@ -108,19 +148,11 @@ impl CWrapperFunctionBuffer {
 ///
 /// The address is not executable code, or the call reports a failure.
 pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
-    if !code_addr::is_executable(addr) {
-        return Err(format!(
+    let bytes = call_wrapper(addr, args).unwrap_or_else(|| {
+        Err(format!(
             "alloc action target {addr:#x} is not executable code"
-        ));
-    }
-    let code = ptr::with_exposed_provenance::<c_void>(usize::try_from(addr).unwrap_or(0));
-    // SAFETY: `code` is executable memory in this process; the controller's alloc action
-    // names it as a wrapper function with the C ABI above, which is the protocol's contract.
-    let func = unsafe { std::mem::transmute::<*const c_void, CWrapperFn>(code) };
-    // SAFETY: `args` is a live buffer of `args.len()` bytes for the duration of the call.
-    let result = unsafe { func(args.as_ptr().cast::<c_char>(), args.len()) };
-    // SAFETY: (1) the function follows the C ABI; (2) `result` is consumed here.
-    let bytes = unsafe { result.take() }?;
+        ))
+    })?;
     if bytes.is_empty() {
         return Ok(());
     }
@@ -134,21 +166,20 @@ pub(crate) fn call_action(addr: u64, args: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The C signature of [`dispatch_fn`].
-pub(crate) type DispatchFn =
-    extern "C" fn(*mut c_void, *const c_void, *const c_char, usize) -> CWrapperFunctionBuffer;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `__llvm_orc_SimpleRemoteEPC_dispatch_fn(ctx, fn_tag, data, size)`: how JIT'd code (the ORC
-/// runtime) calls back into the controller. Those calls are not supported yet: the answer is
-/// an out-of-band error, which the caller frees.
-pub(crate) extern "C" fn dispatch_fn(
-    _ctx: *mut c_void,
-    fn_tag: *const c_void,
-    _data: *const c_char,
-    _size: usize,
-) -> CWrapperFunctionBuffer {
-    CWrapperFunctionBuffer::out_of_band_error(&format!(
-        "mapcore-executor: calls from the executor to the controller (tag {:#x}) are not supported",
-        fn_tag.addr()
-    ))
+    #[test]
+    fn buffers_hand_back_their_bytes_inline_or_out_of_line() {
+        for bytes in [&b""[..], b"ok", b"8 bytes!", b"nine byte", &[7; 1000]] {
+            let buffer = CWrapperFunctionBuffer::from_bytes(bytes);
+            assert_eq!(buffer.size, bytes.len());
+            // SAFETY: made by `from_bytes`, which follows the C ABI; consumed here.
+            assert_eq!(unsafe { buffer.take() }.as_deref(), Ok(bytes));
+        }
+        let error = CWrapperFunctionBuffer::out_of_band_error("boom");
+        // SAFETY: made by `out_of_band_error`, which follows the C ABI; consumed here.
+        assert_eq!(unsafe { error.take() }, Err("boom".to_owned()));
+    }
 }

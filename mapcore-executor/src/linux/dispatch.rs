@@ -2,37 +2,51 @@
 //!
 //! Both are looked up in the [`symbols`](super::symbols) table. A call's handler gets the part of the
 //! [`Session`] it works on; its reply, or the failure in the shape the wrapper's return type
-//! allows ([`Shape`]), goes back as the Result.
+//! allows ([`Shape`]), goes back as the Result. A tag that is none of ours but executable code
+//! is a wrapper function in JIT'd code (the ORC runtime's), called through the C ABI.
+//!
+//! Calls that run JIT'd code (run-as, JIT'd wrappers) lend the session to that code's calls to
+//! the controller ([`upcall::lend`]); every other call withholds it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::action_context::Route;
+use super::cabi;
 use super::log;
 use super::reply::{self, Failure, FailureKind, Shape};
 use super::session::Session;
 use super::symbols::{lookup, Handler, Kind};
+use super::upcall;
 
 /// Answers one CallWrapper: the Result payload for `args` sent to `tag`.
 pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> Vec<u8> {
     let Some((index, symbol)) = lookup(tag) else {
-        let failure = Failure::protocol(format_args!("no wrapper function at tag {tag:#x}"));
-        return failed(session, seqno, "?", Shape::Error, &failure);
+        return call_jit_wrapper(session, seqno, tag, args);
     };
     session.stats.calls[index] += 1;
     let (shape, outcome) = match symbol.kind {
+        Kind::Wrapper {
+            handler: Handler::RunsCode(handler),
+            shape,
+        } => (
+            shape,
+            upcall::lend(session, || guarded(symbol.name, || handler(args))),
+        ),
         Kind::Wrapper { handler, shape } => (
             shape,
-            guarded(symbol.name, || match handler {
-                Handler::Stateless(handler) => handler(args),
-                Handler::Memory(handler) => {
-                    handler(&mut session.memory, &mut session.stats.memory, args)
-                }
-                Handler::SharedMemory(handler) => handler(
-                    &mut session.shared_memory,
-                    &mut session.stats.shared_memory,
-                    args,
-                ),
-                Handler::Dylibs(handler) => handler(&mut session.dylibs, args),
+            upcall::withhold(session, |session| {
+                guarded(symbol.name, || match handler {
+                    Handler::Stateless(handler) | Handler::RunsCode(handler) => handler(args),
+                    Handler::Memory(handler) => {
+                        handler(&mut session.memory, &mut session.stats.memory, args)
+                    }
+                    Handler::SharedMemory(handler) => handler(
+                        &mut session.shared_memory,
+                        &mut session.stats.shared_memory,
+                        args,
+                    ),
+                    Handler::Dylibs(handler) => handler(&mut session.dylibs, args),
+                })
             }),
         ),
         Kind::Action { run, .. } => (
@@ -46,7 +60,7 @@ pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> 
                     .map_err(|m| Failure::rejected(format_args!("{m}")))
             }),
         ),
-        Kind::DispatchFn | Kind::Data(_) => (
+        Kind::DispatchFn | Kind::DispatchCtx | Kind::Data(_) => (
             Shape::Error,
             Err(Failure::protocol(format_args!(
                 "{} cannot be called by the controller",
@@ -65,6 +79,34 @@ pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> 
             reply
         }
         Err(failure) => failed(session, seqno, symbol.name, shape, &failure),
+    }
+}
+
+/// Calls the wrapper function in JIT'd code at `tag` (the ORC runtime's entry points). Its
+/// result bytes are the reply as they are; a tag that is not code (a protocol error) or an
+/// out-of-band error is answered with an SPS `Error` (the protocol cannot carry out-of-band
+/// errors).
+fn call_jit_wrapper(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> Vec<u8> {
+    const NAME: &str = "wrapper in JIT'd code";
+    session.stats.jit_wrapper_calls += 1;
+    let outcome = upcall::lend(session, || {
+        guarded(NAME, || match cabi::call_wrapper(tag, args) {
+            None => Err(Failure::protocol(format_args!(
+                "no wrapper function at tag {tag:#x}"
+            ))),
+            Some(result) => result.map_err(|m| Failure::rejected(format_args!("{m}"))),
+        })
+    });
+    match outcome {
+        Ok(reply) => {
+            session.log.trace(format_args!(
+                "#{seqno} {NAME} {tag:#x}: {} bytes in, {} bytes out",
+                args.len(),
+                reply.len()
+            ));
+            reply
+        }
+        Err(failure) => failed(session, seqno, NAME, Shape::Error, &failure),
     }
 }
 

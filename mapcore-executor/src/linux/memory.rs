@@ -14,6 +14,7 @@
 //! beforehand), whether or not a dealloc action asks for it; the region's own dealloc actions
 //! still find theirs, and the swept ones are forgotten after the call.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use mapcore_sps::{AddrListArgs, AddrSeq, InitializeArgs, ReserveArgs};
@@ -36,6 +37,8 @@ pub(crate) struct Memory {
     actions: Rc<ActionContext>,
     /// Which W^X mode the map uses, and why.
     wx: WxChoice,
+    /// Bases of the slabs the controller released, until a reservation gets one back.
+    released: HashSet<usize>,
 }
 
 /// The W^X mode of the session's map and why it was chosen.
@@ -88,6 +91,7 @@ impl Memory {
             map,
             actions: ActionContext::new(route, log),
             wx,
+            released: HashSet::new(),
         }
     }
 
@@ -203,6 +207,9 @@ pub(crate) fn reserve(
         .map_err(|e| map_failure(&memory.actions, NAME, &e))?;
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
+    if memory.released.remove(&base) {
+        stats.slabs_reused += 1;
+    }
     reply::expected_addr(base as u64)
 }
 
@@ -327,17 +334,26 @@ pub(crate) fn release(
     stats.release_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
     check_instance(Anchor::MemoryManager, NAME, args.instance)?;
-    release_all(&memory.map, &memory.actions, stats, NAME, args.addrs)
+    release_all(
+        &memory.map,
+        &memory.actions,
+        stats,
+        NAME,
+        args.addrs,
+        &mut memory.released,
+    )
 }
 
 /// Releases the slabs at `bases` of `map`, back to front, after undoing the registrations in
-/// them; every entry is tried; the error lists the first failing entries and counts the others.
+/// them, and adds the bases released to `released`; every entry is tried; the error lists the
+/// first failing entries and counts the others.
 pub(crate) fn release_all(
     map: &StdJitMap,
     actions: &ActionContext,
     stats: &mut MapCounters,
     wrapper: &str,
     bases: AddrSeq<'_>,
+    released: &mut HashSet<usize>,
 ) -> Result<Vec<u8>, Failure> {
     let bases: Vec<usize> = bases.iter().collect();
     let before = map.slab_count();
@@ -348,11 +364,18 @@ pub(crate) fn release_all(
         }
     }
     let mut failures = Failures::default();
+    let mut failed = HashSet::new();
     let result = map.release_multiple(&bases, |index, error| {
+        failed.insert(index);
         failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
     actions.purge();
     stats.slabs_released += before.saturating_sub(map.slab_count()) as u64;
+    let gone = bases
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !failed.contains(index));
+    released.extend(gone.map(|(_, &base)| base));
     batch_reply(actions, wrapper, result, failures)
 }
 

@@ -2,17 +2,28 @@
 //!
 //! The router hands each handler the part it works on; nothing of a session lives in a static.
 
+use std::rc::Rc;
+
 use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
 use super::memory::{self, Memory};
+use super::serve::End;
 use super::shared_memory::SharedMemory;
 use super::stats::{self, Shutdowns, Stats};
 use super::symbols::SYMBOLS;
+use super::transport::Transport;
+use super::upcall::Upcalls;
 
 /// One session's state.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The stream to the controller.
+    pub(crate) transport: Transport,
+    /// How JIT'd code reaches the controller, and the executor's own call numbers.
+    pub(crate) upcalls: Rc<Upcalls>,
+    /// How the session ended, when the stream ended while JIT'd code waited for the controller.
+    pub(crate) ended: Option<End>,
     /// The memory manager: the map, and what its alloc actions reach.
     pub(crate) memory: Memory,
     /// LLVM's shared-memory mapper service: its own map, whose actions reach the same state.
@@ -26,10 +37,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A fresh session; `route_action` resolves the addresses of alloc actions.
-    pub(crate) fn new(log: Log, route_action: RouteFn) -> Self {
+    /// A fresh session over `transport`; `route_action` resolves the addresses of alloc actions.
+    pub(crate) fn new(transport: Transport, log: Log, route_action: RouteFn) -> Self {
         let memory = Memory::new(route_action, log);
         Self {
+            transport,
+            upcalls: Upcalls::new(),
+            ended: None,
             shared_memory: SharedMemory::new(memory.shared_actions()),
             memory,
             dylibs: Dylibs::default(),

@@ -30,7 +30,7 @@
 //! design, and the reason the execution view alone is what W^X covers here.
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
@@ -58,6 +58,8 @@ pub(crate) struct SharedMemory {
     /// Keys initialize answered, live or deinitialized since, so that a key deinitialized twice
     /// is told from an abandoned allocation; forgotten when their slab is released.
     keys: BTreeSet<usize>,
+    /// Bases of the slabs the controller released, until a reservation gets one back.
+    released: HashSet<usize>,
 }
 
 impl SharedMemory {
@@ -79,6 +81,7 @@ impl SharedMemory {
             prefix: format!("{tag}_{}_", std::process::id()),
             guard: None,
             keys: BTreeSet::new(),
+            released: HashSet::new(),
         }
     }
 
@@ -130,6 +133,9 @@ pub(crate) fn reserve(
     };
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
+    if service.released.remove(&base) {
+        stats.slabs_reused += 1;
+    }
     let reservation = SharedReservation {
         base: base as u64,
         name,
@@ -232,7 +238,14 @@ pub(crate) fn release(
         .iter()
         .map(|base| (base, service.host().slab_size(base)))
         .collect();
-    let reply = memory::release_all(&service.map, &service.actions, stats, NAME, args.addrs);
+    let reply = memory::release_all(
+        &service.map,
+        &service.actions,
+        stats,
+        NAME,
+        args.addrs,
+        &mut service.released,
+    );
     for (base, size) in sizes {
         if let Some(size) = size.filter(|_| service.host().slab_size(base).is_none()) {
             let gone: Vec<usize> = service.keys.range(base..base + size).copied().collect();

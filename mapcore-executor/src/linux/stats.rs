@@ -15,6 +15,10 @@ pub(crate) struct Stats {
     pub(crate) memory: MapCounters,
     /// The shared-memory mapper service's.
     pub(crate) shared_memory: MapCounters,
+    /// Calls of wrapper functions in JIT'd code (the ORC runtime's).
+    pub(crate) jit_wrapper_calls: u64,
+    /// Calls from JIT'd code to the controller.
+    pub(crate) controller_calls: u64,
     /// Replies that carried an error.
     pub(crate) error_replies: u64,
     /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
@@ -52,11 +56,14 @@ pub(crate) struct MapCounters {
     pub(crate) release_calls: u64,
     /// Slabs released by the controller.
     pub(crate) slabs_released: u64,
+    /// Reservations that got back the base of a slab the controller had released: the memory
+    /// came back and was handed out again (clang-repl's `%undo` releases an input's slabs).
+    pub(crate) slabs_reused: u64,
 }
 
 impl MapCounters {
     /// The counters as `(key, value)`, with what `shutdown` found.
-    fn lines(&self, shutdown: &Shutdown) -> [(&'static str, u64); 14] {
+    fn lines(&self, shutdown: &Shutdown) -> [(&'static str, u64); 15] {
         let released_at_shutdown = shutdown
             .live_slabs_at_eof
             .saturating_sub(shutdown.live_slabs_after_shutdown)
@@ -71,6 +78,7 @@ impl MapCounters {
             ("regions_deinitialized", self.regions_deinitialized),
             ("release_calls", self.release_calls),
             ("slabs_released", self.slabs_released),
+            ("slabs_reused", self.slabs_reused),
             ("slabs_released_at_shutdown", released_at_shutdown),
             ("live_slabs_at_eof", shutdown.live_slabs_at_eof as u64),
             ("live_regions_at_eof", shutdown.live_regions_at_eof as u64),
@@ -148,12 +156,14 @@ pub(crate) fn render<'a>(
     for (key, value) in stats.shared_memory.lines(&shutdowns.shared_memory) {
         line(&format!("shm_{key}"), &value);
     }
-    let counters: [(&str, u64); 7] = [
+    let counters: [(&str, u64); 9] = [
         ("eh_register", actions.registrations.eh_register),
         ("eh_deregister", actions.registrations.eh_deregister),
         ("debug_register", actions.registrations.debug_register),
         ("debug_deregister", actions.registrations.debug_deregister),
         ("action_failures", actions.action_failures),
+        ("jit_wrapper_calls", stats.jit_wrapper_calls),
+        ("controller_calls", stats.controller_calls),
         ("error_replies", stats.error_replies),
         ("protocol_errors", stats.protocol_errors),
     ];

@@ -6,12 +6,13 @@
 //!   never the address of JIT'd code;
 //! - for an instance or context, the address of an [`Anchor`] (both memory-manager names
 //!   share one instance);
+//! - for the dispatch context, the session's (given to the Setup message, not here);
 //! - for what JIT'd code may call (`dispatch_fn`, the alloc actions), a real `extern "C"`
 //!   function with the C wrapper ABI.
 
 use super::action_context::OwnAction;
 use super::anchor::Anchor;
-use super::cabi::{self, CWrapperFn};
+use super::cabi::CWrapperFn;
 use super::dylib::{self, Dylibs};
 use super::eh_frame;
 use super::gdb_jit;
@@ -21,6 +22,7 @@ use super::reply::{Failure, Shape};
 use super::run;
 use super::shared_memory::{self, SharedMemory};
 use super::stats::MapCounters;
+use super::upcall;
 
 /// A wrapper's reply payload, or why it failed.
 pub(crate) type Reply = Result<Vec<u8>, Failure>;
@@ -28,8 +30,10 @@ pub(crate) type Reply = Result<Vec<u8>, Failure>;
 /// A wrapper's handler, by the session state it works on; its argument bytes in.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Handler {
-    /// Run-as and memory access: no session state.
+    /// Memory access: no session state.
     Stateless(fn(&[u8]) -> Reply),
+    /// Run-as: no session state, but runs JIT'd code, which may call the controller.
+    RunsCode(fn(&[u8]) -> Reply),
     /// The memory manager: the map and the counters.
     Memory(fn(&mut Memory, &mut MapCounters, &[u8]) -> Reply),
     /// The shared-memory mapper service: its map and its counters.
@@ -41,8 +45,11 @@ pub(crate) enum Handler {
 /// What a bootstrap symbol is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
-    /// An address the controller passes back (an instance) or hands to JIT'd code.
+    /// An address the controller passes back: an instance.
     Data(Anchor),
+    /// The dispatch context the controller hands to JIT'd code: the session's, advertised by
+    /// the Setup message.
+    DispatchCtx,
     /// A wrapper the controller calls with CallWrapper.
     Wrapper { handler: Handler, shape: Shape },
     /// An alloc action: run by the map's actions, callable through CallWrapper (SPS `Error`
@@ -60,22 +67,24 @@ pub(crate) struct Symbol {
 }
 
 impl Symbol {
-    /// The address advertised for this symbol.
+    /// The address advertised for this symbol; 0 for the dispatch context, which is the
+    /// session's.
     pub(crate) fn addr(&'static self) -> u64 {
         match self.kind {
             Kind::Data(anchor) => anchor.addr(),
             Kind::Wrapper { .. } => std::ptr::from_ref(self).addr() as u64,
             Kind::Action { c_fn, .. } => c_fn as usize as u64,
             Kind::DispatchFn => {
-                let f: cabi::DispatchFn = cabi::dispatch_fn;
+                let f: upcall::DispatchFn = upcall::dispatch_fn;
                 f as usize as u64
             }
+            Kind::DispatchCtx => 0,
         }
     }
 
     /// Whether the symbol is a call target (anything but data).
     pub(crate) fn is_callable(&self) -> bool {
-        !matches!(self.kind, Kind::Data(_))
+        !matches!(self.kind, Kind::Data(_) | Kind::DispatchCtx)
     }
 }
 
@@ -99,10 +108,10 @@ const fn data(name: &'static str, anchor: Anchor) -> Symbol {
 /// section-named aliases.
 pub(crate) static SYMBOLS: &[Symbol] = &[
     // Session.
-    data(
-        "__llvm_orc_SimpleRemoteEPC_dispatch_ctx",
-        Anchor::DispatchCtx,
-    ),
+    Symbol {
+        name: "__llvm_orc_SimpleRemoteEPC_dispatch_ctx",
+        kind: Kind::DispatchCtx,
+    },
     Symbol {
         name: "__llvm_orc_SimpleRemoteEPC_dispatch_fn",
         kind: Kind::DispatchFn,
@@ -110,17 +119,17 @@ pub(crate) static SYMBOLS: &[Symbol] = &[
     // Run-as.
     wrapper(
         "__llvm_orc_bootstrap_run_as_main_wrapper",
-        Handler::Stateless(run::main),
+        Handler::RunsCode(run::main),
         Shape::Plain,
     ),
     wrapper(
         "__llvm_orc_bootstrap_run_as_void_function_wrapper",
-        Handler::Stateless(run::void_function),
+        Handler::RunsCode(run::void_function),
         Shape::Plain,
     ),
     wrapper(
         "__llvm_orc_bootstrap_run_as_int_function_wrapper",
-        Handler::Stateless(run::int_function),
+        Handler::RunsCode(run::int_function),
         Shape::Plain,
     ),
     // Dylibs.

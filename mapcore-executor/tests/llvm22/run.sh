@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end acceptance of mapcore-executor against the real LLVM 22 clients (llvm-jitlink-22
-# and lli-22): checks #0-#12, each described where it runs below.
+# End-to-end acceptance of mapcore-executor against the real LLVM 22 clients (llvm-jitlink-22,
+# lli-22 and clang-repl-22): checks #0-#16, each described where it runs below.
 #
 # Every program runs twice: under LLVM's own executor (llvm-jitlink-executor, lli-child-target)
 # and under ours; exit code and exact stdout must match each other and the expected values.
@@ -170,12 +170,13 @@ chmod +x "$W/ours-under-mdwe" "$W/up-under-mdwe"
 # ---- helpers ----------------------------------------------------------------------------------
 
 # run NAME CMD...: runs CMD under timeout with its own stats file; leaves NAME.{out,err,rc,stats}.
+# CMD reads the file $STDIN (default /dev/null).
 run() {
   local name=$1
   shift
   rm -f "$W/$name.stats"
   MAPCORE_EXECUTOR_STATS="$W/$name.stats" timeout "$TIMEOUT" "$@" \
-    >"$W/$name.out" 2>"$W/$name.err" </dev/null
+    >"$W/$name.out" 2>"$W/$name.err" <"${STDIN:-/dev/null}"
   echo $? >"$W/$name.rc"
 }
 
@@ -384,7 +385,7 @@ for mm in generic simple-remote; do
     "same_as ours-ex-flip-$mm up-ex-$mm" "expect_clean_stats ours-ex-flip-$mm"
 done
 
-# #11: LLVM's shared-memory mapper (--use-memmgr=shared): the controller writes the contents
+# #15: LLVM's shared-memory mapper (--use-memmgr=shared): the controller writes the contents
 # through a named POSIX shared-memory object the executor creates. Every llvm-jitlink program
 # above, compared with LLVM's executor in the same mode; the stats must show the service (not
 # the memory manager) did the work, and /dev/shm must hold nothing new after each run.
@@ -415,54 +416,54 @@ expect_same_stderr() { # OURS THEIRS
 SHM=(--use-memmgr=shared)
 run up-hello-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" "$THEIRS/hello.o" --args a b
 run_shm ours-hello-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" "$OURS/hello.o" --args a b
-check "#11 hello.o, --use-memmgr=shared" \
+check "#15 hello.o, --use-memmgr=shared" \
   'expect_rc ours-hello-shm 42' "expect_stdout ours-hello-shm '$HELLO'" \
   'same_as ours-hello-shm up-hello-shm' 'expect_clean_stats ours-hello-shm' \
   'expect_shm_service ours-hello-shm' 'expect_no_new_shm ours-hello-shm'
 run up-ab-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" "$THEIRS/a.o" "$THEIRS/b.o" --args x
 run_shm ours-ab-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" "$OURS/a.o" "$OURS/b.o" --args x
-check "#11 a.o + b.o (8 MiB bss, qsort callback), --use-memmgr=shared" \
+check "#15 a.o + b.o (8 MiB bss, qsort callback), --use-memmgr=shared" \
   'expect_rc ours-ab-shm 0' "expect_stdout ours-ab-shm '$AB'" \
   'same_as ours-ab-shm up-ab-shm' 'expect_clean_stats ours-ab-shm' \
   'expect_shm_service ours-ab-shm' 'expect_no_new_shm ours-ab-shm'
 run up-ex-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" --preload=libstdc++.so.6 "$THEIRS/ex.o" "$THEIRS/ex_thrower.o"
 run_shm ours-ex-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" --preload=libstdc++.so.6 "$OURS/ex.o" "$OURS/ex_thrower.o"
-check "#11 C++ exceptions (ex.o + ex_thrower.o), --use-memmgr=shared" \
+check "#15 C++ exceptions (ex.o + ex_thrower.o), --use-memmgr=shared" \
   'expect_rc ours-ex-shm 7' "expect_stdout ours-ex-shm '$EX'" \
   'same_as ours-ex-shm up-ex-shm' 'expect_clean_stats ours-ex-shm' \
   'expect_shm_service ours-ex-shm' 'expect_stat ours-ex-shm eh_register -ge 2' \
   'expect_no_new_shm ours-ex-shm'
 run up-crash-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" "$THEIRS/crash.o"
 run_shm ours-crash-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" "$OURS/crash.o"
-check "#11 crashing program, --use-memmgr=shared" \
+check "#15 crashing program, --use-memmgr=shared" \
   'expect_crash_rc ours-crash-shm' 'same_as ours-crash-shm up-crash-shm' \
   'expect_no_new_shm ours-crash-shm'
 run up-undef-shm "${J[@]}" --oop-executor="$UP" "${SHM[@]}" "$THEIRS/undef.o"
 run_shm ours-undef-shm "${J[@]}" --oop-executor="$EXE" "${SHM[@]}" "$OURS/undef.o"
-check "#11 undefined symbol, --use-memmgr=shared" \
+check "#15 undefined symbol, --use-memmgr=shared" \
   'expect_rc ours-undef-shm 1' "expect_err ours-undef-shm 'Symbols not found: [ nope ]'" \
   'same_as ours-undef-shm up-undef-shm' 'expect_clean_stats ours-undef-shm' \
   'expect_stat ours-undef-shm error_replies -eq 0' 'expect_same_stderr ours-undef-shm up-undef-shm' \
   'expect_no_new_shm ours-undef-shm'
 run up-dbg-shm llvm-jitlink-22 --oop-executor="$UP" "${SHM[@]}" "$THEIRS/hello.o" --args a b
 run_shm ours-dbg-shm llvm-jitlink-22 --oop-executor="$EXE" "${SHM[@]}" "$OURS/hello.o" --args a b
-check "#11 debugger support on, --use-memmgr=shared" \
+check "#15 debugger support on, --use-memmgr=shared" \
   'expect_rc ours-dbg-shm 42' "expect_stdout ours-dbg-shm '$HELLO'" \
   'same_as ours-dbg-shm up-dbg-shm' 'expect_clean_stats ours-dbg-shm' \
   'expect_no_new_shm ours-dbg-shm'
-echo "NOTE #11 has no lli run: lli-22 --remote-mcjit has no shared-memory mode"
+echo "NOTE #15 has no lli run: lli-22 --remote-mcjit has no shared-memory mode"
 
 # Under MDWE: LLVM's shared-memory service cannot make its pages executable (printed, not
 # checked); ours maps the object again instead, and gives LLVM's results without MDWE.
 if [ "$ARCH" = aarch64 ]; then
-  echo "NOT RUN #11 under MDWE$ON: qemu-user refuses PR_SET_MDWE (it checks page protections itself)"
+  echo "NOT RUN #15 under MDWE$ON: qemu-user refuses PR_SET_MDWE (it checks page protections itself)"
 else
   run up-hello-shm-mdwe "${J[@]}" --oop-executor="$W/up-under-mdwe" "${SHM[@]}" "$THEIRS/hello.o" --args a b
   echo "NOTE LLVM's executor under MDWE, --use-memmgr=shared: exit code $(rc up-hello-shm-mdwe), stderr: $(head -c 200 "$W/up-hello-shm-mdwe.err" | tr '\n' ' ')"
   run_shm ours-hello-shm-mdwe "${J[@]}" --oop-executor="$W/ours-under-mdwe" "${SHM[@]}" "$OURS/hello.o" --args a b
   run_shm ours-ab-shm-mdwe "${J[@]}" --oop-executor="$W/ours-under-mdwe" "${SHM[@]}" "$OURS/a.o" "$OURS/b.o" --args x
   run_shm ours-ex-shm-mdwe "${J[@]}" --oop-executor="$W/ours-under-mdwe" "${SHM[@]}" --preload=libstdc++.so.6 "$OURS/ex.o" "$OURS/ex_thrower.o"
-  check "#11 under MDWE: hello.o, a.o + b.o, C++ exceptions, --use-memmgr=shared" \
+  check "#15 under MDWE: hello.o, a.o + b.o, C++ exceptions, --use-memmgr=shared" \
     'expect_rc ours-hello-shm-mdwe 42' "expect_stdout ours-hello-shm-mdwe '$HELLO'" \
     'same_as ours-hello-shm-mdwe up-hello-shm' 'expect_clean_stats ours-hello-shm-mdwe' \
     'expect_shm_service ours-hello-shm-mdwe' 'expect_no_new_shm ours-hello-shm-mdwe' \
@@ -472,7 +473,7 @@ else
     'expect_shm_service ours-ex-shm-mdwe' 'expect_no_new_shm ours-ex-shm-mdwe'
 fi
 
-# #12: the executor killed (SIGKILL) mid-session, while JIT'd main runs: nothing of it may stay
+# #16: the executor killed (SIGKILL) mid-session, while JIT'd main runs: nothing of it may stay
 # in /dev/shm. The wrapper records the executor's pid before exec'ing it.
 printf '#!/bin/sh\necho $$ >"%s"\nexec "%s" "$@"\n' "$W/killed.pid" "$EXE" >"$W/ours-recording-pid"
 chmod +x "$W/ours-recording-pid"
@@ -506,7 +507,7 @@ kill_mid_session() {
   done
   expect_crash_rc killed && expect_no_new_shm killed
 }
-check "#12 executor killed (SIGKILL) mid-session, --use-memmgr=shared" 'kill_mid_session'
+check "#16 executor killed (SIGKILL) mid-session, --use-memmgr=shared" 'kill_mid_session'
 
 # #gdb: gdb through JIT'd code (the GDB JIT interface): a -g program crashes three calls deep
 # in JIT'd code under gdb, which follows llvm-jitlink into the executor it starts. The backtrace
@@ -556,6 +557,82 @@ else
     --args llvm-jitlink-22 --oop-executor="$EXE" "$OURS/debug_crash.o"
   check "#gdb breakpoints in JIT'd code (hbreak; break on the flip host)" \
     'expect_stop ours-gdb-hbreak' 'expect_stop ours-gdb-break-flip'
+fi
+
+# #11-#14: LLVM's ORC runtime (liborc_rt from libclang-rt-22-dev), JIT-linked into the executor
+# and working through it: the controller calls wrappers in JIT'd code, which call back into the
+# controller (jit_wrapper_calls, controller_calls). #11: llvm-jitlink --orc-runtime. #12-#14:
+# clang-repl sessions fed on stdin: repl_cxx.repl (iostream, containers, exceptions,
+# thread_local, virtual calls, a static constructor and destructor) and repl_undo.repl (inputs
+# with a 1 MiB array, each taken back by %undo, which releases the input's slabs; the next input
+# gets that memory back: slabs_reused counts reservations that return the base of a slab
+# released before). The sessions flush what they print (std::endl, fflush): neither executor
+# flushes C stdio between calls, and output still buffered at exit races clang-repl's own.
+if [ "$ARCH" = aarch64 ]; then
+  echo "NOT RUN #11-#14 ORC runtime, clang-repl$ON: Debian's ORC runtime archive is x86-64 only"
+else
+  ORC_RT=$(llvm-config-22 --libdir)/clang/22/lib/linux/liborc_rt-x86_64.a
+  orc_rt_ready() {
+    [ -f "$ORC_RT" ] || { echo "no ORC runtime at $ORC_RT (bash .ci/run installs libclang-rt-22-dev)"; return 1; }
+  }
+  repl_ready() {
+    command -v clang-repl-22 >/dev/null 2>&1 || { echo "clang-repl-22 missing (bash .ci/run installs clang-tools-22)"; return 1; }
+    orc_rt_ready
+  }
+  REPL_CXX=$'vector 4 last 42\nvirtual 4\ncaught boom\nthread_local 8\nstatic ctor\njoined 31242\nstatic dtor'
+  REPL_UNDO=$'a 2\nb 4\nc 6\nd 8'
+  UNDOS=$(grep -c '^%undo$' "$HERE/repl_undo.repl")
+  # Through the ORC runtime: wrappers in JIT'd code called, and calls back to the controller.
+  expect_orc_runtime() { # RUN
+    expect_stat "$1" jit_wrapper_calls -ge 1 && expect_stat "$1" controller_calls -ge 1
+  }
+  # Each %undo gave its input's memory back, and the next input got it again.
+  expect_reuse() { # RUN
+    expect_stat "$1" slabs_released -ge "$UNDOS" && expect_stat "$1" slabs_reused -ge "$UNDOS"
+  }
+  expect_dual_mapped() { # RUN
+    [ "$(stat "$1" wx_mode)" = dual-mapped ] || { echo "wx_mode=$(stat "$1" wx_mode)"; return 1; }
+  }
+
+  # The runtime runs main (__orc_rt_run_program) and registers the EH frames itself; C++ needs
+  # no --preload: the executor links libstdc++ as LLVM's does.
+  run up-orc-hello "${J[@]}" --oop-executor="$UP" --orc-runtime="$ORC_RT" "$THEIRS/hello.o" --args a b
+  run ours-orc-hello "${J[@]}" --oop-executor="$EXE" --orc-runtime="$ORC_RT" "$OURS/hello.o" --args a b
+  run up-orc-ex "${J[@]}" --oop-executor="$UP" --orc-runtime="$ORC_RT" "$THEIRS/ex.o" "$THEIRS/ex_thrower.o"
+  run ours-orc-ex "${J[@]}" --oop-executor="$EXE" --orc-runtime="$ORC_RT" "$OURS/ex.o" "$OURS/ex_thrower.o"
+  check "#11 llvm-jitlink --orc-runtime: hello.o, C++ exceptions" \
+    orc_rt_ready 'expect_rc ours-orc-hello 42' "expect_stdout ours-orc-hello '$HELLO'" \
+    'same_as ours-orc-hello up-orc-hello' 'expect_clean_stats ours-orc-hello' \
+    'expect_orc_runtime ours-orc-hello' \
+    'expect_rc ours-orc-ex 7' "expect_stdout ours-orc-ex '$EX'" \
+    'same_as ours-orc-ex up-orc-ex' 'expect_clean_stats ours-orc-ex' 'expect_orc_runtime ours-orc-ex'
+
+  for session in cxx undo; do
+    STDIN=$HERE/repl_$session.repl run "up-repl-$session" clang-repl-22 --oop-executor="$UP" --orc-runtime="$ORC_RT"
+    STDIN=$HERE/repl_$session.repl run "ours-repl-$session" clang-repl-22 --oop-executor="$EXE" --orc-runtime="$ORC_RT"
+    # (bash's own "Segmentation fault" line for this run is not shown: it is expected below.)
+    STDIN=$HERE/repl_$session.repl run "up-repl-$session-mdwe" clang-repl-22 --oop-executor="$W/up-under-mdwe" --orc-runtime="$ORC_RT" 2>/dev/null
+    STDIN=$HERE/repl_$session.repl run "ours-repl-$session-mdwe" clang-repl-22 --oop-executor="$W/ours-under-mdwe" --orc-runtime="$ORC_RT"
+  done
+  check "#12 clang-repl --orc-runtime: C++ session (iostream, containers, exceptions, thread_local, virtual, static ctor/dtor)" \
+    repl_ready 'expect_rc ours-repl-cxx 0' "expect_stdout ours-repl-cxx '$REPL_CXX'" \
+    'same_as ours-repl-cxx up-repl-cxx' 'expect_clean_stats ours-repl-cxx' 'expect_orc_runtime ours-repl-cxx'
+  check "#13 clang-repl --orc-runtime: %undo gives the memory back and it is reused" \
+    repl_ready 'expect_rc ours-repl-undo 0' "expect_stdout ours-repl-undo '$REPL_UNDO'" \
+    'same_as ours-repl-undo up-repl-undo' 'expect_clean_stats ours-repl-undo' \
+    'expect_orc_runtime ours-repl-undo' 'expect_reuse ours-repl-undo'
+  for session in cxx undo; do
+    why=$(grep -v '^ *#[0-9]' "$W/up-repl-$session-mdwe.err" | head -c 200 | tr '\n' ' ')
+    [ -n "$why" ] || why="only a crash stack trace from clang-repl"
+    echo "NOTE LLVM's executor under MDWE, clang-repl $session session: exit code $(rc "up-repl-$session-mdwe"), stderr: $why"
+  done
+  check "#14 under MDWE: both clang-repl sessions, dual-mapped" \
+    repl_ready 'same_as ours-repl-cxx-mdwe up-repl-cxx' "expect_stdout ours-repl-cxx-mdwe '$REPL_CXX'" \
+    'expect_clean_stats ours-repl-cxx-mdwe' 'expect_dual_mapped ours-repl-cxx-mdwe' \
+    'expect_orc_runtime ours-repl-cxx-mdwe' \
+    'same_as ours-repl-undo-mdwe up-repl-undo' "expect_stdout ours-repl-undo-mdwe '$REPL_UNDO'" \
+    'expect_clean_stats ours-repl-undo-mdwe' 'expect_dual_mapped ours-repl-undo-mdwe' \
+    'expect_reuse ours-repl-undo-mdwe'
 fi
 
 if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then

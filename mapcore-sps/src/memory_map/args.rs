@@ -4,7 +4,7 @@
 use heapless::Vec;
 use mapcore::{ActionPair, Content, InitRequest, Segment, MAX_ACTION_PAIRS, MAX_SEGMENTS};
 
-use super::action::{wire_action, MakeAction};
+use super::action::{wire_action, MakeAction, MAX_WIRE_ACTION_ARGS};
 use super::error::RequestDecodeError;
 use super::group::decode_group;
 use crate::codec::{from_bytes, AddrSeq, Decode, DecodeError, Reader};
@@ -112,7 +112,6 @@ impl<'a> InitializeArgs<'a> {
     ///   that does not fit `usize` ([`DecodeError::ValueTooLarge`]) or bytes after the request
     ///   ([`DecodeError::TrailingBytes`]);
     /// - [`RequestDecodeError::UnknownGroup`] for a group byte with bits above the finalize bit;
-    /// - [`RequestDecodeError::NullActionWithArgs`] for `fn == 0` with argument bytes;
     /// - [`RequestDecodeError::TooManySegments`] (more than [`MAX_SEGMENTS`]),
     ///   [`RequestDecodeError::TooManyActionPairs`] (more than [`MAX_ACTION_PAIRS`]) or
     ///   [`RequestDecodeError::ActionArgsTooLong`] (more than
@@ -198,7 +197,14 @@ fn read_segment<'a>(reader: &mut Reader<'a>) -> Result<Segment<'a>, RequestDecod
     })
 }
 
-/// `(Addr fn, Seq<char> args)`; `None` for `fn == 0`.
+/// `(Addr fn, Seq<char> args)`; `None` for `fn == 0`, whatever its arguments.
+///
+/// A null function is "no action" in LLVM (`WrapperFunctionCall`'s `operator bool` tests the
+/// address alone), and LLVM's controller does send one with arguments: its ELF debug-object
+/// plugin addresses the GDB registration action (`(ExecutorAddrRange, bool)` arguments)
+/// through the bootstrap symbol `llvm_orc_registerJITLoaderGDBAllocAction`, which is null when
+/// the executor does not advertise it. Those arguments are dropped, but bounded like any
+/// action's.
 fn read_action(
     reader: &mut Reader<'_>,
     make_action: &impl MakeAction,
@@ -206,16 +212,17 @@ fn read_action(
     let func = reader.addr()?;
     let offset = reader.offset();
     let args = reader.char_seq()?;
+    let too_long = RequestDecodeError::ActionArgsTooLong { offset };
     if func == 0 {
-        return if args.is_empty() {
+        return if args.len() <= MAX_WIRE_ACTION_ARGS {
             Ok(None)
         } else {
-            Err(RequestDecodeError::NullActionWithArgs { offset })
+            Err(too_long)
         };
     }
     wire_action(make_action, func, args)
         .map(Some)
-        .ok_or(RequestDecodeError::ActionArgsTooLong { offset })
+        .ok_or(too_long)
 }
 
 #[cfg(test)]
@@ -478,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn null_actions_are_absent_and_carry_no_args() {
+    fn null_actions_are_absent_whatever_their_args() {
         let eh = eh_range(BASE, BASE + 8);
         let bytes = Golden::default()
             .u64(INSTANCE)
@@ -494,16 +501,30 @@ mod tests {
         assert!(actions[0].finalize.is_none() && actions[0].dealloc.is_some());
         assert!(actions[1].finalize.is_some() && actions[1].dealloc.is_none());
 
+        // What clang-repl sends to an executor that does not advertise the GDB registration
+        // action: that action's `(ExecutorAddrRange, bool)` arguments under a null function.
+        let gdb = [eh_range(BASE, BASE + 0x548).as_slice(), &[1]].concat();
         let bytes = Golden::default()
             .u64(INSTANCE)
             .u64(0)
             .u64(1)
-            .action(0, &[1])
+            .action(0, &gdb)
             .action(0, &[])
+            .0;
+        let args = InitializeArgs::decode(&bytes, make).unwrap();
+        assert!(args.actions[0].finalize.is_none() && args.actions[0].dealloc.is_none());
+
+        // Bounded like any action's arguments.
+        let bytes = Golden::default()
+            .u64(INSTANCE)
+            .u64(0)
+            .u64(1)
+            .action(0, &[])
+            .action(0, &[0; MAX_WIRE_ACTION_ARGS + 1])
             .0;
         assert_eq!(
             InitializeArgs::decode(&bytes, make).err(),
-            Some(RequestDecodeError::NullActionWithArgs { offset: 32 })
+            Some(RequestDecodeError::ActionArgsTooLong { offset: 48 })
         );
     }
 

@@ -22,12 +22,6 @@ pub enum RequestDecodeError {
         /// The group byte.
         offset: usize,
     },
-    /// An alloc action with function address 0 ("no action") carries arguments; `offset` is the
-    /// start of its argument sequence.
-    NullActionWithArgs {
-        /// Start of the argument sequence.
-        offset: usize,
-    },
     /// The segment count, at `offset`, is above mapcore's [`MAX_SEGMENTS`].
     TooManySegments {
         /// Start of the count.
@@ -53,7 +47,6 @@ impl RequestDecodeError {
         match self {
             Self::Decode(error) => error.offset(),
             Self::UnknownGroup { offset }
-            | Self::NullActionWithArgs { offset }
             | Self::TooManySegments { offset }
             | Self::TooManyActionPairs { offset }
             | Self::ActionArgsTooLong { offset } => offset,
@@ -74,9 +67,6 @@ impl fmt::Display for RequestDecodeError {
             Self::Decode(error) => fmt::Display::fmt(error, f),
             Self::UnknownGroup { .. } => {
                 write!(f, "unknown allocation group bits at byte {offset}")
-            }
-            Self::NullActionWithArgs { .. } => {
-                write!(f, "null alloc action has arguments at byte {offset}")
             }
             Self::TooManySegments { .. } => {
                 write!(
@@ -121,7 +111,6 @@ mod tests {
         let samples = [
             RequestDecodeError::Decode(DecodeError::Truncated { offset: 3 }),
             RequestDecodeError::UnknownGroup { offset: 3 },
-            RequestDecodeError::NullActionWithArgs { offset: 3 },
             RequestDecodeError::TooManySegments { offset: 3 },
             RequestDecodeError::TooManyActionPairs { offset: 3 },
             RequestDecodeError::ActionArgsTooLong { offset: 3 },
