@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end acceptance of mapcore-executor against the real LLVM 22 clients (llvm-jitlink-22,
-# lli-22 and clang-repl-22): checks #0-#16, each described where it runs below.
+# lli-22 and clang-repl-22): checks #0-#17, each described where it runs below.
 #
 # Every program runs twice: under LLVM's own executor (llvm-jitlink-executor, lli-child-target)
 # and under ours; exit code and exact stdout must match each other and the expected values.
@@ -633,6 +633,31 @@ else
     'same_as ours-repl-undo-mdwe up-repl-undo' "expect_stdout ours-repl-undo-mdwe '$REPL_UNDO'" \
     'expect_clean_stats ours-repl-undo-mdwe' 'expect_dual_mapped ours-repl-undo-mdwe' \
     'expect_reuse ours-repl-undo-mdwe'
+fi
+
+# #17: both clang-repl sessions with --use-shared-memory (LLVM's shared-memory mapper, #15),
+# compared with LLVM's executor in the same mode, and under MDWE; %undo deinitializes the
+# input's regions in the one reservation, whose pages the next input gets again.
+if [ "$ARCH" = aarch64 ]; then
+  echo "NOT RUN #17 clang-repl --use-shared-memory$ON: Debian's ORC runtime archive is x86-64 only"
+else
+  for session in cxx undo; do
+    STDIN=$HERE/repl_$session.repl run "up-repl-$session-shm" clang-repl-22 --oop-executor="$UP" --use-shared-memory --orc-runtime="$ORC_RT"
+    STDIN=$HERE/repl_$session.repl run_shm "ours-repl-$session-shm" clang-repl-22 --oop-executor="$EXE" --use-shared-memory --orc-runtime="$ORC_RT"
+    STDIN=$HERE/repl_$session.repl run_shm "ours-repl-$session-shm-mdwe" clang-repl-22 --oop-executor="$W/ours-under-mdwe" --use-shared-memory --orc-runtime="$ORC_RT"
+  done
+  check "#17 clang-repl --use-shared-memory: both sessions, and under MDWE" \
+    repl_ready 'expect_rc ours-repl-cxx-shm 0' "expect_stdout ours-repl-cxx-shm '$REPL_CXX'" \
+    'same_as ours-repl-cxx-shm up-repl-cxx-shm' 'expect_clean_stats ours-repl-cxx-shm' \
+    'expect_shm_service ours-repl-cxx-shm' 'expect_no_new_shm ours-repl-cxx-shm' \
+    'expect_rc ours-repl-undo-shm 0' "expect_stdout ours-repl-undo-shm '$REPL_UNDO'" \
+    'same_as ours-repl-undo-shm up-repl-undo-shm' 'expect_clean_stats ours-repl-undo-shm' \
+    'expect_shm_service ours-repl-undo-shm' 'expect_no_new_shm ours-repl-undo-shm' \
+    "expect_stat ours-repl-undo-shm shm_regions_deinitialized -ge $UNDOS" \
+    'same_as ours-repl-cxx-shm-mdwe up-repl-cxx-shm' 'expect_shm_service ours-repl-cxx-shm-mdwe' \
+    'expect_no_new_shm ours-repl-cxx-shm-mdwe' \
+    'same_as ours-repl-undo-shm-mdwe up-repl-undo-shm' 'expect_shm_service ours-repl-undo-shm-mdwe' \
+    'expect_no_new_shm ours-repl-undo-shm-mdwe'
 fi
 
 if [ -n "${MAPCORE_E2E_KEEP_STATS:-}" ]; then
