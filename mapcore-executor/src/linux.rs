@@ -1,9 +1,10 @@
 //! The executor proper, on Linux: one session over the controller's stream.
 //!
 //! [`serve`] runs the session: [`transport`] frames the messages, [`dispatch`] routes each call
-//! through the [`symbols`] table to a service ([`memory`], [`dylib`], [`run`], [`mem_access`],
-//! the [`eh_frame`] actions, wrappers in JIT'd code), [`upcall`] carries JIT'd code's calls to
-//! the controller, and the [`session`] value holds everything one session owns.
+//! through the [`symbols`] table to a service ([`memory`], [`shared_memory`], [`dylib`],
+//! [`run`], [`mem_access`], the [`eh_frame`] actions, wrappers in JIT'd code), [`upcall`]
+//! carries JIT'd code's calls to the controller, and the [`session`] value holds everything one
+//! session owns.
 
 mod action_context;
 mod anchor;
@@ -25,6 +26,8 @@ mod run;
 mod serve;
 mod session;
 mod setup;
+mod shared_memory;
+mod shm_guard;
 mod stats;
 mod symbols;
 mod transport;
@@ -62,7 +65,7 @@ pub(crate) fn main() -> ExitCode {
     let end = serve::serve(&mut session);
     // The stream stays open until the process exits: the controller sees EOF only once
     // everything is released and the stats are written.
-    let shutdown = session.memory.shutdown();
+    let shutdown = session.shutdown();
     if let Some(path) = std::env::var_os("MAPCORE_EXECUTOR_STATS") {
         let text = session.stats_text(end.name(), &shutdown);
         if let Err(e) = std::fs::write(&path, text) {

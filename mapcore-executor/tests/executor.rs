@@ -272,6 +272,12 @@ impl Finished {
         assert_eq!(self.stat("eh_frames_registered_after_shutdown"), 0);
         assert_eq!(self.stat("debug_register"), self.stat("debug_deregister"));
         assert_eq!(self.stat("debug_objects_registered_after_shutdown"), 0);
+        assert_eq!(self.stat("shm_live_slabs_after_shutdown"), 0);
+        assert_eq!(self.stat("shm_shutdown_failed"), 0);
+        assert_eq!(
+            self.stat("shm_slabs_reserved"),
+            self.stat("shm_slabs_released") + self.stat("shm_slabs_released_at_shutdown")
+        );
     }
 }
 
@@ -1746,6 +1752,435 @@ fn eof_releases_everything() {
         (1, 1)
     );
     done.assert_clean();
+}
+
+// ---- the shared-memory mapper service ---------------------------------------------------------
+
+const SHM_INSTANCE: &str = "__llvm_orc_ExecutorSharedMemoryMapperService_Instance";
+const SHM_RESERVE: &str = "__llvm_orc_ExecutorSharedMemoryMapperService_Reserve";
+const SHM_INITIALIZE: &str = "__llvm_orc_ExecutorSharedMemoryMapperService_Initialize";
+const SHM_DEINITIALIZE: &str = "__llvm_orc_ExecutorSharedMemoryMapperService_Deinitialize";
+const SHM_RELEASE: &str = "__llvm_orc_ExecutorSharedMemoryMapperService_Release";
+
+/// A shared-memory segment: group byte, address, size (the content is written through the
+/// object, as LLVM's controller does).
+type ShmSeg = (u8, u64, u64);
+
+/// Where `shm_open` keeps the object called `name`.
+fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from("/dev/shm").join(name.trim_start_matches('/'))
+}
+
+/// Opens the object called `name` read-write, as the controller does to write the contents.
+fn shm_open(name: &str) -> File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(name))
+        .unwrap_or_else(|e| panic!("open {name}: {e}"))
+}
+
+/// The entries of /dev/shm whose name starts with `prefix`.
+fn shm_entries(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+impl Executor {
+    /// The shared-memory reserve: base and name.
+    fn shm_reserve_with(&mut self, instance: u64, size: u64) -> Result<(u64, String), String> {
+        let reply = self.call(SHM_RESERVE, &Sps::new().u64(instance).u64(size).0);
+        let mut r = Rd(&reply);
+        let result = match r.u8() {
+            1 => Ok((r.u64(), r.string())),
+            0 => Err(r.string()),
+            b => panic!("bad Expected tag {b}"),
+        };
+        r.end();
+        result
+    }
+
+    fn shm_reserve(&mut self, size: u64) -> (u64, String) {
+        self.shm_reserve_with(self.sym(SHM_INSTANCE), size)
+            .expect("shared-memory reserve")
+    }
+
+    fn shm_initialize(&mut self, reservation: u64, segments: &[ShmSeg]) -> Result<u64, String> {
+        self.shm_initialize_with(reservation, segments, &[])
+    }
+
+    /// The shared-memory initialize with `actions` (finalize fn, args, dealloc fn, args).
+    fn shm_initialize_with(
+        &mut self,
+        reservation: u64,
+        segments: &[ShmSeg],
+        actions: &[(u64, &[u8], u64, &[u8])],
+    ) -> Result<u64, String> {
+        let mut args = Sps::new()
+            .u64(self.sym(SHM_INSTANCE))
+            .u64(reservation)
+            .u64(segments.len() as u64);
+        for &(group, addr, size) in segments {
+            args = args.u8(group).u64(addr).u64(size);
+        }
+        args = args.u64(actions.len() as u64);
+        for &(f, f_args, d, d_args) in actions {
+            args = args.action(f, f_args).action(d, d_args);
+        }
+        expected_addr(&self.call(SHM_INITIALIZE, &args.0))
+    }
+
+    fn read_buffer(&mut self, addr: u64, len: u64) -> Vec<u8> {
+        let read = Sps::new().u64(1).u64(addr).u64(addr + len).0;
+        let reply = self.call("__llvm_orc_bootstrap_mem_read_buffers_wrapper", &read);
+        let mut r = Rd(&reply);
+        assert_eq!(r.u64(), 1);
+        let bytes = r.bytes().to_vec();
+        r.end();
+        bytes
+    }
+}
+
+#[test]
+fn shared_memory_lifecycle_runs_the_controllers_code_in_place() {
+    use std::os::unix::fs::FileExt;
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let instance = exe.sym(SHM_INSTANCE);
+    assert_ne!(instance, exe.instance(), "a service of its own");
+    let (base, name) = exe.shm_reserve(4 * page);
+    assert_eq!(base % page, 0);
+    assert!(
+        name.starts_with("/mapcore_") && name[1..].find('/').is_none(),
+        "{name}"
+    );
+    assert!(
+        shm_path(&name).exists(),
+        "{name} is in /dev/shm until initialize"
+    );
+    // The controller writes code and data through the object, then initializes.
+    let object = shm_open(&name);
+    // mov eax, edi; ret: returns its first argument.
+    object.write_all_at(&[0x89, 0xf8, 0xc3], 0).unwrap();
+    object.write_all_at(b"hello", page).unwrap();
+    let key = exe
+        .shm_initialize(base, &[(0x05, base, 3), (0x01, base + page, 5)])
+        .unwrap();
+    assert_eq!(key, base);
+    assert!(!shm_path(&name).exists(), "initialize unlinks the name");
+    assert_eq!(exe.read_buffer(base + page, 8), b"hello\0\0\0");
+    let args = Sps::new().u64(base).i32(-17).0;
+    let reply = exe.call("__llvm_orc_bootstrap_run_as_int_function_wrapper", &args);
+    assert_eq!(reply, (-17i32).to_le_bytes(), "the controller's code runs");
+    // Deinitialize resets the pages: the code is gone (they read zero), the pages are free.
+    let deinit = Sps::new().u64(instance).addrs(&[key]).0;
+    error(&exe.call(SHM_DEINITIALIZE, &deinit)).unwrap();
+    assert_eq!(exe.read_buffer(base, 3), [0, 0, 0]);
+    assert_eq!(exe.read_buffer(base + page, 5), [0; 5]);
+    let args = Sps::new().u64(base).i32(5).0;
+    assert_eq!(
+        exe.call("__llvm_orc_bootstrap_run_as_int_function_wrapper", &args),
+        b"",
+        "freed code is not executable"
+    );
+    // Reuse: the controller writes new code in place, the same pages initialize again.
+    object.write_all_at(&[0xb8, 7, 0, 0, 0, 0xc3], 0).unwrap(); // mov eax, 7; ret
+    assert_eq!(exe.shm_initialize(base, &[(0x05, base, 6)]).unwrap(), base);
+    let reply = exe.call("__llvm_orc_bootstrap_run_as_int_function_wrapper", &args);
+    assert_eq!(reply, 7i32.to_le_bytes());
+    let release = Sps::new().u64(instance).addrs(&[base]).0;
+    error(&exe.call(SHM_RELEASE, &release)).unwrap();
+    let twice = error(&exe.call(SHM_RELEASE, &release)).unwrap_err();
+    assert!(twice.contains("not inside any slab"), "{twice}");
+    // A reservation the controller never opens is released, and its name unlinked, at EOF.
+    let (_, unopened) = exe.shm_reserve(page);
+    assert!(shm_path(&unopened).exists());
+    let done = exe.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    done.assert_clean();
+    assert!(!shm_path(&unopened).exists(), "{unopened} left in /dev/shm");
+    assert_eq!(done.stat("shm_reserve_calls"), 2);
+    assert_eq!(done.stat("shm_reserve_bytes"), 5 * page);
+    assert_eq!(done.stat("shm_initialize_calls"), 2);
+    assert_eq!(done.stat("shm_segments_initialized"), 3);
+    assert_eq!(done.stat("shm_regions_deinitialized"), 1);
+    assert_eq!(done.stat("shm_slabs_released"), 1);
+    assert_eq!(done.stat("shm_slabs_released_at_shutdown"), 1);
+    assert_eq!(
+        done.stat("slabs_reserved"),
+        0,
+        "the memory manager is not used"
+    );
+    assert_eq!(done.stat(&format!("calls.{SHM_RELEASE}")), 2);
+    assert_eq!(done.stat("protocol_errors"), 0);
+}
+
+#[test]
+fn shared_memory_hostile_calls_change_nothing() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let instance = exe.sym(SHM_INSTANCE);
+    // Wrong instances: the memory manager's, and garbage.
+    for wrong in [exe.instance(), instance + 1, 0] {
+        let err = exe.shm_reserve_with(wrong, page).unwrap_err();
+        assert!(err.contains("not the instance"), "{err}");
+    }
+    let err = exe.shm_reserve_with(instance, page + 1).unwrap_err();
+    assert!(err.contains("not a page multiple"), "{err}");
+    let (base, name) = exe.shm_reserve(4 * page);
+    let (other, _) = exe.shm_reserve(page);
+    let live = exe
+        .shm_initialize(base, &[(0x03, base + 3 * page, 8)])
+        .unwrap();
+    let bad: [(u64, Vec<ShmSeg>, &str); 9] = [
+        (0x1000, vec![(0x03, 0x1000, 8)], "not a reservation"),
+        (
+            base + page,
+            vec![(0x03, base + page, 8)],
+            "not a reservation",
+        ),
+        (
+            base,
+            vec![(0x03, base + 4 * page, 8)],
+            "outside the reservation",
+        ),
+        (
+            base,
+            vec![(0x03, base, 5 * page)],
+            "outside the reservation",
+        ),
+        (
+            base,
+            vec![(0x03, base, u64::MAX - 8)],
+            "outside the reservation",
+        ),
+        (base, vec![(0x03, other, 8)], "outside the reservation"),
+        (base, vec![(0x07, base, 8)], "write and execute"),
+        (
+            base,
+            vec![(0x03, base, 8), (0x05, base + 16, 8)],
+            "not page-aligned",
+        ),
+        (base, vec![(0x03, base + 2 * page, 2 * page)], "overlaps"),
+    ];
+    for (reservation, segments, want) in bad {
+        let err = exe.shm_initialize(reservation, &segments).unwrap_err();
+        assert!(err.contains(want), "{err} (wanted {want})");
+    }
+    let sharing = exe.shm_initialize(base, &[(0x03, base, 8), (0x01, base + 8, 8)]);
+    assert!(sharing.unwrap_err().contains("not page-aligned"));
+    let undecodable: [Vec<u8>; 5] = [
+        Sps::new().u64(instance).u64(base).0,
+        Sps::new()
+            .u64(instance)
+            .u64(base)
+            .u64(1)
+            .u8(0x10)
+            .u64(base)
+            .u64(8)
+            .u64(0)
+            .0,
+        Sps::new().u64(instance).u64(base).u64(0).u64(0).u8(0).0,
+        Sps::new().u64(instance).u64(base).u64(u64::MAX).0,
+        Sps::new().u64(instance + 8).u64(base).u64(0).u64(0).0,
+    ];
+    for args in undecodable {
+        let err = expected_addr(&exe.call(SHM_INITIALIZE, &args)).unwrap_err();
+        assert!(
+            err.contains("cannot decode") || err.contains("not the instance"),
+            "{err}"
+        );
+    }
+    // deinitialize / release: unknown and interior addresses, another service's instance.
+    let list = |inst: u64, addrs: &[u64]| Sps::new().u64(inst).addrs(addrs).0;
+    let err = error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[live + 8]))).unwrap_err();
+    assert!(err.contains("inside a region"), "{err}");
+    let err = error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[0x1000]))).unwrap_err();
+    assert!(err.contains("not inside any slab"), "{err}");
+    let err = error(&exe.call(SHM_RELEASE, &list(instance, &[base + 8]))).unwrap_err();
+    assert!(err.contains("not its base"), "{err}");
+    let mem = exe.instance();
+    let err = error(&exe.call(SHM_RELEASE, &list(mem, &[base]))).unwrap_err();
+    assert!(err.contains("not the instance"), "{err}");
+    // The memory manager's wrappers do not reach this service's slabs.
+    assert!(exe
+        .release(&[base])
+        .unwrap_err()
+        .contains("not inside any slab"));
+    // Nothing changed: the rest of the slab is free.
+    assert!(
+        !shm_path(&name).exists(),
+        "the successful initialize unlinked it"
+    );
+    assert_eq!(
+        exe.shm_initialize(base, &[(0x03, base, 3 * page)]).unwrap(),
+        base
+    );
+    error(&exe.call(SHM_DEINITIALIZE, &list(instance, &[live, base]))).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(done.stat("shm_slabs_reserved"), 2);
+    assert_eq!(done.stat("shm_regions_deinitialized"), 2);
+    assert_eq!(done.stat("protocol_errors"), 3 + 5 + 1);
+}
+
+#[test]
+fn a_refused_initialize_leaves_the_name_for_the_controller() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let (base, name) = exe.shm_reserve(page);
+    let err = exe.shm_initialize(base, &[(0x07, base, 8)]).unwrap_err();
+    assert!(err.contains("write and execute"), "{err}");
+    assert!(
+        shm_path(&name).exists(),
+        "a refused initialize unlinks nothing"
+    );
+    exe.shm_initialize(base, &[(0x03, base, 8)]).unwrap();
+    assert!(!shm_path(&name).exists());
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+}
+
+#[test]
+fn shared_memory_actions_run_and_roll_back() {
+    use std::os::unix::fs::FileExt;
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let (reg, dereg) = (exe.sym(REGISTER_EH), exe.sym(DEREGISTER_EH));
+    let (base, name) = exe.shm_reserve(4 * page);
+    let object = shm_open(&name);
+    object.write_all_at(&EH_FRAME, 0).unwrap();
+    let eh = range(base, base + 28);
+    let pair: [(u64, &[u8], u64, &[u8]); 1] = [(reg, &eh, dereg, &eh)];
+    // Refused before any side effect: no action ran, the controller's bytes and the name stay.
+    let err = exe
+        .shm_initialize_with(base, &[(0x01, base, 28), (0x07, base + page, 8)], &pair)
+        .unwrap_err();
+    assert!(err.contains("write and execute"), "{err}");
+    let mut bytes = [0u8; 28];
+    object.read_exact_at(&mut bytes, 0).unwrap();
+    assert_eq!(bytes, EH_FRAME, "the controller's contents are untouched");
+    assert!(shm_path(&name).exists());
+    let key = exe
+        .shm_initialize_with(base, &[(0x01, base, 28)], &pair)
+        .unwrap();
+    // A failing finalize action (the same frames twice) rolls the second region back.
+    object.write_all_at(&EH_FRAME, page).unwrap();
+    let twice = exe
+        .shm_initialize_with(base, &[(0x01, base + page, 28)], &pair)
+        .unwrap_err();
+    assert!(twice.contains("already registered"), "{twice}");
+    assert_eq!(
+        exe.shm_initialize(base, &[(0x03, base + page, 3 * page)])
+            .unwrap(),
+        base + page,
+        "the rolled-back pages are free"
+    );
+    let deinit = Sps::new().u64(exe.sym(SHM_INSTANCE)).addrs(&[key]).0;
+    error(&exe.call(SHM_DEINITIALIZE, &deinit)).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(
+        (done.stat("eh_register"), done.stat("eh_deregister")),
+        (1, 1)
+    );
+    assert_eq!(done.stat("shm_regions_deinitialized"), 1);
+}
+
+/// LLVM 22's controller deinitializes an allocation it abandons before initializing it (a link
+/// that fails, e.g. on an undefined symbol): nothing to do, as with LLVM's own service. A key
+/// deinitialized twice, an interior address and an unaligned one are still errors.
+#[test]
+fn an_abandoned_allocation_is_deinitialized_quietly() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    let instance = exe.sym(SHM_INSTANCE);
+    let (base, _) = exe.shm_reserve(4 * page);
+    let deinit = |exe: &mut Executor, keys: &[u64]| {
+        error(&exe.call(SHM_DEINITIALIZE, &Sps::new().u64(instance).addrs(keys).0))
+    };
+    deinit(&mut exe, &[base + page]).unwrap();
+    let key = exe.shm_initialize(base, &[(0x03, base, 8)]).unwrap();
+    deinit(&mut exe, &[key]).unwrap();
+    let twice = deinit(&mut exe, &[key]).unwrap_err();
+    assert!(twice.contains("not the key of any region"), "{twice}");
+    let live = exe
+        .shm_initialize(base, &[(0x03, base + page, 2 * page)])
+        .unwrap();
+    let interior = deinit(&mut exe, &[live + page]).unwrap_err();
+    assert!(interior.contains("inside a region"), "{interior}");
+    let unaligned = deinit(&mut exe, &[base + 3 * page + 8]).unwrap_err();
+    assert!(unaligned.contains("1 batch entries failed"), "{unaligned}");
+    // One failing entry among abandoned ones: only it is reported.
+    let mixed = deinit(&mut exe, &[base + 3 * page, key, live]).unwrap_err();
+    assert!(mixed.contains("1 batch entries failed"), "{mixed}");
+    assert!(mixed.contains(&format!("key {key:#x}")), "{mixed}");
+    // Released, the slab's keys are forgotten.
+    let release = Sps::new().u64(instance).addrs(&[base]).0;
+    error(&exe.call(SHM_RELEASE, &release)).unwrap();
+    let done = exe.finish();
+    assert!(done.status.success());
+    done.assert_clean();
+    assert_eq!(done.stat("shm_regions_deinitialized"), 2);
+    assert_eq!(done.stat("protocol_errors"), 0);
+}
+
+#[test]
+fn a_killed_executor_leaves_nothing_in_dev_shm() {
+    let mut exe = Executor::start();
+    let page = exe.page_size;
+    // Killed between reserve and the controller's open: only the guard can unlink these.
+    let names: Vec<String> = (0..3).map(|_| exe.shm_reserve(page).1).collect();
+    for name in &names {
+        assert!(shm_path(name).exists(), "{name}");
+    }
+    let prefix: String = names[0][1..].rsplitn(3, '_').last().unwrap().to_owned();
+    assert_eq!(shm_entries(&prefix).len(), 3, "{prefix}");
+    exe.child.kill().unwrap(); // SIGKILL
+    let status = exe.child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    // The guard unlinks them once it sees the executor gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shm_entries(&prefix).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        shm_entries(&prefix),
+        Vec::<String>::new(),
+        "left after SIGKILL"
+    );
+}
+
+#[test]
+fn setup_advertises_the_shared_memory_mapper() {
+    let exe = Executor::start();
+    let names = [
+        SHM_INSTANCE,
+        SHM_RESERVE,
+        SHM_INITIALIZE,
+        SHM_DEINITIALIZE,
+        SHM_RELEASE,
+    ];
+    let addrs: Vec<u64> = names.iter().map(|n| exe.sym(n)).collect();
+    for (i, a) in addrs.iter().enumerate() {
+        assert!(!addrs[..i].contains(a), "{} shares an address", names[i]);
+        assert!(!exe
+            .symbols
+            .iter()
+            .any(|(n, v)| v == a && !names.contains(&n.as_str())));
+    }
+    let done = exe.finish();
+    assert!(done.status.success());
+    assert_eq!(done.stat("shm_reserve_calls"), 0);
 }
 
 // ---- launch conventions -------------------------------------------------------------------------

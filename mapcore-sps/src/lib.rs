@@ -51,6 +51,13 @@
 //! | initialize | `(Addr instance, FinalizeRequest)` | `Expected<Addr>` |
 //! | deinitialize, release | `(Addr instance, Seq<Addr>)` | `Error` |
 //!
+//! LLVM's shared-memory mapper service (`__llvm_orc_ExecutorSharedMemoryMapperService_*`)
+//! differs in two shapes: reserve answers `Expected<(Addr base, String name)>`
+//! ([`SharedReservation`]), the name of the shared-memory object the controller maps to write
+//! the contents itself; and initialize takes `(Addr instance, Addr reservation,
+//! (Seq<(u8 group, Addr addr, u64 size)>, Seq<action pair>))`, segments without content
+//! ([`SharedInitializeArgs`]).
+//!
 //! A `FinalizeRequest` is `(Seq<(u8 group, Addr addr, u64 size, Seq<char> content)>,
 //! Seq<((Addr fn, Seq<char> args), (Addr fn, Seq<char> args))>)`, finalize then dealloc
 //! action in each pair, `fn == 0` meaning "no action". The group byte is LLVM's
@@ -86,7 +93,7 @@ pub use codec::{
 pub use frame::{Header, Opcode, HEADER_LEN};
 pub use memory_map::{
     split_wire_action, AddrListArgs, InitializeArgs, MakeAction, RequestDecodeError, ReserveArgs,
-    MAX_WIRE_ACTION_ARGS,
+    SharedInitializeArgs, SharedReservation, MAX_WIRE_ACTION_ARGS,
 };
 
 #[cfg(test)]
@@ -115,6 +122,13 @@ mod tests {
             assert_eq!(args.addrs.iter().count(), args.addrs.len());
             assert_eq!(args.addrs.iter().rev().count(), args.addrs.len());
         }
+        if let Ok(args) =
+            SharedInitializeArgs::decode(bytes, |s| mapcore::Action::new(trampoline, s))
+        {
+            let request = args.init_request();
+            assert!(request.segments.len() <= MAX_SEGMENTS);
+        }
+        let _ = from_bytes::<SharedReservation<'_>>(bytes);
         if let Ok(args) = InitializeArgs::decode(bytes, |s| mapcore::Action::new(trampoline, s)) {
             let request = args.init_request();
             assert!(request.segments.len() <= MAX_SEGMENTS);

@@ -39,7 +39,8 @@ pub enum Backing {
     MemoryFile,
     /// Named POSIX shared memory (`shm_open`) called `/<prefix>_<pid>_<n>`, which another
     /// process can open by name (as LLVM's shared-memory mapper does). The name is unlinked
-    /// when the slab is released or the host dropped.
+    /// when the slab is released or the host dropped, or earlier on request
+    /// ([`DualMappedHost::unlink_shared_memory_name`]).
     SharedMemory {
         /// The start of each object's name; `/`-free.
         prefix: String,
@@ -130,6 +131,25 @@ impl DualMappedHost {
     #[must_use]
     pub fn shared_memory_name(&self, base: usize) -> Option<CString> {
         self.read_slabs().get(&base).and_then(|s| s.name.clone())
+    }
+
+    /// Unlinks the shared-memory name of the slab based at `base` now, for when every process
+    /// that needs it has opened it: the object lives on while mapped, and nothing is left in
+    /// `/dev/shm` whatever happens later. Returns whether the slab had a name left to unlink.
+    #[doc(alias = "shm_unlink")]
+    pub fn unlink_shared_memory_name(&self, base: usize) -> bool {
+        let name = self
+            .write_slabs()
+            .get_mut(&base)
+            .and_then(|slab| slab.name.take());
+        unlink(name.as_ref());
+        name.is_some()
+    }
+
+    /// The size of the slab based at `base`, if `base` is the base of a slab of this host.
+    #[must_use]
+    pub fn slab_size(&self, base: usize) -> Option<usize> {
+        self.read_slabs().get(&base).map(|s| s.size)
     }
 
     /// The base of the read-write alias of the slab based at `base`.

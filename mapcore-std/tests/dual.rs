@@ -400,3 +400,34 @@ fn reserve_without_file_descriptors_reports_emfile() {
         map.release(base).unwrap();
     });
 }
+
+/// Named shared memory: the name is in `/dev/shm` from reserve until it is unlinked early
+/// (once every process that needs it has opened it) or the slab is released; an early unlink
+/// keeps the slab usable and is done once.
+#[test]
+fn shared_memory_names_are_unlinked_early_or_at_release() {
+    use mapcore_std::{Backing, Host};
+    let prefix = format!("mapcore_dual_test_{}", std::process::id());
+    let host = DualMappedHost::with_backing(Backing::SharedMemory { prefix });
+    let size = 2 * page();
+    let base = host.reserve(size).unwrap();
+    let path =
+        |name: &std::ffi::CStr| std::path::Path::new("/dev/shm").join(&name.to_str().unwrap()[1..]);
+    let name = host.shared_memory_name(base).expect("a name");
+    assert!(path(&name).exists(), "{name:?}");
+    assert_eq!(host.slab_size(base), Some(size));
+    assert_eq!(host.slab_size(base + page()), None, "not a base");
+    assert!(host.unlink_shared_memory_name(base));
+    assert!(!path(&name).exists());
+    assert!(!host.unlink_shared_memory_name(base), "once");
+    assert_eq!(host.shared_memory_name(base), None);
+    let other = host.reserve(size).unwrap();
+    let other_name = host.shared_memory_name(other).unwrap();
+    assert_ne!(other_name, name);
+    // SAFETY: both slabs were reserved above and nothing refers to them.
+    unsafe {
+        host.release(base, size).unwrap();
+        host.release(other, size).unwrap();
+    }
+    assert!(!path(&other_name).exists(), "release unlinks");
+}

@@ -12,8 +12,9 @@
 //!
 //! A context word is the address of an `ActionContext` in an `Rc`, exposed by `bind`, and the
 //! trampoline (private here, so only `bind` hands it out) turns it back into a shared
-//! reference. That holds while the `Rc` lives: the [`Memory`](super::memory::Memory) that owns
-//! the map keeps it, and drops it only after the map, whose drop runs the remaining actions.
+//! reference. That holds while the `Rc` lives: the [`Memory`](super::memory::Memory) and the
+//! [`SharedMemory`](super::shared_memory::SharedMemory) that own a map each keep it, and drop
+//! it only after their map, whose drop runs the remaining actions.
 //! The state is in `Cell`s and `RefCell`s, so the trampoline needs no more than a shared
 //! reference, and it holds no borrow across a foreign call.
 #![expect(

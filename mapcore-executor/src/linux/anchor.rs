@@ -8,10 +8,11 @@
 pub(crate) enum Anchor {
     DylibManager = 0,
     MemoryManager = 1,
+    SharedMemoryMapper = 2,
 }
 
 /// The storage behind [`Anchor`] addresses: one distinct byte each.
-static ANCHORS: [u8; 2] = [0; 2];
+static ANCHORS: [u8; 3] = [0; 3];
 
 impl Anchor {
     /// The address advertised for this anchor.

@@ -38,8 +38,13 @@ pub(crate) fn call(session: &mut Session, seqno: u64, tag: u64, args: &[u8]) -> 
                 guarded(symbol.name, || match handler {
                     Handler::Stateless(handler) | Handler::RunsCode(handler) => handler(args),
                     Handler::Memory(handler) => {
-                        handler(&mut session.memory, &mut session.stats, args)
+                        handler(&mut session.memory, &mut session.stats.memory, args)
                     }
+                    Handler::SharedMemory(handler) => handler(
+                        &mut session.shared_memory,
+                        &mut session.stats.shared_memory,
+                        args,
+                    ),
                     Handler::Dylibs(handler) => handler(&mut session.dylibs, args),
                 })
             }),

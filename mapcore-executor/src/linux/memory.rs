@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use mapcore_sps::{AddrListArgs, InitializeArgs, ReserveArgs};
+use mapcore_sps::{AddrListArgs, AddrSeq, InitializeArgs, ReserveArgs};
 use mapcore_std::{Config, InitRequest, Lifetime, StdError, StdHost, StdJitMap, WxMode};
 
 use super::action_context::{ActionContext, RouteFn};
@@ -26,7 +26,7 @@ use super::failures::Failures;
 use super::log::{self, Log};
 use super::registry::Initializing;
 use super::reply::{self, Failure};
-use super::stats::{Shutdown, Stats};
+use super::stats::{MapCounters, Shutdown};
 
 /// The memory manager's state: the session's one map and what its actions reach.
 #[derive(Debug)]
@@ -105,35 +105,44 @@ impl Memory {
         &self.actions
     }
 
+    /// The session's action context, for another map whose actions reach the same state.
+    pub(crate) fn shared_actions(&self) -> Rc<ActionContext> {
+        Rc::clone(&self.actions)
+    }
+
+    /// The session's map.
+    pub(crate) fn map(&self) -> &StdJitMap {
+        &self.map
+    }
+
     /// The page size the map works with, advertised in the Setup message.
     pub(crate) fn page_size(&self) -> usize {
         self.map.page_size()
     }
+}
 
-    /// Releases every slab, running the remaining dealloc actions; for the end of a session.
-    pub(crate) fn shutdown(&self) -> Shutdown {
-        let live_slabs_at_eof = self.map.slab_count();
-        let live_regions_at_eof = self.map.region_count();
-        // Everything goes, registrations of memory outside the map too: the process ends.
-        self.actions.sweep((0, u64::MAX));
-        let result = self.map.shutdown();
-        self.actions.purge();
-        let live_slabs_after_shutdown = self.map.slab_count();
-        let failures = self.actions.take_failures();
-        if let Err(e) = &result {
-            log::diag(format_args!("shutdown: {e}{}", detail(&failures)));
-        } else if !failures.is_empty() {
-            log::diag(format_args!(
-                "shutdown: dealloc actions failed{}",
-                detail(&failures)
-            ));
-        }
-        Shutdown {
-            live_slabs_at_eof,
-            live_regions_at_eof,
-            live_slabs_after_shutdown,
-            shutdown_failed: result.is_err(),
-        }
+/// Releases every slab of `map`, running its remaining dealloc actions, and says what it held;
+/// failures are logged under `what`. For the end of a session, between the caller's sweep of
+/// every registration and its purge (`Session::shutdown`).
+pub(crate) fn shutdown(map: &StdJitMap, actions: &ActionContext, what: &str) -> Shutdown {
+    let live_slabs_at_eof = map.slab_count();
+    let live_regions_at_eof = map.region_count();
+    let result = map.shutdown();
+    let live_slabs_after_shutdown = map.slab_count();
+    let failures = actions.take_failures();
+    if let Err(e) = &result {
+        log::diag(format_args!("{what}: {e}{}", detail(&failures)));
+    } else if !failures.is_empty() {
+        log::diag(format_args!(
+            "{what}: dealloc actions failed{}",
+            detail(&failures)
+        ));
+    }
+    Shutdown {
+        live_slabs_at_eof,
+        live_regions_at_eof,
+        live_slabs_after_shutdown,
+        shutdown_failed: result.is_err(),
     }
 }
 
@@ -147,10 +156,10 @@ fn detail(failures: &Failures) -> String {
 }
 
 /// A map error, with the messages of the actions that failed during the call.
-fn map_failure(memory: &Memory, wrapper: &str, error: &StdError) -> Failure {
+pub(crate) fn map_failure(actions: &ActionContext, wrapper: &str, error: &StdError) -> Failure {
     Failure::rejected(format_args!(
         "{wrapper}: {error}{}",
-        detail(&memory.actions.take_failures())
+        detail(&actions.take_failures())
     ))
 }
 
@@ -173,8 +182,9 @@ fn initializing(request: &InitRequest<'_>, page_size: usize) -> Option<Initializ
     Some(Initializing { extent, transient })
 }
 
-fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
-    if instance == Anchor::MemoryManager.addr() {
+/// Whether `instance` is the one advertised as `anchor`'s.
+pub(crate) fn check_instance(anchor: Anchor, wrapper: &str, instance: u64) -> Result<(), Failure> {
+    if instance == anchor.addr() {
         Ok(())
     } else {
         Err(Failure::wrong_instance(wrapper, instance))
@@ -184,17 +194,17 @@ fn check_instance(wrapper: &str, instance: u64) -> Result<(), Failure> {
 /// reserve: `(Addr instance, u64 size)` → `Expected<Addr base>`.
 pub(crate) fn reserve(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "reserve";
     stats.reserve_calls += 1;
     let args = ReserveArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
     let base = memory
         .map
         .reserve(args.size)
-        .map_err(|e| map_failure(memory, NAME, &e))?;
+        .map_err(|e| map_failure(&memory.actions, NAME, &e))?;
     stats.slabs_reserved += 1;
     stats.reserve_bytes += args.size as u64;
     if memory.released.remove(&base) {
@@ -206,7 +216,7 @@ pub(crate) fn reserve(
 /// initialize: `(Addr instance, FinalizeRequest)` → `Expected<Addr key>`.
 pub(crate) fn initialize(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "initialize";
@@ -214,25 +224,36 @@ pub(crate) fn initialize(
     let actions = &memory.actions;
     let args = InitializeArgs::decode(args, |stored| actions.bind(stored))
         .map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
     let request = args.init_request();
-    memory.actions.take_failures();
-    let initializing = initializing(&request, memory.page_size());
+    let key = initialize_request(&memory.map, &memory.actions, &request, NAME)?;
+    stats.segments_initialized += request.segments.len() as u64;
+    reply::expected_addr(key as u64)
+}
+
+/// Initializes `request` on `map`, telling the actions what they may register; a rolled-back
+/// request has what its actions registered undone.
+pub(crate) fn initialize_request(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    request: &InitRequest<'_>,
+    wrapper: &str,
+) -> Result<usize, Failure> {
+    actions.take_failures();
+    let initializing = initializing(request, map.page_size());
     let extent = initializing.as_ref().map(|i| i.extent);
-    memory.actions.set_initializing(initializing);
-    let initialized = memory.map.initialize(&request);
-    memory.actions.set_initializing(None);
+    actions.set_initializing(initializing);
+    let initialized = map.initialize(request);
+    actions.set_initializing(None);
     if initialized.is_err() {
         // Rolled back: a failing action had what the region's actions registered undone
         // (`ActionContext`); a host failure after the actions leaves it to this sweep.
         if let Some(extent) = extent {
-            memory.actions.sweep(extent);
+            actions.sweep(extent);
         }
-        memory.actions.purge();
+        actions.purge();
     }
-    let key = initialized.map_err(|e| map_failure(memory, NAME, &e))?;
-    stats.segments_initialized += request.segments.len() as u64;
-    reply::expected_addr(key as u64)
+    initialized.map_err(|e| map_failure(actions, wrapper, &e))
 }
 
 /// deinitialize (LLVM) / deinitializeMultiple (orc-rt): `(Addr instance, Seq<Addr key>)` →
@@ -240,28 +261,65 @@ pub(crate) fn initialize(
 /// counts the others.
 pub(crate) fn deinitialize(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "deinitialize";
     stats.deinitialize_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
-    let keys: Vec<usize> = args.addrs.iter().collect();
-    let before = memory.map.region_count();
-    memory.actions.take_failures();
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
+    deinitialize_all(
+        &memory.map,
+        &memory.actions,
+        stats,
+        NAME,
+        args.addrs,
+        |_, _| false,
+    )
+}
+
+/// Deinitializes the regions at `keys` of `map`, back to front, after undoing the
+/// registrations in them; every entry is tried; the error lists the first failing entries but
+/// those `abandoned` says the caller's protocol treats as done (given the key and the map's
+/// error), and counts the others.
+pub(crate) fn deinitialize_all(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    stats: &mut MapCounters,
+    wrapper: &str,
+    keys: AddrSeq<'_>,
+    abandoned: impl Fn(usize, &StdError) -> bool,
+) -> Result<Vec<u8>, Failure> {
+    let keys: Vec<usize> = keys.iter().collect();
+    let before = map.region_count();
+    actions.take_failures();
     for &key in &keys {
-        if let Some((start, end)) = memory.map.region_extent(key) {
-            memory.actions.sweep((start as u64, end as u64));
+        if let Some((start, end)) = map.region_extent(key) {
+            actions.sweep((start as u64, end as u64));
         }
     }
     let mut failures = Failures::default();
-    let result = memory.map.deinitialize_multiple(&keys, |index, error| {
-        failures.push(|| format!("key {:#x} (entry {index}): {error}", keys[index]));
+    let (mut reported, mut failed) = (0, 0);
+    let aggregate = map.deinitialize_multiple(&keys, |index, error| {
+        reported += 1;
+        if !abandoned(keys[index], &error) {
+            failed += 1;
+            failures.push(|| format!("key {:#x} (entry {index}): {error}", keys[index]));
+        }
     });
-    memory.actions.purge();
-    stats.regions_deinitialized += before.saturating_sub(memory.map.region_count()) as u64;
-    batch_reply(memory, NAME, result, failures)
+    debug_assert_eq!(
+        aggregate.is_err(),
+        reported > 0,
+        "every failing entry is reported"
+    );
+    actions.purge();
+    stats.regions_deinitialized += before.saturating_sub(map.region_count()) as u64;
+    let result = if failed == 0 {
+        Ok(())
+    } else {
+        Err(mapcore_std::Error::Batch { failed })
+    };
+    batch_reply(actions, wrapper, result, failures)
 }
 
 /// release (LLVM) / releaseMultiple (orc-rt): `(Addr instance, Seq<Addr base>)` → `Error`.
@@ -269,46 +327,65 @@ pub(crate) fn deinitialize(
 /// the others.
 pub(crate) fn release(
     memory: &mut Memory,
-    stats: &mut Stats,
+    stats: &mut MapCounters,
     args: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     const NAME: &str = "release";
     stats.release_calls += 1;
     let args = AddrListArgs::decode(args).map_err(|e| Failure::decode(NAME, e))?;
-    check_instance(NAME, args.instance)?;
-    let bases: Vec<usize> = args.addrs.iter().collect();
-    let before = memory.map.slab_count();
-    memory.actions.take_failures();
+    check_instance(Anchor::MemoryManager, NAME, args.instance)?;
+    release_all(
+        &memory.map,
+        &memory.actions,
+        stats,
+        NAME,
+        args.addrs,
+        &mut memory.released,
+    )
+}
+
+/// Releases the slabs at `bases` of `map`, back to front, after undoing the registrations in
+/// them, and adds the bases released to `released`; every entry is tried; the error lists the
+/// first failing entries and counts the others.
+pub(crate) fn release_all(
+    map: &StdJitMap,
+    actions: &ActionContext,
+    stats: &mut MapCounters,
+    wrapper: &str,
+    bases: AddrSeq<'_>,
+    released: &mut HashSet<usize>,
+) -> Result<Vec<u8>, Failure> {
+    let bases: Vec<usize> = bases.iter().collect();
+    let before = map.slab_count();
+    actions.take_failures();
     for &base in &bases {
-        if let Some(size) = memory.map.slab_size(base) {
-            memory
-                .actions
-                .sweep((base as u64, base.saturating_add(size) as u64));
+        if let Some(size) = map.slab_size(base) {
+            actions.sweep((base as u64, base.saturating_add(size) as u64));
         }
     }
     let mut failures = Failures::default();
     let mut failed = HashSet::new();
-    let result = memory.map.release_multiple(&bases, |index, error| {
+    let result = map.release_multiple(&bases, |index, error| {
         failed.insert(index);
         failures.push(|| format!("slab {:#x} (entry {index}): {error}", bases[index]));
     });
-    memory.actions.purge();
-    stats.slabs_released += before.saturating_sub(memory.map.slab_count()) as u64;
-    let released = bases
+    actions.purge();
+    stats.slabs_released += before.saturating_sub(map.slab_count()) as u64;
+    let gone = bases
         .iter()
         .enumerate()
         .filter(|(index, _)| !failed.contains(index));
-    memory.released.extend(released.map(|(_, &base)| base));
-    batch_reply(memory, NAME, result, failures)
+    released.extend(gone.map(|(_, &base)| base));
+    batch_reply(actions, wrapper, result, failures)
 }
 
 fn batch_reply(
-    memory: &Memory,
+    actions: &ActionContext,
     wrapper: &str,
     result: Result<(), StdError>,
     failures: Failures,
 ) -> Result<Vec<u8>, Failure> {
-    let actions = memory.actions.take_failures();
+    let actions = actions.take_failures();
     match result {
         Ok(()) => Ok(reply::no_error()),
         Err(error) => Err(Failure::rejected(format_args!(

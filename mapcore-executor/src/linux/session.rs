@@ -7,9 +7,10 @@ use std::rc::Rc;
 use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
-use super::memory::Memory;
+use super::memory::{self, Memory};
 use super::serve::End;
-use super::stats::{self, Shutdown, Stats};
+use super::shared_memory::SharedMemory;
+use super::stats::{self, Shutdowns, Stats};
 use super::symbols::SYMBOLS;
 use super::transport::Transport;
 use super::upcall::Upcalls;
@@ -25,6 +26,8 @@ pub(crate) struct Session {
     pub(crate) ended: Option<End>,
     /// The memory manager: the map, and what its alloc actions reach.
     pub(crate) memory: Memory,
+    /// LLVM's shared-memory mapper service: its own map, whose actions reach the same state.
+    pub(crate) shared_memory: SharedMemory,
     /// The dylib manager.
     pub(crate) dylibs: Dylibs,
     /// The counters of the stats file.
@@ -36,19 +39,38 @@ pub(crate) struct Session {
 impl Session {
     /// A fresh session over `transport`; `route_action` resolves the addresses of alloc actions.
     pub(crate) fn new(transport: Transport, log: Log, route_action: RouteFn) -> Self {
+        let memory = Memory::new(route_action, log);
         Self {
             transport,
             upcalls: Upcalls::new(),
             ended: None,
-            memory: Memory::new(route_action, log),
+            shared_memory: SharedMemory::new(memory.shared_actions()),
+            memory,
             dylibs: Dylibs::default(),
             stats: Stats::new(SYMBOLS.len()),
             log,
         }
     }
 
-    /// The stats file's text, after the memory manager's `shutdown`.
-    pub(crate) fn stats_text(&self, session_end: &str, shutdown: &Shutdown) -> String {
+    /// Releases every slab of both memory services, running the remaining dealloc actions.
+    pub(crate) fn shutdown(&self) -> Shutdowns {
+        let actions = self.memory.actions();
+        // Everything goes, registrations of memory outside the maps too: the process ends.
+        actions.sweep((0, u64::MAX));
+        let shutdowns = Shutdowns {
+            memory: memory::shutdown(self.memory.map(), actions, "shutdown"),
+            shared_memory: memory::shutdown(
+                self.shared_memory.map(),
+                actions,
+                "shared-memory shutdown",
+            ),
+        };
+        actions.purge();
+        shutdowns
+    }
+
+    /// The stats file's text, after [`Session::shutdown`].
+    pub(crate) fn stats_text(&self, session_end: &str, shutdowns: &Shutdowns) -> String {
         let calls = SYMBOLS
             .iter()
             .zip(&self.stats.calls)
@@ -56,6 +78,6 @@ impl Session {
             .map(|(symbol, &count)| (symbol.name, count));
         let actions = self.memory.actions().stats();
         let wx = self.memory.wx();
-        stats::render(session_end, calls, &self.stats, &actions, shutdown, wx)
+        stats::render(session_end, calls, &self.stats, &actions, shutdowns, wx)
     }
 }

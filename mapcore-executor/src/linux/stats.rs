@@ -6,12 +6,39 @@ use std::fmt::Write as _;
 use super::memory::WxChoice;
 use super::registry::Counts;
 
-/// Counters the router and the memory manager keep, in the [`Session`](super::session::Session).
+/// Counters the router and the memory services keep, in the [`Session`](super::session::Session).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     /// Calls per bootstrap symbol, indexed like the symbol table.
     pub(crate) calls: Vec<u64>,
-    /// Calls of the reserve wrappers (both name sets).
+    /// The memory manager's (both name sets).
+    pub(crate) memory: MapCounters,
+    /// The shared-memory mapper service's.
+    pub(crate) shared_memory: MapCounters,
+    /// Calls of wrapper functions in JIT'd code (the ORC runtime's).
+    pub(crate) jit_wrapper_calls: u64,
+    /// Calls from JIT'd code to the controller.
+    pub(crate) controller_calls: u64,
+    /// Replies that carried an error.
+    pub(crate) error_replies: u64,
+    /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
+    pub(crate) protocol_errors: u64,
+}
+
+impl Stats {
+    /// Zeroed counters for a table of `symbols` symbols.
+    pub(crate) fn new(symbols: usize) -> Self {
+        Self {
+            calls: vec![0; symbols],
+            ..Self::default()
+        }
+    }
+}
+
+/// What one memory service did with its map.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapCounters {
+    /// Calls of the reserve wrappers.
     pub(crate) reserve_calls: u64,
     /// Bytes of successful reservations.
     pub(crate) reserve_bytes: u64,
@@ -32,23 +59,35 @@ pub(crate) struct Stats {
     /// Reservations that got back the base of a slab the controller had released: the memory
     /// came back and was handed out again (clang-repl's `%undo` releases an input's slabs).
     pub(crate) slabs_reused: u64,
-    /// Calls of wrapper functions in JIT'd code (the ORC runtime's).
-    pub(crate) jit_wrapper_calls: u64,
-    /// Calls from JIT'd code to the controller.
-    pub(crate) controller_calls: u64,
-    /// Replies that carried an error.
-    pub(crate) error_replies: u64,
-    /// Malformed frames, unknown tags or opcodes, wrong instances, undecodable arguments.
-    pub(crate) protocol_errors: u64,
 }
 
-impl Stats {
-    /// Zeroed counters for a table of `symbols` symbols.
-    pub(crate) fn new(symbols: usize) -> Self {
-        Self {
-            calls: vec![0; symbols],
-            ..Self::default()
-        }
+impl MapCounters {
+    /// The counters as `(key, value)`, with what `shutdown` found.
+    fn lines(&self, shutdown: &Shutdown) -> [(&'static str, u64); 15] {
+        let released_at_shutdown = shutdown
+            .live_slabs_at_eof
+            .saturating_sub(shutdown.live_slabs_after_shutdown)
+            as u64;
+        [
+            ("reserve_calls", self.reserve_calls),
+            ("reserve_bytes", self.reserve_bytes),
+            ("slabs_reserved", self.slabs_reserved),
+            ("initialize_calls", self.initialize_calls),
+            ("segments_initialized", self.segments_initialized),
+            ("deinitialize_calls", self.deinitialize_calls),
+            ("regions_deinitialized", self.regions_deinitialized),
+            ("release_calls", self.release_calls),
+            ("slabs_released", self.slabs_released),
+            ("slabs_reused", self.slabs_reused),
+            ("slabs_released_at_shutdown", released_at_shutdown),
+            ("live_slabs_at_eof", shutdown.live_slabs_at_eof as u64),
+            ("live_regions_at_eof", shutdown.live_regions_at_eof as u64),
+            (
+                "live_slabs_after_shutdown",
+                shutdown.live_slabs_after_shutdown as u64,
+            ),
+            ("shutdown_failed", u64::from(shutdown.shutdown_failed)),
+        ]
     }
 }
 
@@ -78,14 +117,24 @@ pub(crate) struct Shutdown {
     pub(crate) shutdown_failed: bool,
 }
 
+/// What each memory service's map held at the end of the session, and what its shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shutdowns {
+    /// The memory manager's map.
+    pub(crate) memory: Shutdown,
+    /// The shared-memory mapper service's map.
+    pub(crate) shared_memory: Shutdown,
+}
+
 /// The stats text: `calls` has the name and call count of each callable symbol, in table
-/// order; `actions` and `shutdown` are read after the shutdown.
+/// order; `actions` and `shutdowns` are read after the shutdown. The memory manager's counters
+/// have plain keys, the shared-memory mapper's the same keys prefixed `shm_`.
 pub(crate) fn render<'a>(
     session_end: &str,
     calls: impl IntoIterator<Item = (&'a str, u64)>,
     stats: &Stats,
     actions: &ActionStats,
-    shutdown: &Shutdown,
+    shutdowns: &Shutdowns,
     wx: WxChoice,
 ) -> String {
     let mut out = String::new();
@@ -101,21 +150,13 @@ pub(crate) fn render<'a>(
         total += count;
     }
     line("calls_total", &total);
-    let released_at_shutdown = shutdown
-        .live_slabs_at_eof
-        .saturating_sub(shutdown.live_slabs_after_shutdown) as u64;
-    let counters: [(&str, u64); 20] = [
-        ("reserve_calls", stats.reserve_calls),
-        ("reserve_bytes", stats.reserve_bytes),
-        ("slabs_reserved", stats.slabs_reserved),
-        ("initialize_calls", stats.initialize_calls),
-        ("segments_initialized", stats.segments_initialized),
-        ("deinitialize_calls", stats.deinitialize_calls),
-        ("regions_deinitialized", stats.regions_deinitialized),
-        ("release_calls", stats.release_calls),
-        ("slabs_released", stats.slabs_released),
-        ("slabs_reused", stats.slabs_reused),
-        ("slabs_released_at_shutdown", released_at_shutdown),
+    for (key, value) in stats.memory.lines(&shutdowns.memory) {
+        line(key, &value);
+    }
+    for (key, value) in stats.shared_memory.lines(&shutdowns.shared_memory) {
+        line(&format!("shm_{key}"), &value);
+    }
+    let counters: [(&str, u64); 9] = [
         ("eh_register", actions.registrations.eh_register),
         ("eh_deregister", actions.registrations.eh_deregister),
         ("debug_register", actions.registrations.debug_register),
@@ -137,12 +178,5 @@ pub(crate) fn render<'a>(
         "debug_objects_registered_after_shutdown",
         &actions.debug_objects_registered,
     );
-    line("live_slabs_at_eof", &shutdown.live_slabs_at_eof);
-    line("live_regions_at_eof", &shutdown.live_regions_at_eof);
-    line(
-        "live_slabs_after_shutdown",
-        &shutdown.live_slabs_after_shutdown,
-    );
-    line("shutdown_failed", &u8::from(shutdown.shutdown_failed));
     out
 }

@@ -20,7 +20,8 @@ use super::mem_access::{self, Pointer};
 use super::memory::{self, Memory};
 use super::reply::{Failure, Shape};
 use super::run;
-use super::stats::Stats;
+use super::shared_memory::{self, SharedMemory};
+use super::stats::MapCounters;
 use super::upcall;
 
 /// A wrapper's reply payload, or why it failed.
@@ -34,7 +35,9 @@ pub(crate) enum Handler {
     /// Run-as: no session state, but runs JIT'd code, which may call the controller.
     RunsCode(fn(&[u8]) -> Reply),
     /// The memory manager: the map and the counters.
-    Memory(fn(&mut Memory, &mut Stats, &[u8]) -> Reply),
+    Memory(fn(&mut Memory, &mut MapCounters, &[u8]) -> Reply),
+    /// The shared-memory mapper service: its map and its counters.
+    SharedMemory(fn(&mut SharedMemory, &mut MapCounters, &[u8]) -> Reply),
     /// The dylib manager: the handles it opened.
     Dylibs(fn(&mut Dylibs, &[u8]) -> Reply),
 }
@@ -100,8 +103,9 @@ const fn data(name: &'static str, anchor: Anchor) -> Symbol {
 }
 
 /// Every advertised name: LLVM 22's mandatory 27 (with deinitialize), `mem_read_pointers`,
-/// orc-rt's five SimpleNativeMemoryMap names over the same memory handlers, the GDB JIT
-/// registration action, and the EH-frame actions' section-named aliases.
+/// orc-rt's five SimpleNativeMemoryMap names over the same memory handlers, LLVM's
+/// shared-memory mapper service, the GDB JIT registration action, and the EH-frame actions'
+/// section-named aliases.
 pub(crate) static SYMBOLS: &[Symbol] = &[
     // Session.
     Symbol {
@@ -191,6 +195,31 @@ pub(crate) static SYMBOLS: &[Symbol] = &[
     wrapper(
         "orc_rt_ci_sps_SimpleNativeMemoryMap_releaseMultiple",
         Handler::Memory(memory::release),
+        Shape::Error,
+    ),
+    // LLVM's shared-memory mapper service.
+    data(
+        "__llvm_orc_ExecutorSharedMemoryMapperService_Instance",
+        Anchor::SharedMemoryMapper,
+    ),
+    wrapper(
+        "__llvm_orc_ExecutorSharedMemoryMapperService_Reserve",
+        Handler::SharedMemory(shared_memory::reserve),
+        Shape::Expected,
+    ),
+    wrapper(
+        "__llvm_orc_ExecutorSharedMemoryMapperService_Initialize",
+        Handler::SharedMemory(shared_memory::initialize),
+        Shape::Expected,
+    ),
+    wrapper(
+        "__llvm_orc_ExecutorSharedMemoryMapperService_Deinitialize",
+        Handler::SharedMemory(shared_memory::deinitialize),
+        Shape::Error,
+    ),
+    wrapper(
+        "__llvm_orc_ExecutorSharedMemoryMapperService_Release",
+        Handler::SharedMemory(shared_memory::release),
         Shape::Error,
     ),
     // Memory access.

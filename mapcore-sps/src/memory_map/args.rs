@@ -122,39 +122,14 @@ impl<'a> InitializeArgs<'a> {
     ) -> Result<Self, RequestDecodeError> {
         let mut reader = Reader::new(args);
         let instance = reader.addr()?;
-        let mut request = Self {
-            instance,
-            segments: Vec::new(),
-            actions: Vec::new(),
-        };
-
-        let offset = reader.offset();
-        let count = reader.count(SEGMENT_MIN_LEN)?;
-        let too_many = RequestDecodeError::TooManySegments { offset };
-        if count > MAX_SEGMENTS {
-            return Err(too_many);
-        }
-        for _ in 0..count {
-            let segment = read_segment(&mut reader)?;
-            request.segments.push(segment).map_err(|_| too_many)?;
-        }
-
-        let offset = reader.offset();
-        let count = reader.count(PAIR_MIN_LEN)?;
-        let too_many = RequestDecodeError::TooManyActionPairs { offset };
-        if count > MAX_ACTION_PAIRS {
-            return Err(too_many);
-        }
-        for _ in 0..count {
-            let finalize = read_action(&mut reader, &make_action)?;
-            let dealloc = read_action(&mut reader, &make_action)?;
-            request
-                .actions
-                .push(ActionPair { finalize, dealloc })
-                .map_err(|_| too_many)?;
-        }
+        let (segments, actions) =
+            read_request(&mut reader, SEGMENT_MIN_LEN, read_segment, &make_action)?;
         reader.finish()?;
-        Ok(request)
+        Ok(Self {
+            instance,
+            segments,
+            actions,
+        })
     }
 
     /// The request to pass to [`JitMap::initialize`](mapcore::JitMap::initialize).
@@ -162,6 +137,49 @@ impl<'a> InitializeArgs<'a> {
     pub fn init_request(&self) -> InitRequest<'_> {
         InitRequest::new(&self.segments, &self.actions)
     }
+}
+
+/// A finalize request's segments and action pairs, in wire order.
+pub(super) type Request<'a> = (
+    Vec<Segment<'a>, MAX_SEGMENTS>,
+    Vec<ActionPair, MAX_ACTION_PAIRS>,
+);
+
+/// The segments and action pairs of a finalize request: `(Seq<segment>, Seq<(action,
+/// action)>)`, each segment read by `read_segment` and taking at least `segment_min_len`
+/// bytes, checked against mapcore's capacities.
+pub(super) fn read_request<'a>(
+    reader: &mut Reader<'a>,
+    segment_min_len: usize,
+    read_segment: impl Fn(&mut Reader<'a>) -> Result<Segment<'a>, RequestDecodeError>,
+    make_action: &impl MakeAction,
+) -> Result<Request<'a>, RequestDecodeError> {
+    let (mut segments, mut actions) = (Vec::new(), Vec::new());
+    let offset = reader.offset();
+    let count = reader.count(segment_min_len)?;
+    let too_many = RequestDecodeError::TooManySegments { offset };
+    if count > MAX_SEGMENTS {
+        return Err(too_many);
+    }
+    for _ in 0..count {
+        let segment = read_segment(reader)?;
+        segments.push(segment).map_err(|_| too_many)?;
+    }
+
+    let offset = reader.offset();
+    let count = reader.count(PAIR_MIN_LEN)?;
+    let too_many = RequestDecodeError::TooManyActionPairs { offset };
+    if count > MAX_ACTION_PAIRS {
+        return Err(too_many);
+    }
+    for _ in 0..count {
+        let finalize = read_action(reader, make_action)?;
+        let dealloc = read_action(reader, make_action)?;
+        actions
+            .push(ActionPair { finalize, dealloc })
+            .map_err(|_| too_many)?;
+    }
+    Ok((segments, actions))
 }
 
 /// `(u8 group, Addr addr, u64 size, Seq<char> content)`.
