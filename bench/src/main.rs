@@ -152,9 +152,9 @@ fn ops_mode(o: &Options, ops: u64) -> Result<(), String> {
         .only
         .clone()
         .ok_or("--ops needs --only CONTENDER/WORKLOAD")?;
-    if w == threads::ID {
+    if let Some(shape) = threads::shape(&w) {
         let mode = threads::mode(&c).ok_or(format!("{c} has no {w}; see --list"))?;
-        let run = threads::run(mode, ops);
+        let run = threads::run(shape, mode, ops);
         println!("{c}/{w}: {} ops", run.ops);
         return Ok(());
     }
@@ -239,7 +239,7 @@ fn run(o: &Options) -> Result<(), String> {
             "contenders: {}\nworkloads:  {}\nthreads:    {} ({})",
             names.join(" "),
             works.join(" "),
-            threads::ID,
+            threads::SHAPES.map(threads::Shape::id).join(" "),
             modes.join(" ")
         );
         return Ok(());
@@ -309,11 +309,7 @@ fn threads_section(o: &Options, started: Instant, command: &str) -> String {
     if o.syscalls && !use_strace {
         eprintln!("strace not found: syscalls/op will read n/a (apt-get install strace)");
     }
-    eprintln!(
-        "[{:6.1} s] {}",
-        started.elapsed().as_secs_f64(),
-        threads::ID
-    );
+    eprintln!("[{:6.1} s] w5", started.elapsed().as_secs_f64());
     let background = threads::background(Duration::from_millis(if o.quick { 50 } else { 500 }));
     let lines = threads::measure(ops, o.samples, use_strace.then_some(o.syscall_ops));
     threads::markdown(&lines, ops, background, command)

@@ -61,6 +61,10 @@ fn traced_run(exe: &Path, spec: &str, ops: u64) -> Result<BTreeMap<String, u64>,
     Ok(parse_summary(&text))
 }
 
+/// Per-op differences smaller than this are left out: jitter between the two runs (a thread's
+/// start-up and exit, a lock that happened to be contended), which rounds to 0.00 anyway.
+pub(crate) const NOISE: f64 = 0.005;
+
 /// Per-operation counts for `spec` (`contender/workload`), from runs of `ops` and `2 * ops`
 /// operations (`ops` a multiple of the workload's unit).
 pub(crate) fn per_op(spec: &str, ops: u64) -> Result<PerOp, String> {
@@ -70,9 +74,9 @@ pub(crate) fn per_op(spec: &str, ops: u64) -> Result<PerOp, String> {
     let mut per = PerOp::new();
     for (name, &calls) in &two {
         let base = one.get(name).copied().unwrap_or(0);
-        let diff = calls as f64 - base as f64;
-        if diff.abs() > 0.0 {
-            per.insert(name.clone(), diff / ops as f64);
+        let diff = (calls as f64 - base as f64) / ops as f64;
+        if diff.abs() >= NOISE {
+            per.insert(name.clone(), diff);
         }
     }
     Ok(per)
