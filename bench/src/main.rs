@@ -303,7 +303,7 @@ fn run(o: &Options) -> Result<(), String> {
 
 /// W5: every mapcore mode on two threads; the table.
 fn threads_section(o: &Options, started: Instant, command: &str) -> String {
-    // Cycles per run: N of the N/2N pairs; enough for flip's 2 mprotects to dominate noise.
+    // Cycles per run: N of the N/2N pairs.
     let ops = if o.quick { 256 } else { 4096 };
     let use_strace = o.syscalls && syscalls::available();
     if o.syscalls && !use_strace {

@@ -239,7 +239,8 @@ pub(crate) fn markdown(lines: &[Line], ops: u64, background: Option<f64>, comman
     let _ = writeln!(
         s,
         "`{command}`; an op is one cycle by any thread. TLB shootdowns/op: the `TLB` line of \
-         `/proc/interrupts` (every CPU, every process) over runs of N = {ops} and 2N ops, \
+         `/proc/interrupts` (every CPU, every process: other jobs' shootdowns count too; \
+         BENCHMARKS.md counts per process with `perf`) over runs of N = {ops} and 2N ops, \
          difference / N, median [min-max] of the pairs; background while idle: {}. \
          syscalls/op: strace N/2N. Wall ops/s: both threads together, median of the runs; \
          with {} CPUs shared with other work this shows no scaling.\n",
