@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # System calls per operation for every contender in one workload (default W1 4 KiB), by the
 # N/2N method: run `mapcore-bench --ops N --only C/W` and `--ops 2N` under
-# `strace -f -c -e trace=mmap,mprotect,madvise,munmap`, subtract, divide by N. Set-up and
-# tear-down (slab reservation, first allocator block, ...) happen in both runs and cancel.
+# `strace -f -c` (every system call), subtract, divide by N. Set-up and tear-down (slab
+# reservation, first allocator block, ...) happen in both runs and cancel.
 #
 # usage: bench/syscalls.sh [WORKLOAD] [N]      e.g. bench/syscalls.sh w1-4k 2000
 set -euo pipefail
@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 
 WORKLOAD="${1:-w1-4k}"
 N="${2:-2000}"
-TRACE="mmap,mprotect,madvise,munmap"
 
 if ! command -v strace >/dev/null; then
   echo "strace not found; installing it" >&2
@@ -23,7 +22,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 # count CONTENDER OPS: prints "syscall calls" lines for one traced run.
 count() {
-  strace -f -c -e trace="$TRACE" -o "$TMP/out" -- "$BIN" --ops "$2" --only "$1/$WORKLOAD" >/dev/null
+  strace -f -c -o "$TMP/out" -- "$BIN" --ops "$2" --only "$1/$WORKLOAD" >/dev/null
   awk '$1 ~ /^[0-9]/ && $NF != "total" { print $NF, $4 }' "$TMP/out"
 }
 

@@ -29,6 +29,13 @@ const CODE: &[u8] = &[0x40, 0x05, 0x80, 0x52, 0xc0, 0x03, 0x5f, 0xd6];
 #[cfg(target_arch = "aarch64")]
 const PAD: &[u8] = &[0x00, 0x00, 0x20, 0xd4];
 
+/// The byte freed code is overwritten with by the dual floor: `int3`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const TRAP: u8 = 0xcc;
+/// The byte freed code is overwritten with by the dual floor: zero words are `udf #0`.
+#[cfg(target_arch = "aarch64")]
+pub(crate) const TRAP: u8 = 0;
+
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("mapcore-bench has machine code for x86_64 and aarch64 only");
 

@@ -7,18 +7,22 @@
 //!               [--only CONTENDER/WORKLOAD] [--syscalls] [--syscall-ops N]
 //!               [--markdown FILE] [--svg FILE]
 //! mapcore-bench --scaling [--quick] [--samples N] [--sample-ms MS] [--pin CPU] [--markdown FILE]
+//! mapcore-bench --threads [--quick] [--samples N] [--syscalls] [--syscall-ops N] [--markdown FILE]
 //! mapcore-bench --ops N --only CONTENDER/WORKLOAD     (one untimed run, for strace)
 //! mapcore-bench --list
 //! ```
 //!
 //! `--scaling` runs only the [`scaling`] workloads (mapcore's cost per operation against 1k, 4k
 //! and 16k live regions or slabs); `--quick` without `--only` runs a cheap form of them after
-//! the others.
+//! the others. `--threads` runs only the [`threads`] workload (W5: the 4 KiB cycle on two
+//! threads sharing one map, in each of mapcore's modes, with TLB shootdowns per op); `--quick`
+//! without `--only` runs a cheap form of it too.
 //!
 //! Nothing here asserts on timing: the output is a report, never a verdict.
 
 mod alloc_count;
 mod blob;
+mod chart;
 mod contenders;
 mod cpu;
 mod report;
@@ -26,6 +30,8 @@ mod rng;
 mod rss;
 mod scaling;
 mod syscalls;
+mod threads;
+mod tlb;
 mod workload;
 
 use std::process::ExitCode;
@@ -43,6 +49,7 @@ static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 struct Options {
     quick: bool,
     scaling: bool,
+    threads: bool,
     samples: usize,
     sample_ms: u64,
     warm_ms: u64,
@@ -59,6 +66,7 @@ struct Options {
 const USAGE: &str = "usage: mapcore-bench [--quick] [--samples N] [--sample-ms MS] [--warm-ms MS] \
 [--pin CPU] [--only CONTENDER/WORKLOAD] [--syscalls] [--syscall-ops N] [--markdown FILE] \
 [--svg FILE] | --scaling [--quick] [--samples N] [--sample-ms MS] [--pin CPU] [--markdown FILE] \
+| --threads [--quick] [--samples N] [--syscalls] [--syscall-ops N] [--markdown FILE] \
 | --ops N --only CONTENDER/WORKLOAD | --list
   CONTENDER or WORKLOAD may be '*'; see --list for the names";
 
@@ -66,6 +74,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         scaling: false,
+        threads: false,
         samples: 11,
         sample_ms: 150,
         warm_ms: 30,
@@ -86,6 +95,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--quick" => o.quick = true,
             "--scaling" => o.scaling = true,
+            "--threads" => o.threads = true,
             "--samples" => {
                 o.samples = num(value(arg)?, arg)? as usize;
                 explicit.0 = true;
@@ -142,6 +152,12 @@ fn ops_mode(o: &Options, ops: u64) -> Result<(), String> {
         .only
         .clone()
         .ok_or("--ops needs --only CONTENDER/WORKLOAD")?;
+    if let Some(shape) = threads::shape(&w) {
+        let mode = threads::mode(&c).ok_or(format!("{c} has no {w}; see --list"))?;
+        let run = threads::run(shape, mode, ops);
+        println!("{c}/{w}: {} ops", run.ops);
+        return Ok(());
+    }
     let mut contender = contenders::all()
         .into_iter()
         .find(|x| x.name() == c)
@@ -215,10 +231,16 @@ fn run(o: &Options) -> Result<(), String> {
     if o.list {
         let names: Vec<&str> = contenders::all().iter().map(|c| c.name()).collect();
         let works: Vec<String> = workload::ALL.iter().map(|w| w.id()).collect();
+        let modes: Vec<&str> = threads::MODES
+            .iter()
+            .map(|&(s, p)| contenders::mapcore::name(s, p))
+            .collect();
         println!(
-            "contenders: {}\nworkloads:  {}",
+            "contenders: {}\nworkloads:  {}\nthreads:    {} ({})",
             names.join(" "),
-            works.join(" ")
+            works.join(" "),
+            threads::SHAPES.map(threads::Shape::id).join(" "),
+            modes.join(" ")
         );
         return Ok(());
     }
@@ -233,15 +255,18 @@ fn run(o: &Options) -> Result<(), String> {
     command.extend(std::env::args().skip(1));
     let command = command.join(" ");
     let mut markdown = String::new();
-    if !o.scaling {
+    // Without a section flag, the peer workloads; `--quick` adds cheap forms of the others.
+    let all = !o.scaling && !o.threads;
+    let extras = all && o.quick && o.only.is_none();
+    if all {
         let report = peers(o, started, &command)?;
         markdown = report.markdown();
         println!("{markdown}");
         if let Some(path) = &o.svg {
-            std::fs::write(path, report.svg()).map_err(|e| format!("{path}: {e}"))?;
+            std::fs::write(path, chart::svg(&report)).map_err(|e| format!("{path}: {e}"))?;
         }
     }
-    if o.scaling || (o.quick && o.only.is_none()) {
+    if o.scaling || extras {
         let sizes: &[usize] = if o.quick {
             &scaling::QUICK
         } else {
@@ -261,11 +286,33 @@ fn run(o: &Options) -> Result<(), String> {
         }
         markdown.push_str(&table);
     }
+    if o.threads || extras {
+        let table = threads_section(o, started, &command);
+        println!("{table}");
+        if !markdown.is_empty() {
+            markdown.push('\n');
+        }
+        markdown.push_str(&table);
+    }
     if let Some(path) = &o.markdown {
         std::fs::write(path, &markdown).map_err(|e| format!("{path}: {e}"))?;
     }
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// W5: every mapcore mode on two threads; the table.
+fn threads_section(o: &Options, started: Instant, command: &str) -> String {
+    // Cycles per run: N of the N/2N pairs.
+    let ops = if o.quick { 256 } else { 4096 };
+    let use_strace = o.syscalls && syscalls::available();
+    if o.syscalls && !use_strace {
+        eprintln!("strace not found: syscalls/op will read n/a (apt-get install strace)");
+    }
+    eprintln!("[{:6.1} s] w5", started.elapsed().as_secs_f64());
+    let background = threads::background(Duration::from_millis(if o.quick { 50 } else { 500 }));
+    let lines = threads::measure(ops, o.samples, use_strace.then_some(o.syscall_ops));
+    threads::markdown(&lines, ops, background, command)
 }
 
 /// Times every selected contender on every selected peer workload (W1-W4).
@@ -363,6 +410,16 @@ mod tests {
         let o = parse_args(&args(&["--scaling", "--quick"])).unwrap();
         assert!(o.scaling && o.quick);
         assert!(!parse_args(&args(&["--quick"])).unwrap().scaling);
+    }
+
+    #[test]
+    fn threads_is_a_flag_and_its_workload_runs_in_ops_mode() {
+        let o = parse_args(&args(&["--threads", "--syscalls"])).unwrap();
+        assert!(o.threads && o.syscalls && !o.scaling);
+        let o = parse_args(&args(&["--ops", "4", "--only", "mapcore-dual/w5-2t"])).unwrap();
+        assert_eq!(ops_mode(&o, 4), Ok(()));
+        let o = parse_args(&args(&["--ops", "4", "--only", "floor/w5-2t"])).unwrap();
+        assert!(ops_mode(&o, 4).is_err());
     }
 
     #[test]

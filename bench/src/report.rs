@@ -1,5 +1,5 @@
-//! Results and their rendering: Markdown tables (printed and written with `--markdown`) and a
-//! grouped horizontal bar chart as SVG (`--svg`), drawn by hand.
+//! Results and their rendering as Markdown tables (printed, and written with `--markdown`); the
+//! chart is [`crate::chart`].
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -28,11 +28,16 @@ impl Row {
         median(&self.samples)
     }
 
-    fn min(&self) -> f64 {
+    /// Whether the contender keeps W^X by a read-write alias.
+    pub(crate) fn is_dual(&self) -> bool {
+        self.security == Security::Dual
+    }
+
+    pub(crate) fn min(&self) -> f64 {
         self.samples.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
-    fn max(&self) -> f64 {
+    pub(crate) fn max(&self) -> f64 {
         self.samples.iter().copied().fold(0.0, f64::max)
     }
 }
@@ -128,7 +133,8 @@ pub(crate) fn si(v: f64) -> String {
     }
 }
 
-fn syscall_cell(per: Option<&PerOp>) -> String {
+/// A syscalls/op cell: the total and each call's share.
+pub(crate) fn syscall_cell(per: Option<&PerOp>) -> String {
     match per {
         None => "n/a".into(),
         Some(per) if per.is_empty() => "0".into(),
@@ -161,9 +167,8 @@ impl Report {
              (`CLOCK_THREAD_CPUTIME_ID`: system calls and page faults count, time preempted \
              does not), median [min-max] over the samples; wall ops/s: the same samples \
              timed by the wall clock; x floor: median / the floor's median in \
-             the same run; syscalls/op: `strace -f -c -e trace={}`, runs of N and 2N ops, \
-             difference / N; allocs/op: counting global allocator.\n",
-            syscalls::TRACED
+             the same run; syscalls/op: `strace -f -c` (every system call), runs of N and 2N \
+             ops, difference / N; allocs/op: counting global allocator.\n"
         );
         self.summary(&mut s);
         self.headline(&mut s);
@@ -230,8 +235,9 @@ impl Report {
         s
     }
 
-    /// mapcore against the hand-written floor that makes the same system calls: Retain
-    /// against the plain floor, Discard against the decommitting floor.
+    /// mapcore against the hand-written floor of the same mechanism: flip Retain against the
+    /// plain floor, flip Discard against the decommitting floor (the same system calls), dual
+    /// Retain against the dual floor (none).
     fn headline(&self, s: &mut String) {
         let ratio = |case: &Case, a: &str, b: &str| {
             let find = |n: &str| {
@@ -241,7 +247,7 @@ impl Report {
             };
             Some(find(a)?.median() / find(b)?.median())
         };
-        let _ = write!(s, "| mapcore / floor with the same syscalls |");
+        let _ = write!(s, "| mapcore / floor of the same mechanism |");
         for case in &self.cases {
             let _ = write!(s, " {} |", case.workload.label());
         }
@@ -253,6 +259,7 @@ impl Report {
         for (a, b) in [
             ("mapcore-retain", "floor"),
             ("mapcore-discard", "floor-madvise"),
+            ("mapcore-dual", "floor-dual"),
         ] {
             let _ = write!(s, "| {a} / {b} |");
             for case in &self.cases {
@@ -317,152 +324,6 @@ impl Report {
             "\nMedian ops/s; in parentheses the ratio to the floor in the same workload.\n\n",
         );
     }
-
-    /// A grouped horizontal bar chart (log scale) of median ops/s with min-max whiskers.
-    pub(crate) fn svg(&self) -> String {
-        const COLORS: [&str; 10] = [
-            "#444444", "#999999", "#1f77b4", "#17becf", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd",
-            "#8c564b", "#e377c2",
-        ];
-        let names: Vec<&str> = self
-            .cases
-            .first()
-            .map(|c| c.rows.iter().map(|r| r.name).collect())
-            .unwrap_or_default();
-        let (bar, gap, left, right, top) = (11.0, 16.0, 190.0, 900.0, 84.0);
-        let group_h = names.len() as f64 * bar + gap;
-        let height = top + self.cases.len() as f64 * group_h + 40.0;
-        let width = 1000.0;
-        let values = self
-            .cases
-            .iter()
-            .flat_map(|c| c.rows.iter())
-            .filter(|r| r.skipped.is_none())
-            .flat_map(|r| [r.min(), r.max()]);
-        let (lo, hi) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-        let (lo, hi) = if lo.is_finite() && hi > 0.0 {
-            (
-                lo.log10().floor(),
-                hi.log10().ceil().max(lo.log10().floor() + 1.0),
-            )
-        } else {
-            (3.0, 8.0)
-        };
-        let x = |v: f64| left + (v.max(1.0).log10() - lo) / (hi - lo) * (right - left);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">"#
-        );
-        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{left}" y="18" font-size="14" font-weight="bold">mapcore-bench: median ops/s per workload (log scale, whiskers = min-max)</text>"#
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{left}" y="34" fill="#555">{} ({} CPUs), Linux {}, {}</text>"##,
-            xml(&self.machine.cpu),
-            self.machine.cpus,
-            xml(&self.machine.kernel),
-            xml(&self.machine.rustc)
-        );
-        for (i, name) in names.iter().enumerate() {
-            let lx = left + (i % 4) as f64 * 180.0;
-            let ly = 50.0 + (i / 4) as f64 * 16.0;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{name}</text>"#,
-                ly - 9.0,
-                COLORS[i % COLORS.len()],
-                lx + 14.0,
-                ly
-            );
-        }
-        let bottom = top + self.cases.len() as f64 * group_h;
-        let mut decade = lo;
-        while decade <= hi {
-            let v = 10f64.powf(decade);
-            let gx = x(v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{bottom}" stroke="#ddd"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}</text>"##,
-                bottom + 14.0,
-                decade_label(v)
-            );
-            decade += 1.0;
-        }
-        for (g, case) in self.cases.iter().enumerate() {
-            let gy = top + g as f64 * group_h;
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"#,
-                left - 8.0,
-                gy + group_h / 2.0 - gap / 2.0 + 4.0,
-                xml(&case.workload.label())
-            );
-            for (i, row) in case.rows.iter().enumerate() {
-                let y = gy + i as f64 * bar;
-                if row.skipped.is_some() {
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" font-size="9" fill="{}">{}: not run</text>"#,
-                        left + 4.0,
-                        y + bar - 3.0,
-                        COLORS[i % COLORS.len()],
-                        row.name
-                    );
-                    continue;
-                }
-                let w = x(row.median()) - left;
-                let color = COLORS[i % COLORS.len()];
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{left}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{color}"><title>{} {}: {} ops/s</title></rect>"#,
-                    bar - 2.0,
-                    xml(&case.workload.label()),
-                    row.name,
-                    si(row.median())
-                );
-                let wy = y + (bar - 2.0) / 2.0;
-                let _ = writeln!(
-                    s,
-                    r#"<line x1="{:.1}" y1="{wy:.1}" x2="{:.1}" y2="{wy:.1}" stroke="black" stroke-width="1"/>"#,
-                    x(row.min()),
-                    x(row.max())
-                );
-                let _ = writeln!(
-                    s,
-                    r#"<text x="{:.1}" y="{:.1}" font-size="9">{}</text>"#,
-                    x(row.max()) + 4.0,
-                    y + bar - 3.0,
-                    si(row.median())
-                );
-            }
-        }
-        s.push_str("</svg>\n");
-        s
-    }
-}
-
-/// `10k`, `1M` style, for powers of ten.
-fn decade_label(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{}k", v / 1e3)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Escapes text for SVG.
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -480,7 +341,5 @@ mod tests {
         assert_eq!(si(265_300.0), "265k");
         assert_eq!(si(9_010_000.0), "9.01M");
         assert_eq!(si(950.0), "950");
-        assert_eq!(decade_label(1e6), "1M");
-        assert_eq!(decade_label(1e4), "10k");
     }
 }

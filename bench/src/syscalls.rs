@@ -1,12 +1,11 @@
 //! System calls per operation, counted by `strace -f -c` over two runs of this binary in
 //! `--ops` mode, with N and 2N operations: the difference cancels set-up and tear-down.
+//! Every system call is counted, not only the memory ones, so a contender cannot hide a
+//! per-operation call (a `fallocate`, a `membarrier`) from the count.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-/// The calls counted: everything that maps, protects or decommits memory.
-pub(crate) const TRACED: &str = "mmap,mprotect,madvise,munmap";
 
 /// Per-operation counts of each traced call (only those that occur).
 pub(crate) type PerOp = BTreeMap<String, f64>;
@@ -46,7 +45,7 @@ fn traced_run(exe: &Path, spec: &str, ops: u64) -> Result<BTreeMap<String, u64>,
         spec.replace('/', "_")
     ));
     let status = Command::new("strace")
-        .args(["-f", "-c", "-e", &format!("trace={TRACED}"), "-o"])
+        .args(["-f", "-c", "-o"])
         .arg(&out)
         .arg("--")
         .arg(exe)
@@ -62,6 +61,10 @@ fn traced_run(exe: &Path, spec: &str, ops: u64) -> Result<BTreeMap<String, u64>,
     Ok(parse_summary(&text))
 }
 
+/// Per-op differences smaller than this are left out: jitter between the two runs (a thread's
+/// start-up and exit, a lock that happened to be contended), which rounds to 0.00 anyway.
+pub(crate) const NOISE: f64 = 0.005;
+
 /// Per-operation counts for `spec` (`contender/workload`), from runs of `ops` and `2 * ops`
 /// operations (`ops` a multiple of the workload's unit).
 pub(crate) fn per_op(spec: &str, ops: u64) -> Result<PerOp, String> {
@@ -71,9 +74,9 @@ pub(crate) fn per_op(spec: &str, ops: u64) -> Result<PerOp, String> {
     let mut per = PerOp::new();
     for (name, &calls) in &two {
         let base = one.get(name).copied().unwrap_or(0);
-        let diff = calls as f64 - base as f64;
-        if diff.abs() > 0.0 {
-            per.insert(name.clone(), diff / ops as f64);
+        let diff = (calls as f64 - base as f64) / ops as f64;
+        if diff.abs() >= NOISE {
+            per.insert(name.clone(), diff);
         }
     }
     Ok(per)

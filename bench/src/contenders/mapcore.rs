@@ -25,22 +25,37 @@ pub(crate) struct Mapcore {
     actions: [ActionPair; 1],
 }
 
+/// A map on the flip host (`Security::Flip`) or the dual-mapped one, with `policy`.
+pub(crate) fn new_map(security: Security, policy: DiscardPolicy) -> StdJitMap {
+    let host: StdHost = match security {
+        Security::Flip => LibcHost::new().into(),
+        Security::Dual => DualMappedHost::new().into(),
+    };
+    let config = Config {
+        discard: policy,
+        ..Config::DEFAULT
+    };
+    StdJitMap::with_config(host, config)
+}
+
+/// The contender's name for a map of `security` and `policy`.
+pub(crate) fn name(security: Security, policy: DiscardPolicy) -> &'static str {
+    match (security, policy) {
+        (Security::Flip, DiscardPolicy::Retain) => "mapcore-retain",
+        (Security::Flip, DiscardPolicy::Discard) => "mapcore-discard",
+        (Security::Dual, DiscardPolicy::Retain) => "mapcore-dual",
+        (Security::Dual, DiscardPolicy::Discard) => "mapcore-dual-discard",
+    }
+}
+
 impl Mapcore {
     /// A contender on the flip host (`Security::Flip`) or the dual-mapped one.
     pub(crate) fn new(security: Security, policy: DiscardPolicy) -> Self {
-        let host: StdHost = match security {
-            Security::Flip => LibcHost::new().into(),
-            Security::Dual => DualMappedHost::new().into(),
-        };
-        let config = Config {
-            discard: policy,
-            ..Config::DEFAULT
-        };
         let noop = Action::new(noop_action, &[]).expect("no arguments");
         Self {
             policy,
             security,
-            map: StdJitMap::with_config(host, config),
+            map: new_map(security, policy),
             base: 0,
             slots: Slots::default(),
             keys: Vec::new(),
@@ -51,12 +66,7 @@ impl Mapcore {
 
 impl Contender for Mapcore {
     fn name(&self) -> &'static str {
-        match (self.security, self.policy) {
-            (Security::Flip, DiscardPolicy::Retain) => "mapcore-retain",
-            (Security::Flip, DiscardPolicy::Discard) => "mapcore-discard",
-            (Security::Dual, DiscardPolicy::Retain) => "mapcore-dual",
-            (Security::Dual, DiscardPolicy::Discard) => "mapcore-dual-discard",
-        }
+        name(self.security, self.policy)
     }
 
     fn security(&self) -> Security {

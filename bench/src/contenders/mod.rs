@@ -3,8 +3,9 @@
 
 mod cranelift;
 mod floor;
+mod floor_dual;
 mod jit_allocator;
-mod mapcore;
+pub(crate) mod mapcore;
 mod region;
 
 use mapcore_std::DiscardPolicy;
@@ -88,6 +89,7 @@ pub(crate) fn all() -> Vec<Box<dyn Contender>> {
     vec![
         Box::new(floor::Floor::new(false)),
         Box::new(floor::Floor::new(true)),
+        Box::new(floor_dual::FloorDual::new()),
         Box::new(mapcore::Mapcore::new(Security::Flip, DiscardPolicy::Retain)),
         Box::new(mapcore::Mapcore::new(
             Security::Flip,
@@ -116,7 +118,7 @@ pub(crate) fn page_ceil(len: usize) -> usize {
 }
 
 /// Fixed-size slots in one slab, for the contenders where the caller places regions (the
-/// floor, region, mapcore): a LIFO free list, so a single live region always lands on the
+/// floors, region, mapcore): a LIFO free list, so a single live region always lands on the
 /// same pages. Pre-sized by `reset`; taking and returning never allocate.
 ///
 /// The slab has one spare page before the first slot and one after the last, so every region
