@@ -11,6 +11,7 @@ mod code_addr;
 mod dispatch;
 mod dylib;
 mod eh_frame;
+mod in_process;
 mod launch;
 mod log;
 mod mem_access;
@@ -26,6 +27,8 @@ mod transport;
 
 use std::process::ExitCode;
 
+pub use in_process::{serve_in_process, SessionReport};
+
 use launch::Launch;
 use log::Log;
 use serve::End;
@@ -34,7 +37,7 @@ use transport::Transport;
 
 /// Parses the arguments, serves one session, releases everything, writes the stats file and
 /// exits the process.
-pub(crate) fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let log = Log::from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(launch) = Launch::parse(&args) else {

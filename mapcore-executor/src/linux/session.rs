@@ -5,7 +5,7 @@
 use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
-use super::memory::Memory;
+use super::memory::{Memory, WxChoice};
 use super::stats::{self, Shutdown, Stats};
 use super::symbols::SYMBOLS;
 
@@ -25,8 +25,13 @@ pub(crate) struct Session {
 impl Session {
     /// A fresh session; `route_action` resolves the addresses of alloc actions.
     pub(crate) fn new(log: Log, route_action: RouteFn) -> Self {
+        Self::with_wx(log, route_action, WxChoice::choose())
+    }
+
+    /// A fresh session whose map has the W^X mode `wx`.
+    pub(crate) fn with_wx(log: Log, route_action: RouteFn, wx: WxChoice) -> Self {
         Self {
-            memory: Memory::new(route_action, log),
+            memory: Memory::new(route_action, log, wx),
             dylibs: Dylibs::default(),
             stats: Stats::new(SYMBOLS.len()),
             log,
