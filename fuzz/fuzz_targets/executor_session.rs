@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 use mapcore_tests::executor_session::{run_session, SessionInput};
 
 fuzz_target!(|input: SessionInput| {
-    run_session(&input);
+    let _ = run_session(&input);
 });

@@ -41,11 +41,13 @@ pub struct SessionInput {
 pub enum Step {
     /// reserve of `pages % 9` pages, plus `odd` bytes (0 and odd sizes must fail).
     Reserve { pages: u8, odd: u8, orc_rt: bool },
-    /// initialize in the `slab`-th live slab (a released or no slab past the live ones).
+    /// initialize in the `slab`-th live slab, modulo one more than there are (that one a
+    /// released slab, or none).
     Initialize {
         slab: u8,
         segments: Vec<SegmentSpec>,
-        pairs: Vec<(ActionSpec, ActionSpec)>,
+        /// `(n, finalize, dealloc)`: the finalize action is used only when `n < 32`.
+        pairs: Vec<(u8, ActionSpec, ActionSpec)>,
         orc_rt: bool,
     },
     /// deinitialize of a batch of keys.
@@ -54,10 +56,17 @@ pub enum Step {
     Release { bases: Vec<Target>, orc_rt: bool },
     /// Reads a live region's readable segments back with `mem_read_buffers`.
     ReadBack { region: u8 },
-    /// Arbitrary argument bytes to one of the wrappers it is safe to call ([`RAW_WRAPPERS`]).
-    RawCall { wrapper: u8, payload: Vec<u8> },
-    /// An arbitrary frame: any opcode, sequence number, tag and size field.
+    /// Arbitrary argument bytes to one of the wrappers it is safe to call ([`RAW_WRAPPERS`]);
+    /// to a memory-manager wrapper, which leaves the model unsure, only when `rare < 16`.
+    RawCall {
+        rare: u8,
+        wrapper: u8,
+        payload: Vec<u8>,
+    },
+    /// An arbitrary frame: any opcode, sequence number, tag and size field; sent only when
+    /// `rare < 16`, since most such frames end the session.
     RawFrame {
+        rare: u8,
         opcode: u64,
         seqno: u64,
         tag: u64,
@@ -164,12 +173,24 @@ const UNMAPPED_BELOW: u64 = 0x1_0000;
 const MAX_STEPS: usize = 40;
 const MAX_SLAB_PAGES: usize = 8;
 
-/// Runs one session of `input` and checks it.
+/// What one session checked, for the replay's figures and its guard against a corpus that
+/// reaches nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Replies checked against the model's prediction.
+    pub predicted: usize,
+    /// Of those, successful initializes (regions the model followed).
+    pub regions: usize,
+    /// Of those, content read back and compared.
+    pub read_backs: usize,
+}
+
+/// Runs one session of `input`, checks it, and says what it checked.
 ///
 /// # Panics
 ///
 /// A reply or the session's end differs from the model's prediction.
-pub fn run_session(input: &SessionInput) {
+pub fn run_session(input: &SessionInput) -> Checked {
     let controller = Rc::new(RefCell::new(Controller::new(&input.steps)));
     let wx = if input.dual_mapped {
         WxMode::DualMapped
@@ -197,6 +218,7 @@ pub fn run_session(input: &SessionInput) {
         let failing = model.regions.values().any(|r| r.failing_deallocs > 0);
         assert_eq!(report.shutdown_failed, failing, "{report:?}");
     }
+    controller.checked
 }
 
 /// The executor's input: the controller's frames, made when asked for.
@@ -279,6 +301,7 @@ struct Controller {
     seqno: u64,
     /// How the session must end, once a step ended it.
     ended: Option<&'static str>,
+    checked: Checked,
 }
 
 impl Controller {
@@ -298,6 +321,7 @@ impl Controller {
             in_flight: None,
             seqno: 0,
             ended: None,
+            checked: Checked::default(),
         }
     }
 
@@ -377,6 +401,9 @@ impl Controller {
 
     fn check_reply(&mut self, call: InFlight, payload: &[u8]) {
         let trusted = self.model.trusted;
+        if trusted && !matches!(call.expect, Expect::Any) {
+            self.checked.predicted += 1;
+        }
         match call.expect {
             Expect::Any => {}
             Expect::Slab { valid, size } => {
@@ -398,6 +425,7 @@ impl Controller {
                     }
                 }
                 if let (Some(region), Ok(_)) = (region, got) {
+                    self.checked.regions += usize::from(trusted);
                     self.model.regions.insert(region.key, region);
                 }
             }
@@ -429,6 +457,7 @@ impl Controller {
                     let got: Vec<&[u8]> = got.collect();
                     let want: Vec<&[u8]> = want.iter().map(Vec::as_slice).collect();
                     assert_eq!(got, want, "bytes read back");
+                    self.checked.read_backs += 1;
                 }
             }
         }
@@ -507,17 +536,26 @@ impl Controller {
             Step::Release { ref bases, orc_rt } => self.release(bases, orc_rt),
             Step::ReadBack { region } => self.read_back(region),
             Step::RawCall {
+                rare,
                 wrapper,
                 ref payload,
             } => {
-                let name = RAW_WRAPPERS[usize::from(wrapper) % RAW_WRAPPERS.len()];
+                // The first 8 of RAW_WRAPPERS are the memory manager's.
+                let wrappers = if rare < 16 {
+                    &RAW_WRAPPERS[..]
+                } else {
+                    &RAW_WRAPPERS[8..]
+                };
+                let name = wrappers[usize::from(wrapper) % wrappers.len()];
                 let tag = self.addr(name);
                 if self.safe_call(tag, payload) {
                     self.untrust_if_memory(tag);
                     self.call(tag, payload, Expect::Any);
                 }
             }
+            Step::RawFrame { rare, .. } if rare >= 16 => {}
             Step::RawFrame {
+                rare: _,
                 opcode,
                 seqno,
                 tag,
@@ -609,12 +647,12 @@ impl Controller {
         &mut self,
         slab: u8,
         specs: &[SegmentSpec],
-        pairs: &[(ActionSpec, ActionSpec)],
+        pairs: &[(u8, ActionSpec, ActionSpec)],
         orc_rt: bool,
     ) {
         let page = self.page_size;
         let live: Vec<(u64, usize)> = self.model.slabs.iter().map(|(&b, &s)| (b, s)).collect();
-        let base = match live.get(usize::from(slab)) {
+        let base = match live.get(usize::from(slab) % (live.len() + 1)) {
             Some(&(base, _)) => base,
             None => match self
                 .model
@@ -629,13 +667,27 @@ impl Controller {
         let mut segments = Vec::new();
         let mut pages_used: Vec<(u64, u64)> = Vec::new();
         let mut key: Option<u64> = None;
+        // Segments follow each other, a page apart now and then, unless `page` asks for a
+        // page of its own choice (which may overlap or leave the slab).
+        let mut next = base;
         for spec in specs.iter().take(MAX_SEGMENTS + 1) {
             let pages = usize::from(spec.pages % 3) + 1;
             let size = (pages * page - usize::from(spec.trim) % page).max(1);
-            let addr = base
-                + (usize::from(spec.page) % (MAX_SLAB_PAGES + 1) * page) as u64
-                + u64::from(spec.misalign == 0xff);
-            let group = spec.group % 16;
+            let aligned = match spec.page {
+                0..=0xbf => next + u64::from(spec.page % 3 == 0) * page as u64,
+                _ => base + (usize::from(spec.page) % (MAX_SLAB_PAGES + 1) * page) as u64,
+            };
+            let addr = aligned + u64::from(spec.misalign == 0xff);
+            next = aligned + size.div_ceil(page) as u64 * page as u64;
+            // Mostly the groups compilers use; now and then any byte (W+X among them).
+            let group = match spec.group % 8 {
+                0 | 1 => 0x03,
+                2 | 3 => 0x05,
+                4 => 0x01,
+                5 => 0x0b,
+                6 => 0x00,
+                _ => spec.group % 16,
+            };
             let content_len = usize::from(spec.content_len) % (size + 2);
             let content = vec![spec.fill; content_len];
             let start = addr;
@@ -679,9 +731,13 @@ impl Controller {
         });
         valid &= key.is_some();
         let slab_base = slab.map_or(0, |(&b, _)| b);
-        let pairs = &pairs[..pairs.len().min(MAX_ACTION_PAIRS + 1)];
+        let pairs: Vec<(ActionSpec, ActionSpec)> = pairs
+            .iter()
+            .take(MAX_ACTION_PAIRS + 1)
+            .map(|&(n, f, d)| (if n < 32 { f } else { ActionSpec::None }, d))
+            .collect();
         let mut failing_deallocs = 0;
-        for (finalize, dealloc) in pairs {
+        for (finalize, dealloc) in &pairs {
             valid &= matches!(finalize, ActionSpec::None);
             failing_deallocs += usize::from(!matches!(dealloc, ActionSpec::None));
         }
@@ -863,5 +919,65 @@ fn encode(write: impl Fn(&mut Writer<'_>) -> Result<(), mapcore_sps::BufferTooSm
             return buf;
         }
         capacity *= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(page: u8, group: u8, content_len: u16) -> SegmentSpec {
+        SegmentSpec {
+            page,
+            pages: 0,
+            trim: 0,
+            group,
+            content_len,
+            fill: 0xab,
+            misalign: 0,
+        }
+    }
+
+    /// Reserve, initialize RW and RX code with a failing dealloc action, read back, batch
+    /// deinitialize with a repeated key, release: every reply predicted, on both hosts.
+    #[test]
+    fn a_directed_session_is_predicted() {
+        for dual_mapped in [false, true] {
+            let input = SessionInput {
+                dual_mapped,
+                steps: vec![
+                    Step::Reserve {
+                        pages: 4,
+                        odd: 0,
+                        orc_rt: false,
+                    },
+                    Step::Initialize {
+                        slab: 0,
+                        segments: vec![segment(1, 0, 100), segment(1, 2, 7)],
+                        pairs: vec![(0xff, ActionSpec::None, ActionSpec::Unmapped(0x100))],
+                        orc_rt: true,
+                    },
+                    Step::ReadBack { region: 0 },
+                    Step::Deinitialize {
+                        keys: vec![Target::Live(0), Target::Gone(0), Target::Live(0)],
+                        orc_rt: false,
+                    },
+                    Step::Release {
+                        bases: vec![Target::Live(0)],
+                        orc_rt: true,
+                    },
+                ],
+            };
+            let checked = run_session(&input);
+            assert_eq!(
+                checked,
+                Checked {
+                    predicted: 5,
+                    regions: 1,
+                    read_backs: 1
+                },
+                "dual-mapped: {dual_mapped}"
+            );
+        }
     }
 }

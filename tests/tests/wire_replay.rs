@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use mapcore_tests::executor_session::{run_session, SessionInput};
+use mapcore_tests::executor_session::{run_session, Checked, SessionInput};
 use mapcore_tests::sps_round_trip;
 
 /// The files of `fuzz/<kind>/<target>`, sorted; none if it does not exist.
@@ -66,26 +66,38 @@ fn sps_codec_inputs_round_trip() {
 
 #[test]
 fn executor_session_inputs_replay() {
-    let (mut ran, mut short) = (0, 0);
+    let add = |total: &mut Checked, c: Checked| {
+        total.predicted += c.predicted;
+        total.regions += c.regions;
+        total.read_backs += c.read_backs;
+    };
+    let (mut random, mut total) = (0, Checked::default());
+    for bytes in random_buffers(0x6578_6563_5f73_6573, 300, 600) {
+        if let Some(input) = session(&bytes) {
+            add(&mut total, run_session(&input));
+            random += 1;
+        }
+    }
+    println!("executor_session: {random} random inputs: {total:?}");
+    let (mut ran, mut short, mut total) = (0, 0, Checked::default());
     for kind in ["corpus", "regressions"] {
         for path in files(kind, "executor_session") {
             match session(&fs::read(&path).expect("readable")) {
                 Some(input) => {
-                    run_session(&input);
+                    add(&mut total, run_session(&input));
                     ran += 1;
                 }
                 None => short += 1,
             }
         }
     }
-    println!("executor_session: {ran} corpus and regression inputs replayed, {short} too short");
-    let mut random = 0;
-    for bytes in random_buffers(0x6578_6563_5f73_6573, 300, 600) {
-        if let Some(input) = session(&bytes) {
-            run_session(&input);
-            random += 1;
-        }
-    }
-    println!("executor_session: {random} random inputs replayed");
-    assert!(ran > 0, "fuzz/corpus/executor_session is empty");
+    println!(
+        "executor_session: {ran} corpus and regression inputs replayed, {short} too short: \
+         {total:?}"
+    );
+    // A corpus that never gets a region initialized and read back checks little of the model.
+    assert!(
+        total.regions > 0 && total.read_backs > 0,
+        "the corpus reaches too little: {total:?}"
+    );
 }
