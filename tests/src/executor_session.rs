@@ -503,7 +503,8 @@ impl Controller {
 
     /// Queues a CallWrapper frame and remembers what its reply must be.
     fn call(&mut self, tag: u64, payload: &[u8], expect: Expect) {
-        self.seqno += 1;
+        // A raw frame may have set any sequence number, u64::MAX too.
+        self.seqno = self.seqno.wrapping_add(1);
         let header =
             Header::new(Opcode::CallWrapper, self.seqno, tag, payload.len()).expect("fits");
         self.outbox.extend_from_slice(&header.to_bytes());
