@@ -16,6 +16,7 @@ mod eh_frame;
 mod eh_frame_check;
 mod failures;
 mod gdb_jit;
+mod in_process;
 mod launch;
 mod log;
 mod mem_access;
@@ -35,6 +36,8 @@ mod upcall;
 
 use std::process::ExitCode;
 
+pub use in_process::{serve_in_process, SessionReport};
+
 use launch::Launch;
 use log::Log;
 use serve::End;
@@ -43,7 +46,7 @@ use transport::Transport;
 
 /// Parses the arguments, serves one session, releases everything, writes the stats file and
 /// exits the process.
-pub(crate) fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let log = Log::from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(launch) = Launch::parse(&args) else {

@@ -21,21 +21,6 @@
 //! flushed, and the process exits 0; 1 if the stream was broken; 2 for a usage error. It exits
 //! with `_exit`: exit handlers registered by JIT'd code would run from unmapped memory.
 
-#[cfg(target_os = "linux")]
-mod linux;
-
-use std::process::ExitCode;
-
-const USAGE: &str =
-    "usage: mapcore-executor filedescs=<in-fd>,<out-fd> | <in-fd> <out-fd> | listen=<host>:<port>";
-
-#[cfg(target_os = "linux")]
-fn main() -> ExitCode {
-    linux::main()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> ExitCode {
-    eprintln!("mapcore-executor: only Linux is supported\n{USAGE}");
-    ExitCode::from(2)
+fn main() -> std::process::ExitCode {
+    mapcore_executor::main()
 }

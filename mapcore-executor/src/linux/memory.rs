@@ -53,7 +53,7 @@ pub(crate) struct WxChoice {
 impl WxChoice {
     /// `MAPCORE_EXECUTOR_WX=flip` or `=dual-mapped` forces a mode; otherwise
     /// [`mapcore_std::detect`] picks it. Anything else is reported and ignored.
-    fn choose() -> Self {
+    pub(crate) fn choose() -> Self {
         let forced = std::env::var("MAPCORE_EXECUTOR_WX").ok();
         let reason = "chosen by MAPCORE_EXECUTOR_WX";
         match forced.as_deref() {
@@ -82,10 +82,8 @@ impl WxChoice {
 }
 
 impl Memory {
-    /// A fresh map; its actions' addresses are resolved by `route`.
-    /// The map's host is the one [`WxChoice::choose`] picks.
-    pub(crate) fn new(route: RouteFn, log: Log) -> Self {
-        let wx = WxChoice::choose();
+    /// A fresh map of the W^X mode `wx`; its actions' addresses are resolved by `route`.
+    pub(crate) fn new(route: RouteFn, log: Log, wx: WxChoice) -> Self {
         let map = StdJitMap::with_config(StdHost::of_mode(wx.mode), Config::DEFAULT);
         Self {
             map,

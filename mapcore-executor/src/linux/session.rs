@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::action_context::RouteFn;
 use super::dylib::Dylibs;
 use super::log::Log;
-use super::memory::{self, Memory};
+use super::memory::{self, Memory, WxChoice};
 use super::serve::End;
 use super::shared_memory::SharedMemory;
 use super::stats::{self, Shutdowns, Stats};
@@ -39,7 +39,17 @@ pub(crate) struct Session {
 impl Session {
     /// A fresh session over `transport`; `route_action` resolves the addresses of alloc actions.
     pub(crate) fn new(transport: Transport, log: Log, route_action: RouteFn) -> Self {
-        let memory = Memory::new(route_action, log);
+        Self::with_wx(transport, log, route_action, WxChoice::choose())
+    }
+
+    /// A fresh session whose memory manager's map has the W^X mode `wx`.
+    pub(crate) fn with_wx(
+        transport: Transport,
+        log: Log,
+        route_action: RouteFn,
+        wx: WxChoice,
+    ) -> Self {
+        let memory = Memory::new(route_action, log, wx);
         Self {
             transport,
             upcalls: Upcalls::new(),
