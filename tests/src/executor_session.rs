@@ -26,6 +26,12 @@ use mapcore::{Action, ActionError, MAX_ACTION_PAIRS, MAX_SEGMENTS};
 use mapcore_executor::{serve_in_process, WxMode};
 use mapcore_sps::{from_bytes, Header, InitializeArgs, Opcode, Reader, Seq, Writer, HEADER_LEN};
 
+/// In an expected batch failure: the call fails as a whole, naming no entry.
+const NO_ENTRY: usize = usize::MAX;
+
+/// How many failing batch entries a reply names; it counts the others.
+const SHOWN_FAILURES: usize = 8;
+
 /// A fuzz input: the W^X mode of the executor's map, then the controller's steps.
 #[derive(Debug, Arbitrary)]
 pub struct SessionInput {
@@ -439,12 +445,28 @@ impl Controller {
                         Err(message) => {
                             let message = String::from_utf8_lossy(message);
                             assert!(!failing.is_empty(), "unexpected failure: {message}");
-                            for index in 0..64 {
-                                let named = message.contains(&format!("(entry {index})"));
-                                assert_eq!(
-                                    named,
-                                    failing.contains(&index),
-                                    "entry {index}: {message}"
+                            // The reply names the first failing entries and counts the rest.
+                            let named: Vec<usize> = (0..64)
+                                .filter(|index| message.contains(&format!("(entry {index})")))
+                                .collect();
+                            for index in &named {
+                                assert!(failing.contains(index), "entry {index}: {message}");
+                            }
+                            // A failing call that names no entry (an unknown tag).
+                            let failing: &[usize] = match failing.as_slice() {
+                                [NO_ENTRY] => &[],
+                                entries => entries,
+                            };
+                            assert_eq!(
+                                named.len(),
+                                failing.len().min(SHOWN_FAILURES),
+                                "failing entries {failing:?}: {message}"
+                            );
+                            if failing.len() > SHOWN_FAILURES {
+                                let more = failing.len() - SHOWN_FAILURES;
+                                assert!(
+                                    message.contains(&format!("; and {more} more")),
+                                    "failing entries {failing:?}: {message}"
                                 );
                             }
                         }
@@ -625,7 +647,7 @@ impl Controller {
             let expect = if known {
                 Expect::Any
             } else {
-                Expect::Batch(vec![usize::MAX])
+                Expect::Batch(vec![NO_ENTRY])
             };
             self.in_flight = Some(InFlight { seqno, expect });
             return;
