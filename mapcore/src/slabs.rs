@@ -44,6 +44,19 @@ pub(crate) struct Slab {
 }
 
 impl Slab {
+    /// A live slab just reserved: nothing claimed in it yet.
+    pub(crate) fn new(base: usize, size: usize, seq: u64) -> Self {
+        Self {
+            base,
+            size,
+            seq,
+            state: SlabState::Live,
+            touched: PageRange::default(),
+            lost_prots: false,
+            newest_region: None,
+        }
+    }
+
     /// One past the slab's last byte.
     pub(crate) fn end(&self) -> usize {
         self.base + self.size
@@ -236,21 +249,9 @@ mod tests {
     use super::*;
     use crate::table::Fixed;
 
-    fn slab(base: usize, size: usize, seq: u64) -> Slab {
-        Slab {
-            base,
-            size,
-            seq,
-            state: SlabState::Live,
-            touched: PageRange::default(),
-            lost_prots: false,
-            newest_region: None,
-        }
-    }
-
     fn add(slabs: &mut Slabs<Fixed<4, 4, 4>>, base: usize, size: usize, seq: u64) -> SlabId {
         assert!(slabs.hold());
-        slabs.insert(slab(base, size, seq)).unwrap()
+        slabs.insert(Slab::new(base, size, seq)).unwrap()
     }
 
     #[test]

@@ -233,15 +233,7 @@ impl<S: Storage> State<S> {
             return Err(Error::HostInvariant { addr: base });
         };
         let seq = self.seq();
-        let slab = Slab {
-            base,
-            size,
-            seq,
-            state: SlabState::Live,
-            touched: PageRange::default(),
-            lost_prots: false,
-            newest_region: None,
-        };
+        let slab = Slab::new(base, size, seq);
         debug_assert_eq!(slab.end(), end);
         match self.slabs.insert(slab) {
             Some(_) => Ok(()),
