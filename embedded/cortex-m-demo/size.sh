@@ -13,7 +13,9 @@ tools="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')
 elf=target/thumbv7m-none-eabi/release/mapcore-cortex-m-demo
 [ -f "$elf" ] || { echo "no $elf: run cargo build --release first" >&2; exit 1; }
 
-"$tools/llvm-nm" "$elf" | grep -q ' _R' ||
+# grep reads all of llvm-nm's output (no -q): stopping at the first match would kill llvm-nm
+# with SIGPIPE, which pipefail reports as a failure.
+"$tools/llvm-nm" "$elf" | grep ' _R' >/dev/null ||
   { echo "$elf has no v0 symbol names: was it built with RUSTFLAGS set?" >&2; exit 1; }
 read -r text start < <("$tools/llvm-size" -A "$elf" | awk '$1 == ".text" { print $2, $3 }')
 # Each instruction's size is the distance to the next one (or to the next function), charged
