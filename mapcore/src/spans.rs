@@ -93,9 +93,11 @@ impl<S: Storage> Spans<S> {
         self.by_start.len()
     }
 
-    /// Whether `extra` more spans fit; a growable table reserves room for them.
+    /// Whether `extra` more spans fit; a growable table reserves room for them. Reusing
+    /// free pages exactly needs none (the common case), and no call into the index.
+    #[inline]
     pub(crate) fn make_room(&mut self, extra: usize) -> bool {
-        self.by_start.make_room(extra)
+        extra == 0 || self.by_start.make_room(extra)
     }
 
     /// Records `span` for `owner` over pages that are free: free entries it covers are cut
