@@ -93,6 +93,7 @@ impl PageRange {
 impl PageRange {
     /// The smallest range covering both (an empty range adds nothing).
     #[must_use]
+    #[inline]
     pub(crate) fn cover(&self, other: &Self) -> Self {
         if self.is_empty() {
             return *other;
