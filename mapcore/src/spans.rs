@@ -102,6 +102,7 @@ impl<S: Storage> Spans<S> {
 
     /// Records `span` for `owner` over pages that are free: free entries it covers are cut
     /// back or removed. `false` only if no room was made.
+    #[inline]
     pub(crate) fn take(&mut self, span: Span, owner: Owner) -> bool {
         let (start, end) = (span.range.start(), span.range.end());
         let entry = PageSpan { span, owner };
@@ -140,6 +141,7 @@ impl<S: Storage> Spans<S> {
 
     /// Ends the use of the span starting at `start`: quarantined if `settle` says `None`,
     /// otherwise free at the protection it returns. Returns the span as it was.
+    #[inline]
     pub(crate) fn settle(
         &mut self,
         start: usize,
@@ -191,6 +193,7 @@ impl<S: Storage> Spans<S> {
 
     /// What claiming the non-empty `range` would meet: pages in use, the protection of its
     /// free pages, how many entries it adds. One descent when one entry or none reaches in.
+    #[inline]
     pub(crate) fn survey(&self, range: PageRange) -> Survey {
         let (start, end) = (range.start(), range.end());
         // Pages freed before with the same start (the common reuse): an entry starting at
