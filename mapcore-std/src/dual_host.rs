@@ -28,6 +28,7 @@ use std::sync::{PoisonError, RwLock};
 
 use mapcore::{Capabilities, Host, PageRange, Prot};
 
+use crate::alias_cache::AliasCache;
 use crate::error::OsError;
 use crate::sys::{cvt, prot_bits};
 
@@ -94,6 +95,9 @@ pub struct DualMappedHost {
     backing: Backing,
     /// Slabs by the base of their execution view.
     slabs: RwLock<BTreeMap<usize, Slab>>,
+    /// The alias of the first slabs, for lookups without the lock; changed only under the
+    /// write lock of `slabs`.
+    aliases: AliasCache,
     /// Numbers the shared-memory names.
     next_name: AtomicU64,
 }
@@ -117,6 +121,7 @@ impl DualMappedHost {
         Self {
             backing,
             slabs: RwLock::new(BTreeMap::new()),
+            aliases: AliasCache::default(),
             next_name: AtomicU64::new(0),
         }
     }
@@ -162,6 +167,9 @@ impl DualMappedHost {
     /// where a caller writes in place into pages the map leaves at any protection.
     #[must_use]
     pub fn alias_address(&self, addr: usize) -> Option<usize> {
+        if let Some(alias) = self.aliases.alias_address(addr) {
+            return Some(alias);
+        }
         let slabs = self.read_slabs();
         let (base, slab) = slabs.range(..=addr).next_back()?;
         (addr < base + slab.size).then(|| slab.alias + (addr - base))
@@ -173,6 +181,17 @@ impl DualMappedHost {
 
     fn write_slabs(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<usize, Slab>> {
         self.slabs.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The alias address of execution address `addr`, from the cache if it holds the slab.
+    ///
+    /// # Panics
+    ///
+    /// If `addr` is in no slab of this host: the map only passes addresses of live slabs.
+    fn alias(&self, addr: usize) -> usize {
+        self.aliases
+            .alias_address(addr)
+            .unwrap_or_else(|| self.translate(addr, |alias, _, _| alias))
     }
 
     /// The alias address of execution address `addr`, with the file and its offset there.
@@ -369,7 +388,9 @@ unsafe impl Host for DualMappedHost {
             file,
             name,
         };
-        self.write_slabs().insert(view, slab);
+        let mut slabs = self.write_slabs();
+        slabs.insert(view, slab);
+        self.aliases.publish(view, size, alias);
         Ok(view)
     }
 
@@ -380,6 +401,9 @@ unsafe impl Host for DualMappedHost {
         let Some(slab) = slabs.get(&base).filter(|slab| slab.size == size) else {
             return Err(OsError::from_raw_os_error(libc::EINVAL));
         };
+        // Out of the cache before anything is unmapped; after a failure the slab is still
+        // found in the table.
+        self.aliases.withdraw(base);
         // The alias first: if the execution view cannot be unmapped afterwards, a retry finds
         // the alias range unmapped already, which munmap accepts.
         // SAFETY: (1) the alias belongs to this live reservation; (2) the caller promises
@@ -435,31 +459,27 @@ unsafe impl Host for DualMappedHost {
     /// `memcpy` through the alias.
     #[doc(alias = "memcpy")]
     unsafe fn write(&self, addr: usize, bytes: &[u8]) {
-        self.translate(addr, |alias, _, _| {
-            let dst = ptr::with_exposed_provenance_mut::<u8>(alias);
-            // SAFETY: (1) `[addr, addr + len)` lies in one live reservation, so its alias
-            // range is mapped read-write and valid for `len` bytes; `u8` needs no alignment;
-            // (2) nobody else accesses it during the call; (3) `bytes` does not overlap it.
-            unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
-        });
+        let dst = ptr::with_exposed_provenance_mut::<u8>(self.alias(addr));
+        // SAFETY: (1) `[addr, addr + len)` lies in one live reservation, so its alias range is
+        // mapped read-write and valid for `len` bytes; `u8` needs no alignment; (2) nobody
+        // else accesses it during the call; (3) `bytes` does not overlap it.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
     }
 
     /// `memset(0)` through the alias.
     #[doc(alias = "memset")]
     unsafe fn fill_zero(&self, addr: usize, len: usize) {
-        self.translate(addr, |alias, _, _| {
-            // SAFETY: as for `write`.
-            unsafe { ptr::write_bytes(ptr::with_exposed_provenance_mut::<u8>(alias), 0, len) };
-        });
+        let dst = ptr::with_exposed_provenance_mut::<u8>(self.alias(addr));
+        // SAFETY: as for `write`.
+        unsafe { ptr::write_bytes(dst, 0, len) };
     }
 
     /// Trap instructions through the alias: `int3` (0xcc) on x86-64, zero words (`udf #0`) on
     /// aarch64.
     unsafe fn fill_trap(&self, addr: usize, len: usize) {
-        self.translate(addr, |alias, _, _| {
-            // SAFETY: as for `write`.
-            unsafe { crate::trap::fill(ptr::with_exposed_provenance_mut::<u8>(alias), len) };
-        });
+        let dst = ptr::with_exposed_provenance_mut::<u8>(self.alias(addr));
+        // SAFETY: as for `write`.
+        unsafe { crate::trap::fill(dst, len) };
     }
 
     /// As [`LibcHost`](crate::LibcHost) does, on the execution view.

@@ -39,6 +39,8 @@
 //! ```
 #![cfg(unix)]
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod alias_cache;
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
 #[cfg(any(target_os = "linux", target_os = "android"))]

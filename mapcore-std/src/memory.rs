@@ -40,6 +40,10 @@ impl fmt::Display for WxMode {
 
 /// The host of a [`StdJitMap`]: the flip host or the dual-mapped one, chosen at run time.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one host per map, moved once; boxing would add a pointer chase to every host call"
+)]
 pub enum StdHost {
     /// Pages flipped with `mprotect` ([`LibcHost`]).
     Flip(LibcHost),

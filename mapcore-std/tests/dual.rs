@@ -164,6 +164,37 @@ fn same_layout_reuse_keeps_the_code_page_executable() {
     }
 }
 
+/// More slabs than the host keeps aliases of without a lock, half of them released and
+/// reserved again at one page, so that the kernel places the new views in the released ranges
+/// in another layout: code written through the alias of each runs at its address. (Without
+/// the cache's withdrawal at release, the stale alias of a released slab is found and the
+/// write faults.)
+#[test]
+fn code_runs_in_every_slab_beyond_the_alias_cache() {
+    let map = map_with(DiscardPolicy::Retain);
+    let mut slabs: Vec<usize> = (0..20).map(|_| map.reserve(2 * page()).unwrap()).collect();
+    for round in 0..3u16 {
+        for (i, &base) in slabs.iter().enumerate() {
+            let value = round * 100 + u16::try_from(i).unwrap();
+            let code = code::ret_const(value);
+            let seg = [Segment::new(Prot::READ_EXEC, base, code.len(), &code)];
+            let key = map.initialize(&InitRequest::new(&seg, &[])).unwrap();
+            // SAFETY: ret_const(value), executable.
+            assert_eq!(unsafe { common::call0(key) }, u64::from(value), "slab {i}");
+            map.deinitialize(key).unwrap();
+        }
+        // Release every other slab, the first ones included, and reserve as many again.
+        let (kept, released): (Vec<_>, Vec<_>) =
+            slabs.iter().enumerate().partition(|(i, _)| i % 2 == 1);
+        for (_, &base) in &released {
+            map.release(base).unwrap();
+        }
+        let kept: Vec<usize> = kept.into_iter().map(|(_, &base)| base).collect();
+        let fresh = (0..released.len()).map(|_| map.reserve(page()).unwrap());
+        slabs = fresh.chain(kept).collect();
+    }
+}
+
 /// Many random protections, initialized and freed under both policies: after every step, no
 /// mapping of the process is writable and executable.
 #[test]
