@@ -110,7 +110,8 @@ pub enum HostOp {
 ///    [`Capabilities::writes_through_alias`] they do so whatever the execution view's
 ///    protection.
 /// 5. No method calls back into the map.
-/// 6. [`page_size`](Host::page_size) is a power of two and never changes.
+/// 6. [`page_size`](Host::page_size) is a power of two and never changes; nor does
+///    [`capabilities`](Host::capabilities) (a map reads both once, when it is created).
 pub unsafe trait Host: Sync {
     /// The host's error type.
     type Error: HostError;

@@ -17,7 +17,7 @@ use crate::addr::PageRange;
 use crate::error::Error;
 use crate::host::{Host, HostOp};
 use crate::lock::Lock;
-use crate::plan::{runs, Plan, Span, Spans};
+use crate::plan::{runs, OldDirtyEnds, Plan, Span, Spans};
 use crate::prot::{Lifetime, Prot};
 use crate::regions::RegionId;
 use crate::request::{Content, InitRequest};
@@ -113,6 +113,21 @@ impl Reset {
             prot
         }
     }
+
+    /// What a reset leaves the pages of `span` at: their protection, and where the bytes
+    /// that may not be zero end. Discarded or zero-filled pages hold none; trap bytes
+    /// replace the old bytes of code left executable on a lazy host; an eager host that
+    /// does not discard leaves the old bytes.
+    fn freed(self, span: &Span, changed: bool) -> (Prot, usize) {
+        let prot = self.leaves(span.prot, changed);
+        let cleared = self.discard || (self.lazy && !prot.contains(Prot::EXEC));
+        let dirty_end = if cleared {
+            span.range.start()
+        } else {
+            span.dirty_end
+        };
+        (prot, dirty_end)
+    }
 }
 
 /// Entries of a batch handled together, so that their adjacent pages share host calls.
@@ -127,6 +142,8 @@ pub struct JitMap<H: Host, S: Storage = DefaultStorage> {
     host: H,
     page_size: usize,
     config: Config,
+    /// From the host's capabilities and the config, which never change.
+    reset: Reset,
     state: Lock<State<S>>,
 }
 
@@ -182,10 +199,17 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// A map over `host` with `config`.
     pub fn with_config(host: H, config: Config) -> Self {
         let page_size = host.page_size();
+        let capabilities = host.capabilities();
+        let reset = Reset {
+            lazy: capabilities.writes_through_alias,
+            discard: config.discard == DiscardPolicy::Discard && capabilities.discard,
+            reuse_exec: capabilities.reuse_executable,
+        };
         Self {
             host,
             page_size,
             config,
+            reset,
             state: Lock::new(State::default()),
         }
     }
@@ -209,16 +233,6 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// caller can hold the lock across a host call or an action by accident.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State<S>) -> R) -> R {
         self.state.with(f)
-    }
-
-    /// How freed pages are reset, from one read of the host's capabilities.
-    fn reset(&self) -> Reset {
-        let capabilities = self.host.capabilities();
-        Reset {
-            lazy: capabilities.writes_through_alias,
-            discard: self.config.discard == DiscardPolicy::Discard && capabilities.discard,
-            reuse_exec: capabilities.reuse_executable,
-        }
     }
 
     /// Reserves a slab of `size` bytes of read-write memory that reads as zero and returns
@@ -308,13 +322,14 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             &mut spans,
         )?;
         let has_deallocs = request.actions.iter().any(|pair| pair.dealloc.is_some());
+        let mut old_dirty = OldDirtyEnds::new();
         let claim = self.with_state(|s| {
-            let placement = s.place(&plan, request.segments, has_deallocs)?;
+            let placement = s.place(&plan, request.segments, has_deallocs, &mut old_dirty)?;
             Ok::<_, Error<H::Error>>(s.claim(placement))
         })?;
         let (region, changed) = (claim.region, claim.protect);
-        let reset = self.reset();
-        self.write_contents(request, &plan, claim.touched, reset);
+        let reset = self.reset;
+        self.write_contents(request, &plan, claim.touched, &old_dirty, reset);
 
         let fail = |op, segment, error, dealloc_failures| {
             let quarantined = self.roll_back(region, plan.spans, changed, reset);
@@ -327,7 +342,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             })
         };
         // Only the pages not at their protection yet: on a lazy host, reused pages may be.
-        for run in runs(plan.spans, true, |s| changed.contains(s.segment)) {
+        for run in runs(plan.spans, true, |s| changed.contains(s.segment.into())) {
             // SAFETY: (1) the claimed pages lie inside one live slab; (2) the map holds no
             // references into them and the caller gave up the request's pages to the map.
             if let Err(error) = unsafe { self.host.protect(run.range, run.prot) } {
@@ -367,25 +382,26 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let has_finalize = plan.has_finalize;
         self.with_state(|s| {
             s.commit(region, &deallocs, has_finalize, reset.reuse_exec, |span| {
-                reset.leaves(span.prot, false)
+                reset.freed(span, false)
             });
         });
         Ok(plan.key)
     }
 
     /// Copies each segment's content and zero-fills the rest of its pages where they may
-    /// hold old bytes: pages in `touched` (claimed before), when freed pages are not
-    /// discarded.
+    /// hold old bytes (when freed pages are not discarded): up to where the old bytes of the
+    /// span end (`old_dirty`), in pages of `touched` (claimed before).
     fn write_contents(
         &self,
         request: &InitRequest<'_>,
         plan: &Plan<'_>,
         touched: PageRange,
+        old_dirty: &[usize],
         reset: Reset,
     ) {
         let zero = reset.zero_on_reuse();
-        for span in plan.spans {
-            let seg = &request.segments[span.segment];
+        for (span, &dirty_end) in plan.spans.iter().zip(old_dirty) {
+            let seg = &request.segments[usize::from(span.segment)];
             if let Content::Bytes(bytes) = seg.content {
                 if !bytes.is_empty() {
                     // SAFETY: (1) the span's pages are claimed, inside one slab, and free pages
@@ -397,7 +413,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 }
             }
             let from = (seg.addr + seg.content.len()).max(touched.start());
-            let to = span.range.end().min(touched.end());
+            let to = dirty_end.min(touched.end());
             if zero && from < to {
                 // SAFETY: as above; `from..to` lies inside the span.
                 unsafe { self.host.fill_zero(from, to - from) };
@@ -420,7 +436,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     ) -> Result<(), (HostOp, usize, H::Error)> {
         // Executable pages a host cannot reuse are never reset: they are quarantined.
         let keep = |s: &Span| keep(s) && (reset.reuse_exec || !s.prot.contains(Prot::EXEC));
-        let protects = |s: &Span| reset.protects(s.prot, changed.contains(s.segment));
+        let protects = |s: &Span| reset.protects(s.prot, changed.contains(s.segment.into()));
         let mut first_error = None;
         // Lazily, a run holds only spans that are protected, or only spans that are not.
         for protected in [true, false] {
@@ -442,8 +458,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         if reset.lazy && !reset.discard {
             for span in spans.iter().filter(|s| keep(s)) {
                 self.overwrite(
-                    span.range,
-                    reset.leaves(span.prot, changed.contains(span.segment)),
+                    span,
+                    reset.leaves(span.prot, changed.contains(span.segment.into())),
                 );
             }
         }
@@ -474,17 +490,22 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         Ok(())
     }
 
-    /// Overwrites the old bytes of freed pages that a lazy host leaves at `prot`: trap
-    /// instructions if they are executable, so that a stale call traps, zeros otherwise.
-    fn overwrite(&self, range: PageRange, prot: Prot) {
+    /// Overwrites the old bytes of the freed pages of `span` (those before its `dirty_end`;
+    /// the rest read zero) that a lazy host leaves at `prot`: trap instructions if they are
+    /// executable, so that a stale call traps, zeros otherwise.
+    fn overwrite(&self, span: &Span, prot: Prot) {
+        let (start, len) = (span.range.start(), span.dirty_end - span.range.start());
+        if len == 0 {
+            return;
+        }
         if prot.contains(Prot::EXEC) {
             // SAFETY: (1) the pages lie inside one slab, in pages this thread owns, and the
             // host writes through an alias; (2) their region is being torn down; (3) no bytes
             // are passed.
-            unsafe { self.host.fill_trap(range.start(), range.len()) };
+            unsafe { self.host.fill_trap(start, len) };
         } else {
             // SAFETY: as above.
-            unsafe { self.host.fill_zero(range.start(), range.len()) };
+            unsafe { self.host.fill_zero(start, len) };
         }
     }
 
@@ -502,7 +523,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let quarantine = reset.quarantine(quarantined);
         self.with_state(|s| {
             s.forget(region, quarantine, |span| {
-                reset.leaves(span.prot, changed.contains(span.segment))
+                reset.freed(span, changed.contains(span.segment.into()))
             });
         });
         quarantined
@@ -604,7 +625,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// the regions' sorted spans, one span per step), then forgets the regions. Failures are
     /// recorded in the entries.
     fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
-        let reset = self.reset();
+        let reset = self.reset;
         let mut run: Option<(PageRange, bool, u32)> = None;
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
@@ -612,6 +633,9 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // Each entry holds its next span (the first one came with `retire`): take the lowest,
         // and fetch the one after it unless it was certainly the last.
         let lowest = |chunk: &[Retiring<H::Error>]| {
+            if let [only] = chunk {
+                return only.next.map(|_| 0); // a single deinitialize: no merge
+            }
             let pending = chunk.iter().enumerate();
             let starts = pending.filter_map(|(e, r)| r.next.map(|n| (e, n.span.range.start())));
             starts.min_by_key(|&(_, start)| start).map(|(e, _)| e)
@@ -630,7 +654,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             let protect = reset.protects(span.prot, false);
             if reset.lazy && !reset.discard {
                 // No host call: the pages keep their protection, their bytes overwritten.
-                self.overwrite(span.range, span.prot);
+                self.overwrite(&span, span.prot);
                 continue;
             }
             if let Some((range, needs, members)) = &mut run {
@@ -655,9 +679,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         self.with_state(|s| {
             for entry in chunk.iter() {
                 let quarantine = reset.quarantine(entry.reset_error.is_some());
-                s.forget(entry.region, quarantine, |span| {
-                    reset.leaves(span.prot, false)
-                });
+                s.forget(entry.region, quarantine, |span| reset.freed(span, false));
             }
         });
     }
@@ -720,7 +742,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         while let Some(retired) = self.with_state(|s| s.retire_newest_in(base)) {
             dealloc_failures += self.run_deallocs(&retired);
             // The slab is unmapped next: its pages need no reset.
-            self.with_state(|s| s.forget(retired.region, Quarantine::Nothing, |span| span.prot));
+            let unreset = |span: &Span| (span.prot, span.range.end());
+            self.with_state(|s| s.forget(retired.region, Quarantine::Nothing, unreset));
         }
         // SAFETY: (1) `base`/`size` are a recorded reservation, released only here, under the
         // slab's `Releasing` state that no other call passes; (2) its regions are gone and no

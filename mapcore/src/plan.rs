@@ -6,7 +6,7 @@ use heapless::Vec;
 use crate::addr::{is_aligned, PageRange};
 use crate::error::{Error, Limit};
 use crate::prot::{Lifetime, Prot};
-use crate::request::{InitRequest, MAX_SEGMENTS};
+use crate::request::{Content, InitRequest, MAX_SEGMENTS};
 use crate::MAX_ACTION_PAIRS;
 
 /// The pages one segment covers, with what the segment wants for them.
@@ -15,12 +15,23 @@ pub(crate) struct Span {
     pub(crate) range: PageRange,
     pub(crate) prot: Prot,
     pub(crate) lifetime: Lifetime,
-    /// Index of the segment in the request.
-    pub(crate) segment: usize,
+    /// Index of the segment in the request (below `MAX_SEGMENTS`).
+    pub(crate) segment: u8,
+    /// Where the bytes that may not be zero end (`range.start()` to `range.end()`): for a
+    /// segment, the end of its copied content, or the end of its pages if it is writable or
+    /// its content was written in place (writes the map does not see); for free pages, the
+    /// end of the old or trap bytes they may still hold. Resets and zero fills stop there.
+    pub(crate) dirty_end: usize,
 }
+
+const _: () = assert!(MAX_SEGMENTS <= 256, "a segment index fits in a u8");
 
 /// A list of spans, at most one per segment.
 pub(crate) type Spans = Vec<Span, MAX_SEGMENTS>;
+
+/// For each span of a plan, in order, where the old bytes of its pages may end: initialize
+/// zero-fills from the end of the content to there.
+pub(crate) type OldDirtyEnds = Vec<usize, MAX_SEGMENTS>;
 
 /// One host call over a run of pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +92,20 @@ impl<'s> Plan<'s> {
                 key = Some((seg.addr, segment));
             }
             if !range.is_empty() {
+                // Cannot overflow: the content fits in the segment, whose pages were covered.
+                let dirty_end = match seg.content {
+                    Content::Bytes(bytes) if !seg.group.prot.contains(Prot::WRITE) => {
+                        seg.addr + bytes.len()
+                    }
+                    _ => range.end(),
+                };
                 let pushed = spans.push(Span {
                     range,
                     prot: seg.group.prot,
                     lifetime: seg.group.lifetime,
-                    segment,
+                    // Below MAX_SEGMENTS (checked above), so it fits.
+                    segment: segment as u8,
+                    dirty_end,
                 });
                 debug_assert!(pushed.is_ok(), "at most MAX_SEGMENTS segments");
             }
@@ -95,7 +115,7 @@ impl<'s> Plan<'s> {
         for pair in spans.windows(2) {
             if pair[0].range.end() > pair[1].range.start() {
                 return Err(Error::SharedPage {
-                    segment: pair[0].segment.max(pair[1].segment),
+                    segment: pair[0].segment.max(pair[1].segment).into(),
                 });
             }
         }
@@ -157,7 +177,7 @@ impl<F: Fn(&Span) -> bool> Iterator for Runs<'_, F> {
         let mut run = Run {
             range: first.range,
             prot: first.prot,
-            segment: first.segment,
+            segment: first.segment.into(),
         };
         let mut used = start + 1;
         for span in &self.spans[used..] {

@@ -112,7 +112,7 @@ impl<S: Storage> Regions<S> {
 
     /// Whether one more region fits, with an entry for dealloc actions if `with_deallocs` and
     /// in the empty-key index if `empty_key`; a growable table reserves the room.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn make_room(&mut self, with_deallocs: bool, empty_key: bool) -> bool {
         self.records.make_room(1)
             && (!empty_key || self.empty_keys.make_room(1))

@@ -168,20 +168,26 @@ impl<S: Storage> Slabs<S> {
 
     /// The lowest slab that [admits](Slab::admits) a segment at `addr`: with `empty`, a
     /// slab ending exactly at `addr` comes before one starting there.
+    #[inline]
     pub(crate) fn admitting(&self, addr: usize, empty: bool) -> Option<SlabId> {
-        let admits = |id: SlabId| {
-            self.records
-                .get(id)
-                .is_some_and(|s| s.admits(addr, empty))
-                .then_some(id)
-        };
         // Slabs do not overlap, so the last slab found is the answer whenever it admits a
         // non-empty segment (an empty one at a slab's end may belong to the slab before).
         // The id may have been reused since: the check reads the slab recorded now.
-        if let Some(id) = self.last_found.get().filter(|_| !empty).and_then(admits) {
+        let last = self.last_found.get().filter(|_| !empty);
+        if let Some(id) = last.filter(|&id| self.admits(id, addr, false)) {
             return Some(id);
         }
-        let admits = |(_, id): (usize, SlabId)| admits(id);
+        self.search_admitting(addr, empty)
+    }
+
+    /// Whether the slab `id` is recorded and [admits](Slab::admits) a segment at `addr`.
+    fn admits(&self, id: SlabId, addr: usize, empty: bool) -> bool {
+        self.records.get(id).is_some_and(|s| s.admits(addr, empty))
+    }
+
+    /// [`Slabs::admitting`] by a search of the index.
+    fn search_admitting(&self, addr: usize, empty: bool) -> Option<SlabId> {
+        let admits = |(_, id): (usize, SlabId)| self.admits(id, addr, empty).then_some(id);
         let ending_here = if empty {
             self.by_base.below(&addr, false).and_then(admits)
         } else {

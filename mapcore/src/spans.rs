@@ -7,6 +7,10 @@
 //! same pages takes no insert or remove. Free pages without an entry (never claimed, or
 //! evicted to make room in a full fixed table) are read-write unless their slab says
 //! otherwise.
+//!
+//! Every entry also knows where the bytes that may not be zero end ([`Span::dirty_end`]), so
+//! that freeing and reusing small code resets and zero-fills the bytes it wrote, not its whole
+//! pages. Free pages without an entry may hold old bytes anywhere their slab ever claimed.
 
 use crate::addr::PageRange;
 use crate::ordered::OrderedMap;
@@ -38,6 +42,8 @@ pub(crate) struct Survey {
     pub(crate) gaps: bool,
     /// At most how many entries claiming the range adds.
     pub(crate) extra: usize,
+    /// Where the old bytes the range may hold end (its end if unknown).
+    pub(crate) dirty_end: usize,
 }
 
 /// Pages in use: one segment of a region, or quarantined pages.
@@ -59,13 +65,17 @@ fn agree(first: Option<Prot>, gaps: bool) -> Option<Prot> {
     first.filter(|&p| !gaps || p == Prot::READ_WRITE)
 }
 
-/// The span of a free entry: only its pages and protection mean something.
-fn free_span(range: PageRange, prot: Prot) -> Span {
+/// The span of a free entry: only its pages, their protection and where their old bytes end
+/// (inside the pages) mean something.
+#[inline]
+fn free_span(range: PageRange, prot: Prot, dirty_end: usize) -> Span {
+    debug_assert!(range.start() <= dirty_end && dirty_end <= range.end());
     Span {
         range,
         prot,
         lifetime: Lifetime::Standard,
         segment: 0,
+        dirty_end,
     }
 }
 
@@ -119,39 +129,44 @@ impl<S: Storage> Spans<S> {
             if from < start {
                 if let Some(kept) = self.by_start.get_mut(&from) {
                     kept.span.range = page_range(from, start);
+                    kept.span.dirty_end = kept.span.dirty_end.min(start);
                 }
             } else {
                 self.by_start.remove(&from);
             }
-            if to > end && !self.insert_free(page_range(end, to), free.span.prot) {
-                return false;
+            if to > end {
+                let dirty_end = free.span.dirty_end.clamp(end, to);
+                if !self.insert_free(free_span(page_range(end, to), free.span.prot, dirty_end)) {
+                    return false;
+                }
             }
         }
         self.by_start.insert(start, entry).is_ok()
     }
 
-    /// Records free pages at `prot`. `false` only if no room was made.
-    fn insert_free(&mut self, range: PageRange, prot: Prot) -> bool {
+    /// Records free pages. `false` only if no room was made.
+    fn insert_free(&mut self, span: Span) -> bool {
         let entry = PageSpan {
-            span: free_span(range, prot),
+            span,
             owner: Owner::Free,
         };
-        self.by_start.insert(range.start(), entry).is_ok()
+        self.by_start.insert(span.range.start(), entry).is_ok()
     }
 
     /// Ends the use of the span starting at `start`: quarantined if `settle` says `None`,
-    /// otherwise free at the protection it returns. Returns the span as it was.
+    /// otherwise free at the protection it returns, with its old bytes ending where it says.
+    /// Returns the span as it was.
     #[inline]
     pub(crate) fn settle(
         &mut self,
         start: usize,
-        settle: impl FnOnce(&Span) -> Option<Prot>,
+        settle: impl FnOnce(&Span) -> Option<(Prot, usize)>,
     ) -> Option<PageSpan> {
         let entry = self.by_start.get_mut(&start)?;
         let before = *entry;
         match settle(&before.span) {
-            Some(prot) => {
-                entry.span = free_span(before.span.range, prot);
+            Some((prot, dirty_end)) => {
+                entry.span = free_span(before.span.range, prot, dirty_end);
                 entry.owner = Owner::Free;
             }
             None => entry.owner = Owner::Quarantined,
@@ -209,6 +224,7 @@ impl<S: Storage> Spans<S> {
                 prot: Some(only.span.prot),
                 gaps: false,
                 extra: usize::from(only.span.range.end() > end),
+                dirty_end: only.span.dirty_end.min(end),
             };
         }
         let nothing = Survey {
@@ -216,6 +232,7 @@ impl<S: Storage> Spans<S> {
             prot: Some(Prot::READ_WRITE),
             gaps: true,
             extra: 1,
+            dirty_end: end,
         };
         // The last span starting inside or before `range`.
         let Some((_, last)) = self.by_start.below(&(end - 1), true) else {
@@ -232,6 +249,12 @@ impl<S: Storage> Spans<S> {
                 gaps: last.span.range.end() < end,
                 extra: usize::from(last.start() != start)
                     + usize::from(last.span.range.end() > end),
+                // Pages past the entry have none, and may hold old bytes.
+                dirty_end: if last.span.range.end() < end {
+                    end
+                } else {
+                    last.span.dirty_end.clamp(start, end)
+                },
             };
         }
         let mut survey = Survey {
@@ -239,6 +262,7 @@ impl<S: Storage> Spans<S> {
             prot: None,
             gaps: false,
             extra: 1 + usize::from(last.span.range.end() > end),
+            dirty_end: end,
         };
         let mut at = start;
         let mut cursor = self.first_ending_after(start);

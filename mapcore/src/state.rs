@@ -15,7 +15,7 @@
 use crate::action::{Action, Deallocs};
 use crate::addr::PageRange;
 use crate::error::{Error, Limit};
-use crate::plan::{Plan, Span};
+use crate::plan::{OldDirtyEnds, Plan, Span};
 use crate::prot::{Lifetime, Prot};
 use crate::regions::{Region, RegionId, RegionState, Regions};
 use crate::request::Segment;
@@ -247,17 +247,19 @@ impl<S: Storage> State<S> {
     // ---- initialize ----
 
     /// Checks `plan` against the tables: its slab, that its pages and key are free, and that
-    /// the tables have room (a growable table reserves it). Records nothing.
+    /// the tables have room (a growable table reserves it). Records nothing; tells in
+    /// `old_dirty` where the old bytes of each span's pages may end.
     pub(crate) fn place<'p, E>(
         &mut self,
         plan: &Plan<'p>,
         segments: &[Segment<'_>],
         with_deallocs: bool,
+        old_dirty: &mut OldDirtyEnds,
     ) -> Result<Placement<'p>, Error<E>> {
         // The slab is the one holding the first segment that covers pages (or the first
         // segment, if none does), so that an empty segment at a slab's end does not pick the
         // adjacent slab.
-        let first = plan.spans.first().map_or(0, |s| s.segment);
+        let first = plan.spans.first().map_or(0, |s| usize::from(s.segment));
         let admitting = self
             .slabs
             .admitting(segments[first].addr, plan.spans.is_empty());
@@ -290,16 +292,19 @@ impl<S: Storage> State<S> {
         // already. Pages with no entry are read-write unless the slab lost track of some.
         let mut protect = SegmentSet::default();
         let mut extra = 0;
+        old_dirty.clear();
         for span in plan.spans {
             let survey = self.spans.survey(span.range);
             if survey.in_use {
                 return Err(Error::Overlap {
-                    segment: span.segment,
+                    segment: span.segment.into(),
                 });
             }
+            let pushed = old_dirty.push(survey.dirty_end);
+            debug_assert!(pushed.is_ok(), "one entry a span");
             let known = survey.prot.filter(|_| !(survey.gaps && slab.lost_prots));
             if known != Some(span.prot) {
-                protect.insert(span.segment);
+                protect.insert(span.segment.into());
             }
             extra += survey.extra;
         }
@@ -414,7 +419,7 @@ impl<S: Storage> State<S> {
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
     /// Finalize-lifetime pages if it has any (`has_finalize`; already reset by the caller, each
-    /// span's pages left at `freed(span)`), except executable ones when the host cannot reuse
+    /// span's pages left at `freed(span)`: protection, end of the old bytes), except executable ones when the host cannot reuse
     /// them: those are quarantined.
     pub(crate) fn commit(
         &mut self,
@@ -422,7 +427,7 @@ impl<S: Storage> State<S> {
         deallocs: &[Action],
         has_finalize: bool,
         reuse_exec: bool,
-        freed: impl Fn(&Span) -> Prot,
+        freed: impl Fn(&Span) -> (Prot, usize),
     ) {
         let Some(region) = self.regions.get_mut(id) else {
             debug_assert!(false, "committed an unknown region");
@@ -541,13 +546,14 @@ impl<S: Storage> State<S> {
     }
 
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
-    /// Its pages become free, each span's left at `freed(span)`, except those `quarantine`
+    /// Its pages become free, each span's left at `freed(span)` (protection, end of the old
+    /// bytes), except those `quarantine`
     /// keeps recorded as quarantined.
     pub(crate) fn forget(
         &mut self,
         id: RegionId,
         quarantine: Quarantine,
-        freed: impl Fn(&Span) -> Prot,
+        freed: impl Fn(&Span) -> (Prot, usize),
     ) {
         let Some(region) = self.regions.get(id) else {
             debug_assert!(false, "forgot an unknown region");
@@ -729,6 +735,9 @@ impl<S: Storage> State<S> {
             }
             if range.end() > slab_record.end() {
                 return Err("page span crosses its slab's end");
+            }
+            if !(range.start()..=range.end()).contains(&page_span.span.dirty_end) {
+                return Err("page span's bytes that may not be zero end outside it");
             }
             if page_span.owner == Owner::Free && !slab_record.touched.encloses(&range) {
                 return Err("free span outside the pages its slab ever claimed");

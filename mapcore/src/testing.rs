@@ -416,7 +416,7 @@ impl RecordingHost {
     /// Checks that `map`'s bookkeeping agrees with this host's memory: the same slabs; each
     /// live region's pages with their segment's protection; free pages at the protection the
     /// map recorded (read-write where it recorded none) and, when the map discards or
-    /// protects lazily, holding no old bytes (trap bytes on executable free pages); the
+    /// protects lazily, holding no old bytes (trap bytes or zeros on executable free pages); the
     /// tables' own invariants.
     ///
     /// # Errors
@@ -506,13 +506,14 @@ impl RecordingHost {
                     if free && (discarding || lazy) {
                         let trap = lazy && !discarding && want.contains(Prot::EXEC);
                         let bytes = inner.pages.get(&page);
+                        // Freed code: trap bytes where it was written, zeros elsewhere.
                         let clean = if trap {
-                            bytes.is_some_and(|b| b.iter().all(|&v| v == Self::TRAP_BYTE))
+                            bytes.is_none_or(|b| b.iter().all(|&v| v == Self::TRAP_BYTE || v == 0))
                         } else {
                             bytes.is_none_or(|b| b.iter().all(|&v| v == 0))
                         };
                         if !clean {
-                            let what = if trap { "trap bytes" } else { "zeros" };
+                            let what = if trap { "trap bytes or zeros" } else { "zeros" };
                             return Err(std::format!(
                                 "free page {page:#x} ({want}) holds old bytes, not {what}"
                             ));

@@ -743,7 +743,7 @@ impl Probe for Recording<'_> {
                 pages.dedup();
             }
         }
-        // Protections, and whole pages reading zero (or trap bytes) where they must: a page
+        // Protections, and whole pages reading zero (or trap bytes and zeros) where they must: a page
         // that is free and not stale (fresh from reserve, freed while discarding, or freed on
         // an alias host). Contiguous such pages are read together, up to 4 KiB at a time
         // (small reads keep the allocator's, and under ASan its quarantine's, memory warm).
@@ -753,16 +753,22 @@ impl Probe for Recording<'_> {
                 return Ok(());
             };
             let bytes = host.read(start, end - start);
+            // Freed code holds trap bytes where it was written, zeros elsewhere.
+            let stale = |b: &u8| *b != 0 && *b != byte;
             let clean = if byte == 0 {
                 all_zero(&bytes)
             } else {
-                bytes.iter().all(|b| *b == byte)
+                !bytes.iter().any(stale)
             };
             if clean {
                 return Ok(());
             }
-            let at = start + bytes.iter().position(|b| *b != byte).unwrap_or(0);
-            let what = if byte == 0 { "zeros" } else { "trap bytes" };
+            let at = start + bytes.iter().position(stale).unwrap_or(0);
+            let what = if byte == 0 {
+                "zeros"
+            } else {
+                "trap bytes or zeros"
+            };
             Err(format!(
                 "free page {:#x} holds stale bytes (at {at:#x}), not {what}",
                 at & !(page - 1)

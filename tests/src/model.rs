@@ -19,7 +19,8 @@
 //! and the map protects lazily. The rules the model follows, in its own terms:
 //!
 //! - A free page keeps the protection it was left at, and its old bytes are gone: zeros, or
-//!   trap bytes where it was left executable and the bytes were not discarded.
+//!   trap bytes over the bytes written where it was left executable and the bytes were not
+//!   discarded (zeros elsewhere).
 //! - What the map knows of a free page is its *record*: freeing a segment's pages records them
 //!   with the protection they were left at, one record per segment; claiming pages takes
 //!   them out of the records they were in (what is left of a record stays recorded, as pieces).
@@ -61,8 +62,8 @@ pub type MErr = Error<i32>;
 pub enum FreeBytes {
     /// Zeros: fresh from reserve, discarded, or zero-filled.
     Zero,
-    /// Trap bytes throughout ([`RecordingHost::TRAP_BYTE`](mapcore::testing::RecordingHost)):
-    /// freed executable on an alias host that does not discard.
+    /// Trap bytes ([`RecordingHost::TRAP_BYTE`](mapcore::testing::RecordingHost)) where code
+    /// was written, zeros elsewhere: freed executable on an alias host that does not discard.
     Trap,
     /// Old bytes may remain (retain policy or a host that cannot discard, flip host).
     Stale,
