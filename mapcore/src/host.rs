@@ -55,7 +55,7 @@ pub struct Capabilities {
     /// read-write alias, whatever the protection of the execution view (a dual-mapped host).
     ///
     /// The map then protects lazily: a freed page keeps its last protection, its old bytes
-    /// overwritten (trap instructions where it was executable, zeros elsewhere), and
+    /// overwritten (trap instructions where code was written, zeros on other pages), and
     /// initialize protects only the pages whose protection differs from the request's. Reusing
     /// a region of the same layout makes no protect call at all.
     pub writes_through_alias: bool,
