@@ -36,20 +36,30 @@ fn reads(host: &RecordingHost, addr: usize, len: usize, byte: u8) -> bool {
     host.read(addr, len).iter().all(|b| *b == byte)
 }
 
+/// Code at `base`, then a writable data page.
+fn code_and_data<'a>(base: usize, code: &'a [u8], data: &'a [u8]) -> [Segment<'a>; 2] {
+    [
+        Segment::new(Prot::READ_EXEC, base, code.len(), code),
+        Segment::new(Prot::READ_WRITE, base + P, P, data),
+    ]
+}
+
+/// Initializes 64 bytes of code and 16 of data at `base`; then the code writes into its data
+/// page, past the content.
+fn first_region<S: Storage>(host: &RecordingHost, map: &Map<'_, S>, base: usize) {
+    let (code, data) = (pattern(64, 1), pattern(16, 2));
+    let segs = code_and_data(base, &code, &data);
+    assert_eq!(map.initialize(&req(&segs, &[])), Ok(base));
+    host.poke(base + P + P / 2, &[7; 8]);
+}
+
 /// On a host that writes through an alias: freed code is trap-filled over its content only,
 /// freed writable data over its whole pages; reuse zero-fills only what the old bytes cover.
 fn lazy_resets_what_was_written<S: Storage>() {
     let host = Fixture::with_host(RecordingHost::aliased(P));
     let map: Map<'_, S> = JitMap::with_config(&*host, retain());
     let base = map.reserve(4 * P).unwrap();
-    let (code, data) = (pattern(64, 1), pattern(16, 2));
-    let segs = [
-        Segment::new(Prot::READ_EXEC, base, 64, &code),
-        Segment::new(Prot::READ_WRITE, base + P, P, &data),
-    ];
-    assert_eq!(map.initialize(&req(&segs, &[])), Ok(base));
-    // The JIT'd code writes into its data page, past the content.
-    host.poke(base + P + P / 2, &[7; 8]);
+    first_region(&host, &map, base);
 
     host.clear_log();
     map.deinitialize(base).unwrap();
@@ -64,10 +74,7 @@ fn lazy_resets_what_was_written<S: Storage>() {
 
     // Shorter code at the same place: zeros over the rest of the old code only.
     let (code, data) = (pattern(32, 3), pattern(8, 4));
-    let segs = [
-        Segment::new(Prot::READ_EXEC, base, 32, &code),
-        Segment::new(Prot::READ_WRITE, base + P, P, &data),
-    ];
+    let segs = code_and_data(base, &code, &data);
     host.clear_log();
     assert_eq!(map.initialize(&req(&segs, &[])), Ok(base));
     assert_eq!(fills(&host), [(base + 32, 32, false)]);
@@ -92,21 +99,12 @@ fn eager_zero_fills_what_was_written<S: Storage>() {
     let host = Fixture::new(P);
     let map: Map<'_, S> = JitMap::with_config(&*host, retain());
     let base = map.reserve(4 * P).unwrap();
-    let (code, data) = (pattern(64, 1), pattern(16, 2));
-    let segs = [
-        Segment::new(Prot::READ_EXEC, base, 64, &code),
-        Segment::new(Prot::READ_WRITE, base + P, P, &data),
-    ];
-    assert_eq!(map.initialize(&req(&segs, &[])), Ok(base));
-    host.poke(base + P + P / 2, &[7; 8]);
+    first_region(&host, &map, base);
     map.deinitialize(base).unwrap();
     assert!(reads(&host, base + P + P / 2, 8, 7), "kept, not reset");
 
     let (code, data) = (pattern(16, 3), pattern(8, 4));
-    let segs = [
-        Segment::new(Prot::READ_EXEC, base, 16, &code),
-        Segment::new(Prot::READ_WRITE, base + P, P, &data),
-    ];
+    let segs = code_and_data(base, &code, &data);
     host.clear_log();
     assert_eq!(map.initialize(&req(&segs, &[])), Ok(base));
     assert_eq!(
