@@ -166,10 +166,17 @@ impl DualMappedHost {
     /// The alias address of the execution address `addr`, if it lies in a slab of this host:
     /// where a caller writes in place into pages the map leaves at any protection.
     #[must_use]
+    #[inline]
     pub fn alias_address(&self, addr: usize) -> Option<usize> {
-        if let Some(alias) = self.aliases.alias_address(addr) {
-            return Some(alias);
-        }
+        self.aliases
+            .alias_address(addr)
+            .or_else(|| self.alias_address_in_table(addr))
+    }
+
+    /// [`alias_address`](Self::alias_address) for a slab the cache does not hold: under the
+    /// read lock, out of the hot path.
+    #[cold]
+    fn alias_address_in_table(&self, addr: usize) -> Option<usize> {
         let slabs = self.read_slabs();
         let (base, slab) = slabs.range(..=addr).next_back()?;
         (addr < base + slab.size).then(|| slab.alias + (addr - base))
@@ -183,15 +190,14 @@ impl DualMappedHost {
         self.slabs.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The alias address of execution address `addr`, from the cache if it holds the slab.
+    /// [`alias_address`](Self::alias_address) of an address the map passed.
     ///
     /// # Panics
     ///
     /// If `addr` is in no slab of this host: the map only passes addresses of live slabs.
     fn alias(&self, addr: usize) -> usize {
-        self.aliases
-            .alias_address(addr)
-            .unwrap_or_else(|| self.translate(addr, |alias, _, _| alias))
+        self.alias_address(addr)
+            .unwrap_or_else(|| panic!("{addr:#x} is in no slab of this host"))
     }
 
     /// The alias address of execution address `addr`, with the file and its offset there.

@@ -419,8 +419,8 @@ impl<S: Storage> State<S> {
 
     /// Makes an `Initializing` region `Live` with its dealloc actions, and frees its
     /// Finalize-lifetime pages if it has any (`has_finalize`; already reset by the caller, each
-    /// span's pages left at `freed(span)`: protection, end of the old bytes), except executable ones when the host cannot reuse
-    /// them: those are quarantined.
+    /// span's pages left at `freed(span)`: protection, end of the old bytes), except
+    /// executable ones when the host cannot reuse them: those are quarantined.
     pub(crate) fn commit(
         &mut self,
         id: RegionId,

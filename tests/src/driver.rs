@@ -743,8 +743,8 @@ impl Probe for Recording<'_> {
                 pages.dedup();
             }
         }
-        // Protections, and whole pages reading zero (or trap bytes and zeros) where they must: a page
-        // that is free and not stale (fresh from reserve, freed while discarding, or freed on
+        // Protections, and whole pages reading zero (or trap bytes and zeros) where they must: a
+        // page that is free and not stale (fresh from reserve, freed while discarding, or freed on
         // an alias host). Contiguous such pages are read together, up to 4 KiB at a time
         // (small reads keep the allocator's, and under ASan its quarantine's, memory warm).
         let mut zero_run: Option<(usize, usize, u8)> = None;
