@@ -78,7 +78,9 @@ impl<T, I: Id, Tab: Table<Entry<T>>> Arena<T, I, Tab> {
         extra <= self.holes || self.entries.make_room(extra - self.holes)
     }
 
-    /// Stores `value`; `None` if the arena is full.
+    /// Stores `value`; `None` if the arena is full. Inlined so that a large record is built
+    /// in place rather than copied in.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> Option<I> {
         if let Some(index) = self.free {
             let entry = &mut self.entries.items_mut()[index as usize];

@@ -630,8 +630,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // Runs never cross a slab's end: each host call stays inside one reservation, even
         // where the kernel placed two slabs side by side.
         let mut run_slab = 0;
-        // Each entry holds its next span (the first one came with `retire`): take the lowest,
-        // and fetch the one after it unless it was certainly the last.
+        // Each entry holds its next span (the first one came with `retire`, the others follow
+        // the region's chain): take the lowest.
         let lowest = |chunk: &[Retiring<H::Error>]| {
             if let [only] = chunk {
                 return only.next.map(|_| 0); // a single deinitialize: no merge
@@ -641,12 +641,11 @@ impl<H: Host, S: Storage> JitMap<H, S> {
             starts.min_by_key(|&(_, start)| start).map(|(e, _)| e)
         };
         while let Some(entry) = lowest(chunk) {
-            let Some(NextSpan { slab, span, last }) = chunk[entry].next.take() else {
+            let Some(NextSpan { slab, span, next }) = chunk[entry].next.take() else {
                 break;
             };
-            if !last {
-                let region = chunk[entry].region;
-                chunk[entry].next = self.with_state(|s| s.next_span_of(region, span.range.end()));
+            if let Some(start) = next {
+                chunk[entry].next = self.with_state(|s| s.span_at(slab, start.get()));
             }
             if !reset.reuse_exec && span.prot.contains(Prot::EXEC) {
                 continue; // quarantined in step 3
@@ -702,7 +701,15 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         if !retired.has_deallocs {
             return 0;
         }
-        let deallocs: Deallocs = self.with_state(|s| s.take_deallocs(retired.region));
+        self.take_and_run_deallocs(retired.region)
+    }
+
+    /// Runs the dealloc actions of `region`, which its caller retired. Kept out of line: its
+    /// room for the actions is large, and regions without any do not need it.
+    #[inline(never)]
+    fn take_and_run_deallocs(&self, region: RegionId) -> usize {
+        let mut deallocs = Deallocs::new();
+        self.with_state(|s| s.take_deallocs(region, &mut deallocs));
         run_dealloc_actions(&deallocs)
     }
 

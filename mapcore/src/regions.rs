@@ -36,15 +36,17 @@ pub(crate) enum RegionState {
 /// One region: the result of one successful initialize.
 ///
 /// Small on purpose: its pages are the span-table entries it owns (Finalize-lifetime ones
-/// only while initializing), all inside `hull`, and its dealloc actions live in a side table,
-/// so that creating and forgetting a region moves a few words, not its segments and actions.
+/// only while initializing), chained from the start of its `hull`, and its dealloc
+/// actions live in a side table, so that creating and forgetting a region moves a few words,
+/// not its segments and actions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Region {
     pub(crate) key: usize,
     pub(crate) slab: SlabId,
     pub(crate) state: RegionState,
-    /// From the start of its lowest span to the end of its highest: where to look for its
-    /// spans.
+    /// From the start of its lowest span to the end of its highest (empty if it owns no
+    /// page). Its lowest span is the head of the chain of its spans (see
+    /// [`PageSpan::next`](crate::spans::PageSpan::next)).
     pub(crate) hull: PageRange,
     /// Whether its key segment covers no page (so no span of its own starts at its key).
     pub(crate) empty_key: bool,
@@ -69,6 +71,11 @@ impl Region {
             older: None,
             newer: None,
         }
+    }
+
+    /// Where its lowest span starts, the head of the chain of its spans.
+    pub(crate) fn first_span(&self) -> Option<usize> {
+        (!self.hull.is_empty()).then(|| self.hull.start())
     }
 
     /// Whether it has an entry in the dealloc-action table.
@@ -170,6 +177,12 @@ impl<S: Storage> Regions<S> {
         Some(removed)
     }
 
+    /// Every region, with its id.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (RegionId, &Region)> {
+        self.records.iter()
+    }
+
     /// The region `id`.
     pub(crate) fn get(&self, id: RegionId) -> Option<&Region> {
         self.records.get(id)
@@ -195,13 +208,26 @@ impl<S: Storage> Regions<S> {
         self.deallocs.get_mut(entry)
     }
 
-    /// Takes the dealloc actions of region `id` out of the table (none if it has none).
-    pub(crate) fn take_deallocs(&mut self, id: RegionId) -> Deallocs {
-        self.records
-            .get_mut(id)
-            .and_then(|region| region.deallocs.take())
-            .and_then(|entry| self.deallocs.remove(entry))
-            .unwrap_or_default()
+    /// Moves the dealloc actions of region `id` out of the table into `into` (nothing if it
+    /// has none). Only the actions are copied: moving the whole entry would copy room for
+    /// `MAX_ACTION_PAIRS` of them, twice.
+    pub(crate) fn take_deallocs(&mut self, id: RegionId, into: &mut Deallocs) {
+        let Some(entry) = self.records.get_mut(id).and_then(|r| r.deallocs.take()) else {
+            return;
+        };
+        if let Some(kept) = self.deallocs.get(entry) {
+            // Both hold at most MAX_ACTION_PAIRS actions.
+            let copied = into.extend_from_slice(kept);
+            debug_assert!(copied.is_ok(), "dealloc actions fit");
+        }
+        self.deallocs.free(entry);
+    }
+
+    /// Forgets the dealloc-action entry of region `id` (which ended up with none).
+    pub(crate) fn drop_deallocs(&mut self, id: RegionId) {
+        if let Some(entry) = self.records.get_mut(id).and_then(|r| r.deallocs.take()) {
+            self.deallocs.free(entry);
+        }
     }
 
     /// Checks the index, the lists and the side table against the records; returns what is

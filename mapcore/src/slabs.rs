@@ -168,7 +168,7 @@ impl<S: Storage> Slabs<S> {
 
     /// The lowest slab that [admits](Slab::admits) a segment at `addr`: with `empty`, a
     /// slab ending exactly at `addr` comes before one starting there.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admitting(&self, addr: usize, empty: bool) -> Option<SlabId> {
         // Slabs do not overlap, so the last slab found is the answer whenever it admits a
         // non-empty segment (an empty one at a slab's end may belong to the slab before).

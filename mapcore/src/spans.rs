@@ -12,6 +12,8 @@
 //! that freeing and reusing small code resets and zero-fills the bytes it wrote, not its whole
 //! pages. Free pages without an entry may hold old bytes anywhere their slab ever claimed.
 
+use core::num::NonZeroUsize;
+
 use crate::addr::PageRange;
 use crate::ordered::OrderedMap;
 use crate::plan::Span;
@@ -46,15 +48,25 @@ pub(crate) struct Survey {
     pub(crate) dirty_end: usize,
 }
 
-/// Pages in use: one segment of a region, or quarantined pages.
+/// Pages in use (one segment of a region, or quarantined pages), or free pages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PageSpan {
     /// The pages and what their segment wants for them.
     pub(crate) span: Span,
     pub(crate) owner: Owner,
+    /// For a span a region owns: where the region's next span starts (in address order), if
+    /// it has one. A region's spans form this chain from its first one, so that visiting
+    /// them takes one exact lookup a span, however many other entries lie between them.
+    /// Never zero: it lies above this span's start.
+    pub(crate) next: Option<NonZeroUsize>,
 }
 
 impl PageSpan {
+    /// Where the next span of the region owning this one starts, if it has one.
+    pub(crate) fn next(&self) -> Option<usize> {
+        self.next.map(NonZeroUsize::get)
+    }
+
     fn start(&self) -> usize {
         self.span.range.start()
     }
@@ -110,12 +122,15 @@ impl<S: Storage> Spans<S> {
         extra == 0 || self.by_start.make_room(extra)
     }
 
-    /// Records `span` for `owner` over pages that are free: free entries it covers are cut
-    /// back or removed. `false` only if no room was made.
+    /// Records `span` for `owner` over pages that are free, followed by the owner's span at
+    /// `next`: free entries it covers are cut back or removed. `false` only if no room was
+    /// made.
     #[inline]
-    pub(crate) fn take(&mut self, span: Span, owner: Owner) -> bool {
+    pub(crate) fn take(&mut self, span: Span, owner: Owner, next: Option<usize>) -> bool {
         let (start, end) = (span.range.start(), span.range.end());
-        let entry = PageSpan { span, owner };
+        debug_assert!(next.is_none_or(|n| n > start), "chains go up");
+        let next = next.and_then(NonZeroUsize::new);
+        let entry = PageSpan { span, owner, next };
         // The same pages freed before: one entry, changed in place.
         if let Some(free) = self.by_start.get_mut(&start) {
             if free.owner == Owner::Free && free.span.range.end() == end {
@@ -149,6 +164,7 @@ impl<S: Storage> Spans<S> {
         let entry = PageSpan {
             span,
             owner: Owner::Free,
+            next: None,
         };
         self.by_start.insert(span.range.start(), entry).is_ok()
     }
@@ -171,7 +187,20 @@ impl<S: Storage> Spans<S> {
             }
             None => entry.owner = Owner::Quarantined,
         }
+        entry.next = None;
         Some(before)
+    }
+
+    /// Makes the owned span starting at `start` the last of its owner's chain, or followed
+    /// by the one at `next`.
+    pub(crate) fn set_next(&mut self, start: usize, next: Option<usize>) {
+        if let Some(entry) = self.by_start.get_mut(&start) {
+            debug_assert!(
+                matches!(entry.owner, Owner::Region(_)),
+                "chains link owned spans"
+            );
+            entry.next = next.and_then(NonZeroUsize::new);
+        }
     }
 
     /// The span starting at `addr`.
@@ -192,11 +221,6 @@ impl<S: Storage> Spans<S> {
             .filter(|(_, entry)| entry.span.range.contains(addr))
             .or(above)
             .map(|(_, entry)| entry)
-    }
-
-    /// The lowest span that starts at or after `addr`.
-    pub(crate) fn starting_from(&self, addr: usize) -> Option<PageSpan> {
-        self.by_start.above(&addr, true).map(|(_, entry)| entry)
     }
 
     /// The span after `span` (the next higher one).

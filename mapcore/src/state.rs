@@ -12,6 +12,8 @@
 //! - release: [`State::begin_release`] (slab `Releasing`), [`State::retire_newest_in`] until
 //!   none is left, then [`State::finish_release`].
 
+use core::num::NonZeroUsize;
+
 use crate::action::{Action, Deallocs};
 use crate::addr::PageRange;
 use crate::error::{Error, Limit};
@@ -108,8 +110,8 @@ pub(crate) struct NextSpan {
     /// The base of the region's slab.
     pub(crate) slab: usize,
     pub(crate) span: Span,
-    /// Whether it is certainly the region's last span.
-    pub(crate) last: bool,
+    /// Where the region's next span starts, if it has one (see [`State::span_at`]).
+    pub(crate) next: Option<NonZeroUsize>,
 }
 
 /// All bookkeeping of one map.
@@ -148,33 +150,17 @@ impl<S: Storage> State<S> {
         self.next_seq
     }
 
-    /// Calls `f` with every span owned by `region` that starts at or after `from`, in address
-    /// order; `f` may change the span's owner or remove it.
-    fn for_each_span_of(
+    /// Calls `f` with every span of the chain that starts at `first` (a region's spans), in
+    /// address order; `f` may change a span's owner (its link is read before).
+    fn for_each_in_chain(
         &mut self,
-        region: RegionId,
-        from: usize,
+        first: Option<usize>,
         mut f: impl FnMut(&mut Spans<S>, PageSpan),
     ) {
-        let Some(hull) = self.regions.get(region).map(|r| r.hull) else {
-            return;
-        };
-        // The region's spans start at or after its hull's start; the one ending at the hull's
-        // end is its last.
-        if from >= hull.end() {
-            return;
-        }
-        let mut cursor = self.spans.starting_from(from.max(hull.start()));
-        while let Some(entry) = cursor.filter(|e| e.span.range.start() < hull.end()) {
-            let last = entry.span.range.end() >= hull.end();
-            cursor = if last {
-                None
-            } else {
-                self.spans.next_after(&entry)
-            };
-            if entry.owner == Owner::Region(region) {
-                f(&mut self.spans, entry);
-            }
+        let mut at = first;
+        while let Some(entry) = at.and_then(|start| self.spans.starting_at(start)) {
+            at = entry.next();
+            f(&mut self.spans, entry);
         }
     }
 
@@ -406,8 +392,10 @@ impl<S: Storage> State<S> {
             unreachable!("place made room for the region");
         };
         slab.newest_region = Some(id);
-        for span in placement.spans {
-            let taken = self.spans.take(*span, Owner::Region(id));
+        // Chained in address order: the plan's spans are sorted.
+        for (index, span) in placement.spans.iter().enumerate() {
+            let next = placement.spans.get(index + 1).map(|s| s.range.start());
+            let taken = self.spans.take(*span, Owner::Region(id), next);
             debug_assert!(taken, "place made room for the spans");
         }
         Claim {
@@ -434,9 +422,10 @@ impl<S: Storage> State<S> {
             return;
         };
         region.state = RegionState::Live;
+        let chain = region.first_span();
         if deallocs.is_empty() {
             if region.has_deallocs() {
-                self.regions.take_deallocs(id);
+                self.regions.drop_deallocs(id);
             }
         } else if let Some(kept) = self.regions.deallocs_mut(id) {
             // Both hold at most MAX_ACTION_PAIRS actions.
@@ -446,15 +435,31 @@ impl<S: Storage> State<S> {
         if !has_finalize {
             return;
         }
-        self.for_each_span_of(id, 0, |spans, entry| {
-            let span = entry.span;
-            if span.lifetime != Lifetime::Finalize {
+        // Free the Finalize-lifetime spans, relink the chain around them and shrink the hull
+        // to the spans kept, so that it starts at the chain's head again.
+        let mut hull = PageRange::default();
+        let mut kept: Option<usize> = None;
+        self.for_each_in_chain(chain, |spans, entry| {
+            let range = entry.span.range;
+            if entry.span.lifetime != Lifetime::Finalize {
+                if let Some(previous) = kept {
+                    spans.set_next(previous, Some(range.start()));
+                }
+                hull = hull.cover(&range);
+                kept = Some(range.start());
                 return;
             }
-            spans.settle(span.range.start(), |span| {
+            let start = range.start();
+            spans.settle(start, |span| {
                 (reuse_exec || !span.prot.contains(Prot::EXEC)).then(|| freed(span))
             });
         });
+        if let Some(last) = kept {
+            self.spans.set_next(last, None);
+        }
+        if let Some(region) = self.regions.get_mut(id) {
+            region.hull = hull;
+        }
     }
 
     // ---- deinitialize ----
@@ -487,32 +492,37 @@ impl<S: Storage> State<S> {
         };
         // A slab being released retires its regions itself, and must not be unmapped while
         // another thread still resets pages in it.
-        let Some((hull, slab)) = self.regions.get(id).map(|r| (r.hull, r.slab)) else {
+        let Some(region) = self.regions.get_mut(id) else {
             return Err(Error::Busy { addr: key });
         };
-        let live = self.slabs.get(slab).filter(|s| s.state == SlabState::Live);
+        let live = self
+            .slabs
+            .get(region.slab)
+            .filter(|s| s.state == SlabState::Live);
         let Some(slab_base) = live.map(|s| s.base) else {
             return Err(Error::Busy { addr: key });
         };
-        let mut retired = self.retire_region(id).ok_or(Error::Busy { addr: key })?;
+        let hull = region.hull;
+        let mut retired = Self::retire_region(id, region).ok_or(Error::Busy { addr: key })?;
         // Deinitialize resets the region's pages, starting with its lowest span, usually the
         // one at its key (release unmaps them instead).
         retired.first_span = match key_span {
             Some(entry) if hull.start() == key => Some(NextSpan {
                 slab: slab_base,
                 span: entry.span,
-                last: entry.span.range.end() >= hull.end(),
+                next: entry.next,
             }),
-            _ => self.next_span_of(id, 0),
+            _ if hull.is_empty() => None,
+            _ => self.span_at(slab_base, hull.start()),
         };
         Ok(retired)
     }
 
-    fn retire_region(&mut self, id: RegionId) -> Option<Retired> {
-        let region = self
-            .regions
-            .get_mut(id)
-            .filter(|r| r.state == RegionState::Live)?;
+    /// Takes `region` (`id`) out of service if it is live.
+    fn retire_region(id: RegionId, region: &mut Region) -> Option<Retired> {
+        if region.state != RegionState::Live {
+            return None;
+        }
         region.state = RegionState::Retiring;
         Some(Retired {
             region: id,
@@ -521,34 +531,26 @@ impl<S: Storage> State<S> {
         })
     }
 
-    /// Hands out the dealloc actions of a region its caller retired, or rolls back (the
-    /// actions registered so far); they are no longer recorded afterwards.
-    pub(crate) fn take_deallocs(&mut self, id: RegionId) -> Deallocs {
-        self.regions.take_deallocs(id)
+    /// Hands out the dealloc actions of a region its caller retired into `into`; they are no
+    /// longer recorded afterwards.
+    pub(crate) fn take_deallocs(&mut self, id: RegionId, into: &mut Deallocs) {
+        self.regions.take_deallocs(id, into);
     }
 
-    /// The first span of a region that starts at or after `from`.
-    pub(crate) fn next_span_of(&self, id: RegionId, from: usize) -> Option<NextSpan> {
-        let region = self.regions.get(id)?;
-        let hull = region.hull;
-        let mut cursor = self.spans.starting_from(from.max(hull.start()));
-        while let Some(entry) = cursor.filter(|e| e.span.range.start() < hull.end()) {
-            if entry.owner == Owner::Region(id) {
-                return Some(NextSpan {
-                    slab: self.slabs.get(region.slab)?.base,
-                    span: entry.span,
-                    last: entry.span.range.end() >= hull.end(),
-                });
-            }
-            cursor = self.spans.next_after(&entry);
-        }
-        None
+    /// The span starting at `start` (a link of a retired region's chain), in the slab based
+    /// at `slab`.
+    pub(crate) fn span_at(&self, slab: usize, start: usize) -> Option<NextSpan> {
+        let entry = self.spans.starting_at(start)?;
+        Some(NextSpan {
+            slab,
+            span: entry.span,
+            next: entry.next,
+        })
     }
 
     /// Removes a region that is `Initializing` (rolled back) or `Retiring` (deinitialized).
     /// Its pages become free, each span's left at `freed(span)` (protection, end of the old
-    /// bytes), except those `quarantine`
-    /// keeps recorded as quarantined.
+    /// bytes), except those `quarantine` keeps recorded as quarantined.
     pub(crate) fn forget(
         &mut self,
         id: RegionId,
@@ -559,34 +561,22 @@ impl<S: Storage> State<S> {
             debug_assert!(false, "forgot an unknown region");
             return;
         };
-        let (hull, key) = (region.hull, region.key);
-        let settled = region.state != RegionState::Initializing && !region.empty_key;
-        let free = |spans: &mut Spans<S>, start: usize| {
-            spans.settle(start, |span| {
+        // Along the region's chain: one exact lookup a span.
+        let mut at = region.first_span();
+        while let Some(start) = at {
+            let before = self.spans.settle(start, |span| {
                 let keep = match quarantine {
                     Quarantine::Nothing => false,
                     Quarantine::All => true,
                     Quarantine::Executable => span.prot.contains(Prot::EXEC),
                 };
                 (!keep).then(|| freed(span))
-            })
-        };
-        // A settled region's lowest span starts at its key (its Finalize-lifetime spans are
-        // gone): that one is freed without a search.
-        let mut from = hull.start();
-        if settled {
-            let first = free(&mut self.spans, key);
-            debug_assert!(
-                first.is_some_and(|s| s.owner == Owner::Region(id)),
-                "a settled region owns the span at its key"
-            );
-            from = first.map_or(from, |s| s.span.range.end());
-        }
-        // Most regions have one span: then there is nothing after it to search for.
-        if from < hull.end() {
-            self.for_each_span_of(id, from, |spans, entry| {
-                free(spans, entry.span.range.start());
             });
+            debug_assert!(
+                before.is_some_and(|e| e.owner == Owner::Region(id)),
+                "a region's chain holds its spans"
+            );
+            at = before.and_then(|e| e.next());
         }
         let Some(removed) = self.regions.remove(id) else {
             debug_assert!(false, "forgot an unknown region");
@@ -642,7 +632,7 @@ impl<S: Storage> State<S> {
             .regions_of(&slab)
             .find(|(_, r)| r.state == RegionState::Live)
             .map(|(id, _)| id)?;
-        self.retire_region(newest_live)
+        Self::retire_region(newest_live, self.regions.get_mut(newest_live)?)
     }
 
     /// Ends a release: forgets the slab and its quarantined pages if the host unmapped it,
@@ -724,6 +714,7 @@ impl<S: Storage> State<S> {
         // Spans and slabs both in address order: one walk over the two.
         let mut slabs = self.slabs.iter().peekable();
         let mut keyed: isize = 0;
+        let mut owned = 0;
         for page_span in self.spans.iter() {
             let range = page_span.span.range;
             while slabs.next_if(|(_, s)| s.end() <= range.start()).is_some() {}
@@ -742,7 +733,11 @@ impl<S: Storage> State<S> {
             if page_span.owner == Owner::Free && !slab_record.touched.encloses(&range) {
                 return Err("free span outside the pages its slab ever claimed");
             }
+            if page_span.owner == Owner::Free && page_span.next().is_some() {
+                return Err("a free span is chained");
+            }
             if let Owner::Region(id) = page_span.owner {
+                owned += 1;
                 let Some(region) = self.regions.get(id) else {
                     return Err("span owned by an unknown region");
                 };
@@ -760,6 +755,26 @@ impl<S: Storage> State<S> {
                     keyed += 1;
                 }
             }
+        }
+        // Each region's chain links exactly the spans it owns, in address order.
+        let mut chained = 0;
+        for (id, region) in self.regions.iter() {
+            let mut at = region.first_span();
+            let mut end = 0;
+            while let Some(start) = at {
+                let Some(entry) = self.spans.starting_at(start) else {
+                    return Err("a region's chain links a missing span");
+                };
+                if entry.owner != Owner::Region(id) || start < end {
+                    return Err("a region's chain links a span out of order or not its own");
+                }
+                chained += 1;
+                end = entry.span.range.end();
+                at = entry.next();
+            }
+        }
+        if chained != owned {
+            return Err("a region's chain misses one of its spans");
         }
         let mut listed = 0;
         for (slab_id, slab) in self.slabs.iter() {
