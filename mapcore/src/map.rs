@@ -93,6 +93,12 @@ impl Reset {
         }
     }
 
+    /// Whether freed pages are reset by overwriting their old bytes (lazily, without
+    /// discarding), which takes no host call: then there are no calls to merge either.
+    fn overwrites(self) -> bool {
+        self.lazy && !self.discard
+    }
+
     /// Whether reused pages may hold old bytes and must be zero-filled by initialize: freed
     /// pages are not discarded.
     fn zero_on_reuse(self) -> bool {
@@ -455,7 +461,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 break;
             }
         }
-        if reset.lazy && !reset.discard {
+        if reset.overwrites() {
             for span in spans.iter().filter(|s| keep(s)) {
                 self.overwrite(
                     span,
@@ -548,7 +554,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// failed discard is no error: the pages are zero-filled instead.
     pub fn deinitialize(&self, key: usize) -> Result<(), Error<H::Error>> {
         // A batch of one, without the batch's bookkeeping.
-        let retired = self.with_state(|s| s.retire(key, &[]))?;
+        let retired = self.with_state(|s| s.retire(key, |_| false))?;
         let mut entry = [self.start_retiring(0, retired)];
         self.reset_and_forget(&mut entry);
         let [entry] = entry;
@@ -597,8 +603,8 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         let mut chunk: Vec<Retiring<H::Error>, BATCH_CHUNK> = Vec::new();
         // 1. Back to front: take each region out of service and run its dealloc actions.
         for index in (start..end).rev() {
-            let retired_here: Vec<RegionId, BATCH_CHUNK> = chunk.iter().map(|e| e.region).collect();
-            match self.with_state(|s| s.retire(keys[index], &retired_here)) {
+            let retired_here = |id| chunk.iter().any(|e: &Retiring<_>| e.region == id);
+            match self.with_state(|s| s.retire(keys[index], retired_here)) {
                 Ok(retired) => {
                     let pushed = chunk.push(self.start_retiring(index, retired));
                     debug_assert!(pushed.is_ok(), "at most BATCH_CHUNK entries");
@@ -624,6 +630,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
     /// address order, merging every run of touching pages across them (a k-way merge over
     /// the regions' sorted spans, one span per step), then forgets the regions. Failures are
     /// recorded in the entries.
+    #[inline(always)] // so that a single deinitialize's known length of one folds the merge
     fn reset_and_forget(&self, chunk: &mut [Retiring<H::Error>]) {
         let reset = self.reset;
         let mut run: Option<(PageRange, bool, u32)> = None;
@@ -631,10 +638,22 @@ impl<H: Host, S: Storage> JitMap<H, S> {
         // where the kernel placed two slabs side by side.
         let mut run_slab = 0;
         // Each entry holds its next span (the first one came with `retire`, the others follow
-        // the region's chain): take the lowest.
-        let lowest = |chunk: &[Retiring<H::Error>]| {
+        // the region's chain): take the lowest. Where nothing merges (a single deinitialize,
+        // or a host that overwrites freed bytes without a call to merge), any order will do:
+        // entry by entry.
+        let merges = !reset.overwrites();
+        let mut first_pending = 0;
+        let mut lowest = |chunk: &[Retiring<H::Error>]| {
             if let [only] = chunk {
-                return only.next.map(|_| 0); // a single deinitialize: no merge
+                return only.next.map(|_| 0);
+            }
+            if !merges {
+                let pending = chunk
+                    .get(first_pending..)?
+                    .iter()
+                    .position(|r| r.next.is_some());
+                first_pending += pending?;
+                return Some(first_pending);
             }
             let pending = chunk.iter().enumerate();
             let starts = pending.filter_map(|(e, r)| r.next.map(|n| (e, n.span.range.start())));
@@ -651,7 +670,7 @@ impl<H: Host, S: Storage> JitMap<H, S> {
                 continue; // quarantined in step 3
             }
             let protect = reset.protects(span.prot, false);
-            if reset.lazy && !reset.discard {
+            if reset.overwrites() {
                 // No host call: the pages keep their protection, their bytes overwritten.
                 self.overwrite(&span, span.prot);
                 continue;

@@ -467,15 +467,14 @@ impl<S: Storage> State<S> {
     /// Takes the `Live` region keyed `key` out of service: it becomes `Retiring`, and only its
     /// retirer may take its dealloc actions, so that they can only ever run once.
     ///
-    /// `retired_here` are the regions the caller itself retired earlier in the same batch and
-    /// has not forgotten yet: for errors they count as gone already, as if the batch entries
+    /// `gone` says which regions the caller itself retired earlier in the same batch and has
+    /// not forgotten yet: for errors they count as gone already, as if the batch entries
     /// were processed one by one (a repeated key is unknown, not busy).
     pub(crate) fn retire<E>(
         &mut self,
         key: usize,
-        retired_here: &[RegionId],
+        gone: impl Fn(RegionId) -> bool,
     ) -> Result<Retired, Error<E>> {
-        let gone = |id: RegionId| retired_here.contains(&id);
         let Some((id, key_span)) = self.find_key(key).filter(|&(id, _)| !gone(id)) else {
             // Quarantined pages belong to no region: an address there is no interior address.
             let in_region = self
