@@ -446,8 +446,10 @@ impl Controller {
                             let message = String::from_utf8_lossy(message);
                             assert!(!failing.is_empty(), "unexpected failure: {message}");
                             // The reply names the first failing entries and counts the rest.
-                            let named: Vec<usize> = (0..64)
-                                .filter(|index| message.contains(&format!("(entry {index})")))
+                            let named: Vec<usize> = message
+                                .split("(entry ")
+                                .skip(1)
+                                .filter_map(|rest| rest.split_once(')')?.0.parse().ok())
                                 .collect();
                             for index in &named {
                                 assert!(failing.contains(index), "entry {index}: {message}");
